@@ -1,0 +1,35 @@
+rule download:
+    """Fetch the dataset (URL with sha256, local archive or folder) and unpack it."""
+    input:
+        download_input,
+    output:
+        directory(f"{R}/{{dataset}}/raw"),
+    log:
+        f"{R}/logs/{{dataset}}/download.log",
+    params:
+        source=download_source,
+        sha256=download_sha256,
+    script:
+        "../workflow_scripts/download.py"
+
+
+rule prepare:
+    """Parse the raw dataset into the canonical form (texts, CSR labels, label names and text)."""
+    input:
+        f"{R}/{{dataset}}/raw",
+    output:
+        train=f"{R}/{{dataset}}/prepared/train.txt",
+        test=f"{R}/{{dataset}}/prepared/test.txt",
+        Y_train=f"{R}/{{dataset}}/prepared/Y.train.npz",
+        Y_test=f"{R}/{{dataset}}/prepared/Y.test.npz",
+        label_names=f"{R}/{{dataset}}/prepared/label_names.txt",
+        label_text=f"{R}/{{dataset}}/prepared/label_text.txt",
+        meta=f"{R}/{{dataset}}/prepared/meta.json",
+    log:
+        f"{R}/logs/{{dataset}}/prepare.log",
+    params:
+        format=dataset_format,
+        encoding=dataset_encoding,
+        code=code_version("data/readers.py", "data/dataset.py"),
+    script:
+        "../workflow_scripts/prepare.py"

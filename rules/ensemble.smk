@@ -1,0 +1,15 @@
+rule ensemble:
+    """Combine the top-k lists of several models (average, rank_average or round_robin)."""
+    input:
+        ensemble_inputs,
+    output:
+        f"{R}/{{dataset}}/predictions/{{ensemble}}.npz",
+    log:
+        f"{R}/logs/{{dataset}}/ensemble.{{ensemble}}.log",
+    params:
+        method=ensemble_method,
+        members=ensemble_members,
+        top_k=CFG["ranker"]["top_k"],
+        code=code_version("ensemble.py"),
+    script:
+        "../workflow_scripts/ensemble.py"

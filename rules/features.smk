@@ -1,0 +1,34 @@
+rule tfidf:
+    """phi_tfidf: fit on the training texts, transform both splits."""
+    input:
+        train=f"{R}/{{dataset}}/prepared/train.txt",
+        test=f"{R}/{{dataset}}/prepared/test.txt",
+    output:
+        X_train=f"{R}/{{dataset}}/tfidf/X.train.npz",
+        X_test=f"{R}/{{dataset}}/tfidf/X.test.npz",
+        vectorizer=f"{R}/{{dataset}}/tfidf/vectorizer.pkl",
+    log:
+        f"{R}/logs/{{dataset}}/tfidf.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/tfidf.tsv"
+    params:
+        tfidf=CFG["tfidf"],
+        code=code_version("features.py"),
+    script:
+        "../workflow_scripts/tfidf.py"
+
+
+rule tokenize:
+    """Token ids of one split for one encoder (its own tokenizer and max length)."""
+    input:
+        f"{R}/{{dataset}}/prepared/{{split}}.txt",
+    output:
+        f"{R}/{{dataset}}/tokens/{{encoder}}/{{split}}.npz",
+    log:
+        f"{R}/logs/{{dataset}}/tokenize.{{encoder}}.{{split}}.log",
+    params:
+        model=encoder_model,
+        max_length=encoder_max_length,
+        code=code_version("features.py", "encoders.py"),
+    script:
+        "../workflow_scripts/tokenize_texts.py"

@@ -1,0 +1,88 @@
+MATCHER = f"{R}/{{dataset}}/matcher/{{indexer}}/{{encoder}}"
+LINEAR = f"{R}/{{dataset}}/matcher/{{indexer}}/linear"
+
+
+rule train_matcher:
+    """Fine-tune an encoder on instance->cluster targets M = YC with the squared hinge loss."""
+    input:
+        tokens=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
+        Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
+        C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
+    output:
+        directory(f"{MATCHER}/model"),
+    log:
+        f"{R}/logs/{{dataset}}/train_matcher.{{indexer}}.{{encoder}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/train_matcher.{{indexer}}.{{encoder}}.tsv"
+    params:
+        model=encoder_model,
+        matcher=matcher_params,
+        code=code_version("matcher/transformer.py"),
+    threads: workflow.cores
+    resources:
+        gpu=CFG["resources"]["matcher_gpus"],
+    script:
+        "../workflow_scripts/train_matcher.py"
+
+
+rule predict_matcher:
+    """Top-b clusters and phi_neural embeddings for both splits."""
+    input:
+        model=f"{MATCHER}/model",
+        tokens_train=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
+        tokens_test=f"{R}/{{dataset}}/tokens/{{encoder}}/test.npz",
+    output:
+        topb_train=f"{MATCHER}/topb.train.npz",
+        topb_test=f"{MATCHER}/topb.test.npz",
+        emb_train=f"{MATCHER}/emb.train.npy",
+        emb_test=f"{MATCHER}/emb.test.npy",
+    log:
+        f"{R}/logs/{{dataset}}/predict_matcher.{{indexer}}.{{encoder}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/predict_matcher.{{indexer}}.{{encoder}}.tsv"
+    params:
+        top_b=matcher_top_b,
+        matcher=matcher_params,
+        code=code_version("matcher/transformer.py"),
+    threads: workflow.cores
+    resources:
+        gpu=CFG["resources"]["matcher_gpus"],
+    script:
+        "../workflow_scripts/predict_matcher.py"
+
+
+rule train_linear_matcher:
+    """phi_tfidf + linear baseline: one-vs-all linear models over the K clusters on TF-IDF."""
+    input:
+        X=f"{R}/{{dataset}}/tfidf/X.train.npz",
+        Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
+        C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
+    output:
+        f"{LINEAR}/model.npz",
+    log:
+        f"{R}/logs/{{dataset}}/train_matcher.{{indexer}}.linear.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/train_matcher.{{indexer}}.linear.tsv"
+    params:
+        C=CFG["linear_baseline"]["C"],
+        threshold=CFG["linear_baseline"]["threshold"],
+        code=code_version("matcher/linear.py", "linear.py"),
+    script:
+        "../workflow_scripts/train_linear_matcher.py"
+
+
+rule predict_linear_matcher:
+    input:
+        model=f"{LINEAR}/model.npz",
+        X_train=f"{R}/{{dataset}}/tfidf/X.train.npz",
+        X_test=f"{R}/{{dataset}}/tfidf/X.test.npz",
+    output:
+        topb_train=f"{LINEAR}/topb.train.npz",
+        topb_test=f"{LINEAR}/topb.test.npz",
+    log:
+        f"{R}/logs/{{dataset}}/predict_matcher.{{indexer}}.linear.log",
+    params:
+        top_b=baseline_top_b,
+        code=code_version("matcher/linear.py", "linear.py"),
+    script:
+        "../workflow_scripts/predict_linear_matcher.py"

@@ -1,0 +1,66 @@
+"""The config schema and the model grid that the Snakefile expands."""
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from xmc import config as xc
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_expands_to_the_issue_grid():
+    jsonschema.validate(DEFAULT, SCHEMA)
+    cfg = xc.resolve(DEFAULT)
+    names = [m.name for m in xc.models(cfg)]
+    assert "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop" in names
+    assert "pifa-tfidf.linear.tfidf.tfn+man.noop" in names  # the phi_tfidf + linear baseline
+    assert {m.indexer for m in xc.transformer_models(cfg)} == {"pifa-tfidf", "text-emb", "pifa-neural"}
+    assert xc.ensemble_members(cfg, "x-transformer") == [m.name for m in xc.transformer_models(cfg)]
+
+
+@pytest.mark.parametrize("path, value", [
+    (("tfidf", "ngram_rnage"), [1, 2]),              # unknown key
+    (("matcher", "learning_rate"), -1e-5),          # negative learning rate
+    (("ranker", "negatives"), ["random"]),          # unknown negative sampling
+    (("ensembles", "x-transformer", "method"), "vote"),
+])
+def test_schema_rejects_bad_values(path, value):
+    cfg = copy.deepcopy(DEFAULT)
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(cfg, SCHEMA)
+
+
+def test_cross_references_are_checked():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["ensembles"]["x-transformer"]["models"] = ["no-such-model"]
+    with pytest.raises(xc.ConfigError, match="no-such-model"):
+        xc.resolve(cfg)
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["matchers"] = ["bert"]
+    with pytest.raises(xc.ConfigError, match="bert"):
+        xc.resolve(cfg)
+
+
+def test_matcher_params_layering():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["datasets"]["eurlex57k-sample"]["matcher"] = {"max_steps": 7, "batch_size": 4}
+    cfg["encoders"]["minilm"]["matcher"] = {"batch_size": 2}
+    params = xc.matcher_params(xc.resolve(cfg), "eurlex57k-sample", "minilm")
+    assert params["max_steps"] == 7 and params["batch_size"] == 2
+    assert params["learning_rate"] == DEFAULT["matcher"]["learning_rate"]
+
+
+def test_model_name_round_trip():
+    m = xc.Model("text-emb", "minilm", "tfidf+neural", "tfn+man", "l3-hinge")
+    assert xc.Model.parse(m.name) == m
+    with pytest.raises(xc.ConfigError):
+        xc.Model.parse("a.b.c")

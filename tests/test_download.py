@@ -1,0 +1,208 @@
+"""xmc.data.download: fetch from file:// URLs, local archives and folders; checksums; safety."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from xmc.data.download import fetch, sha256_of
+
+FILES = {"ds/a.txt": b"alpha\n", "ds/sub/b.txt": os.urandom(4096), "ds/c.json": b'{"x": 1}'}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _make_tar(path: Path, files: dict[str, bytes], mode: str = "w:gz") -> Path:
+    with tarfile.open(path, mode) as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _make_zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _no_leftovers(parent: Path) -> list[str]:
+    """Temporary files/folders fetch may have left next to dest."""
+    return [p.name for p in parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture
+def archives(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    return {"zip": _make_zip(src / "data.zip", FILES), "tar.gz": _make_tar(src / "data.tar.gz", FILES)}
+
+
+def test_sha256_of_matches_hashlib(tmp_path):
+    p = tmp_path / "f.bin"
+    data = os.urandom(3 * (1 << 20) + 17)  # spans several read chunks
+    p.write_bytes(data)
+    assert sha256_of(p) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_file_url_with_correct_sha256(archives, tmp_path, kind):
+    archive = archives[kind]
+    dest = tmp_path / "out" / "raw"
+    got = fetch(archive.as_uri(), dest, sha256=sha256_of(archive).upper())  # case-insensitive
+    assert got == dest
+    assert _tree(dest) == FILES
+    assert _no_leftovers(dest.parent) == []
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_file_url_with_wrong_sha256(archives, tmp_path, kind):
+    archive = archives[kind]
+    dest = tmp_path / "out" / "raw"
+    wrong = "0" * 64
+    with pytest.raises(ValueError) as e:
+        fetch(archive.as_uri(), dest, sha256=wrong)
+    msg = str(e.value)
+    assert wrong in msg and sha256_of(archive) in msg and archive.as_uri() in msg
+    assert not dest.exists()
+    assert _no_leftovers(dest.parent) == []
+
+
+def test_file_url_without_sha256_is_allowed(archives, tmp_path):
+    dest = fetch(archives["zip"].as_uri(), tmp_path / "raw")
+    assert _tree(dest) == FILES
+
+
+def test_http_requires_sha256(tmp_path):
+    with pytest.raises(ValueError, match="sha256 is required"):
+        fetch("https://example.org/data.tar.gz", tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize("bad", ["abc", "g" * 64, "0" * 63])
+def test_malformed_sha256(archives, tmp_path, bad):
+    with pytest.raises(ValueError, match="64 hexadecimal"):
+        fetch(archives["zip"], tmp_path / "raw", sha256=bad)
+
+
+def test_unsupported_scheme_and_missing_source(tmp_path):
+    with pytest.raises(ValueError, match="scheme 'ftp'"):
+        fetch("ftp://example.org/x.zip", tmp_path / "raw", sha256="0" * 64)
+    with pytest.raises(ValueError, match="does not exist"):
+        fetch(str(tmp_path / "nope.tar.gz"), tmp_path / "raw")
+
+
+@pytest.mark.parametrize("suffix,mode", [(".tar", "w"), (".tgz", "w:gz"), (".tar.bz2", "w:bz2"),
+                                         (".tar.xz", "w:xz")])
+def test_local_tar_variants(tmp_path, suffix, mode):
+    archive = _make_tar(tmp_path / f"data{suffix}", FILES, mode)
+    dest = fetch(str(archive), tmp_path / "raw", sha256=sha256_of(archive))
+    assert _tree(dest) == FILES
+
+
+def test_unknown_suffix_is_sniffed(tmp_path):
+    archive = _make_zip(tmp_path / "download", FILES)
+    assert _tree(fetch(archive, tmp_path / "raw")) == FILES
+
+
+def test_existing_dest_is_replaced(archives, tmp_path):
+    dest = tmp_path / "raw"
+    (dest / "old").mkdir(parents=True)
+    (dest / "old" / "stale.txt").write_text("stale")
+    fetch(archives["tar.gz"], dest)
+    assert _tree(dest) == FILES
+
+
+def test_local_folder_is_copied(tmp_path):
+    src = tmp_path / "folder"
+    for name, data in FILES.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    dest = fetch(str(src), tmp_path / "out" / "raw")
+    assert not dest.is_symlink() and _tree(dest) == FILES
+    (src / "ds" / "a.txt").write_bytes(b"changed")  # a copy: later changes to the source do not leak
+    assert (dest / "ds" / "a.txt").read_bytes() == b"alpha\n"
+    # Also as a file:// URL; a checksum makes no sense for a folder.
+    assert _tree(fetch(src.as_uri(), tmp_path / "raw2")) == _tree(src)
+    with pytest.raises(ValueError, match="folder"):
+        fetch(str(src), tmp_path / "raw3", sha256="0" * 64)
+
+
+@pytest.mark.parametrize("name", ["junk.tar.gz", "junk.zip", "junk.tar.xz"])
+def test_garbage_archive(tmp_path, name):
+    archive = tmp_path / name
+    archive.write_bytes(b"this is not an archive at all" * 10)
+    with pytest.raises(ValueError, match=name):
+        fetch(archive.as_uri(), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_truncated_archive(archives, tmp_path, kind):
+    data = archives[kind].read_bytes()
+    cut = tmp_path / f"cut.{kind}"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut\." + kind.replace(".", r"\.")):
+        fetch(str(cut), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+    assert _no_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "ds/../../evil.txt", "/tmp/evil-abs.txt"])
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_members_escaping_dest_are_rejected(tmp_path, member, kind):
+    files = {"ds/ok.txt": b"ok", member: b"evil"}
+    archive = (_make_zip if kind == "zip" else _make_tar)(tmp_path / f"evil.{kind}", files)
+    dest = tmp_path / "out" / "raw"
+    with pytest.raises(ValueError, match="evil"):
+        fetch(str(archive), dest)
+    assert not dest.exists()
+    assert not (tmp_path / "out" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_symlink_escaping_dest_is_rejected(tmp_path):
+    archive = tmp_path / "link.tar"
+    with tarfile.open(archive, "w") as tf:
+        info = tarfile.TarInfo("ds/link")
+        info.type, info.linkname = tarfile.SYMTYPE, "../../outside"
+        tf.addfile(info)
+    with pytest.raises(ValueError, match="outside the destination"):
+        fetch(str(archive), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
+def test_http_download_from_local_server(archives, tmp_path):
+    """The http path end to end, served from 127.0.0.1 (no outside network)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(archives["zip"].parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/data.tar.gz"
+        dest = fetch(url, tmp_path / "raw", sha256=sha256_of(archives["tar.gz"]))
+        assert _tree(dest) == FILES
+        with pytest.raises(ValueError, match="sha256 mismatch"):
+            fetch(url, tmp_path / "raw2", sha256="f" * 64)
+        assert not (tmp_path / "raw2").exists()
+        with pytest.raises(ValueError, match="cannot download"):
+            fetch(url.replace("data.tar.gz", "missing.tar.gz"), tmp_path / "raw3", sha256="f" * 64)
+    finally:
+        server.shutdown()
+        server.server_close()

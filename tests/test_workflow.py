@@ -1,0 +1,129 @@
+"""The whole workflow, end to end through Snakemake, on a tiny slice of the embedded sample with a
+tiny random BERT; then the dry-run plans that prove incremental reruns."""
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tiny_models import make_tiny_encoder
+from xmc.data.download import fetch
+from xmc.data.readers import read_eurlex57k
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "eurlex57k-sample" / "eurlex57k-sample.tar.gz"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=workdir)
+
+
+def planned_jobs(workdir: Path, configfile: Path) -> dict[str, int]:
+    """Rule -> job count of a dry run (Snakemake's 'Job stats' table)."""
+    out = snakemake(workdir, configfile, "-n")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    stats = text.split("Job stats:", 1)[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)
+            if m.group(1) != "total"}
+
+
+def write_attentionxml(dataset, folder: Path, n_train: int, n_test: int) -> None:
+    """A slice of the sample in the AttentionXML text form (so the workflow test covers that reader)."""
+    folder.mkdir(parents=True)
+    for split, texts, Y, n in (("train", dataset.train_texts, dataset.Y_train, n_train),
+                               ("test", dataset.test_texts, dataset.Y_test, n_test)):
+        (folder / f"{split}_texts.txt").write_text("\n".join(texts[:n]) + "\n", encoding="utf-8")
+        labels = [" ".join(dataset.label_names[j] for j in Y[i].indices) for i in range(n)]
+        (folder / f"{split}_labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("workflow")
+    raw = root / "sample"
+    fetch(str(SAMPLE), raw)
+    write_attentionxml(read_eurlex57k(raw), root / "tiny-data", n_train=240, n_test=80)
+    encoder = make_tiny_encoder("bert", root / "tiny-bert")
+    config = {
+        "seed": 0,
+        "datasets": {"tiny": {"source": str(root / "tiny-data"), "format": "attentionxml"}},
+        "encoders": {"tiny-bert": {"model": str(encoder), "max_length": 32}},
+        "matchers": ["tiny-bert"],
+        "indexers": ["pifa-tfidf", "text-emb", "pifa-neural"],
+        "tfidf": {"min_df": 1, "max_features": 20000},
+        "indexing": {"n_clusters": 8},
+        "text_emb": {"encoder": "tiny-bert", "max_length": 16},
+        "matcher": {"max_steps": 12, "warmup_steps": 2, "batch_size": 8, "learning_rate": 1e-3, "top_b": 3},
+        "ranker": {"inputs": ["tfidf", "tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop", "l3-hinge"]},
+        "ensembles": {"ens": {"method": "rank_average", "models": ["all"]}},
+    }
+    configfile = root / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    work = root / "run"
+    work.mkdir()
+    out = snakemake(work, configfile)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-8000:]
+    return root, work, config, configfile
+
+
+def test_end_to_end_results_table(tiny_run):
+    _, work, config, _ = tiny_run
+    table = pd.read_csv(work / "results" / "tables" / "results.csv", keep_default_na=False)
+    expected = {f"{ix}.tiny-bert.{inp}.tfn+man.{comb}"
+                for ix in config["indexers"] for inp in ("tfidf", "tfidf+neural") for comb in ("noop", "l3-hinge")}
+    expected |= {"pifa-tfidf.linear.tfidf.tfn+man.noop", "ens"}
+    assert set(table["model"]) == expected
+    assert list(table.columns) == ["dataset", "model", "indexer", "matcher", "ranker_input", "negatives",
+                                   "combine", "ensemble", "P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
+    assert table.loc[table.model == "ens", "ensemble"].item() == "rank_average"
+    for _, row in table.iterrows():
+        assert 0 <= row["P@5"] <= row["P@1"] * 5 and 0 < row["P@1"] <= 100
+        assert row["R@1"] <= row["R@3"] <= row["R@5"] <= 100
+    assert (work / "results" / "tables" / "results.md").read_text().count("\n") == len(table) + 2
+    # Every job logged, and nothing half-written was left behind.
+    logs = list((work / "results" / "logs").rglob("*.log"))
+    assert len(logs) >= 20
+    assert not list((work / "results").rglob(".*.tmp*"))
+
+
+def test_nothing_to_do_after_a_run(tiny_run):
+    _, work, _, configfile = tiny_run
+    assert planned_jobs(work, configfile) == {}
+
+
+def test_ranker_change_reruns_only_rankers_onward(tiny_run):
+    root, work, config, _ = tiny_run
+    changed = copy.deepcopy(config)
+    changed["ranker"]["C"] = 0.5
+    configfile = root / "ranker-changed.yaml"
+    configfile.write_text(yaml.safe_dump(changed))
+    plan = planned_jobs(work, configfile)
+    assert set(plan) == {"train_ranker", "predict_ranker", "ensemble", "evaluate", "tables", "all"}
+    # 3 indexers x 2 inputs, plus the baseline's ranker (its linear matcher has its own C and stays)
+    assert plan["train_ranker"] == 7
+
+
+def test_encoder_change_reruns_its_matchers_onward(tiny_run):
+    root, work, config, _ = tiny_run
+    changed = copy.deepcopy(config)
+    other = root / "tiny-bert-copy"
+    shutil.copytree(changed["encoders"]["tiny-bert"]["model"], other)
+    changed["encoders"]["tiny-bert"]["model"] = str(other)
+    configfile = root / "encoder-changed.yaml"
+    configfile.write_text(yaml.safe_dump(changed))
+    plan = planned_jobs(work, configfile)
+    assert plan["train_matcher"] == 3 and plan["predict_matcher"] == 3
+    assert {"download", "prepare", "tfidf", "label_repr_pifa_tfidf", "train_linear_matcher",
+            "predict_linear_matcher"}.isdisjoint(plan)

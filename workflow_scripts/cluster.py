@@ -1,0 +1,24 @@
+import numpy as np
+import scipy.sparse as sp
+
+from xmc.indexing import BalancedKMeans, default_n_clusters
+from xmc.io import save_csr
+from xmc.runlog import start
+
+log = start(snakemake.log[0], "cluster")
+path = snakemake.input[0]
+with np.load(path, allow_pickle=False) as f:
+    Z = f["Z"] if "Z" in f.files else None
+if Z is None:
+    Z = sp.load_npz(path).tocsr()
+n_labels = Z.shape[0]
+K = snakemake.params.n_clusters or default_n_clusters(n_labels)
+if K > n_labels:
+    raise ValueError(f"n_clusters (K) = {K} is larger than the number of labels ({n_labels}) of "
+                     f"{snakemake.wildcards.dataset}")
+log.info("clustering %d labels into K=%d clusters (%s)", n_labels, K,
+         "from config" if snakemake.params.n_clusters else "depth rule")
+model = BalancedKMeans(n_clusters=K, max_iter=snakemake.params.max_iter, seed=snakemake.params.seed).fit(Z)
+sizes = np.bincount(model.assignment_, minlength=K)
+log.info("cluster sizes: min %d, max %d", sizes.min(), sizes.max())
+save_csr(snakemake.output[0], model.C_)

@@ -1,0 +1,10 @@
+from xmc.io import load_csr, save_json
+from xmc.metrics import precision_recall_at_k
+from xmc.runlog import start
+
+log = start(snakemake.log[0], "evaluate")
+scores = precision_recall_at_k(load_csr(snakemake.input.pred), load_csr(snakemake.input.Y), ks=(1, 3, 5))
+log.info("%s: %s", snakemake.wildcards.model, scores)
+row = {"dataset": snakemake.wildcards.dataset, "model": snakemake.wildcards.model,
+       **snakemake.params.description, **scores}
+save_json(snakemake.output[0], row)

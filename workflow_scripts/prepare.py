@@ -1,0 +1,11 @@
+from pathlib import Path
+
+from xmc.data.readers import READERS
+from xmc.runlog import start
+
+log = start(snakemake.log[0], "prepare")
+reader = READERS[snakemake.params.format]
+dataset = reader(Path(snakemake.input[0]), encoding=snakemake.params.encoding)
+dataset.save(Path(snakemake.output.meta).parent)
+log.info("%d train / %d test texts, %d labels", len(dataset.train_texts), len(dataset.test_texts),
+         len(dataset.label_names))

@@ -1,0 +1,9 @@
+"""xmc: the library behind the X-Transformer workflow (Chang et al., KDD 2020).
+
+Stages, one module each: ``xmc.data`` (download, readers, canonical form), ``xmc.features``
+(TF-IDF, tokenization), ``xmc.label_repr`` (PIFA, text embeddings), ``xmc.indexing``
+(balanced spherical k-means), ``xmc.matcher`` (transformer and linear matchers),
+``xmc.ranker`` (one-vs-all rankers, TFN/MAN negatives), ``xmc.ensemble``, ``xmc.metrics``.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,139 @@
+"""Workflow configuration: defaults, cross-field checks and the model grid.
+
+The JSON schema (config/schema.yaml) checks each value on its own; this module checks what a schema
+cannot (names that must refer to each other) and expands the grid of models a dataset produces, so
+that the Snakefile and the tests share one definition of it.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+INDEXERS = ("pifa-tfidf", "text-emb", "pifa-neural")
+RANKER_INPUTS = ("tfidf", "tfidf+neural")
+NEGATIVES = ("tfn", "man", "tfn+man")
+COMBINE = ("noop", "sigmoid", "l2-hinge", "l3-hinge")
+LINEAR_MATCHER = "linear"
+
+DEFAULTS = {
+    "seed": 0,
+    "tfidf": {"ngram_range": [1, 2], "max_features": 200000, "min_df": 2, "max_df": 1.0,
+              "sublinear_tf": True, "lowercase": True},
+    "indexing": {"n_clusters": None, "max_iter": 20},
+    "text_emb": {"max_length": 32, "batch_size": 64},
+    "pifa_neural": {"indexer": "pifa-tfidf"},
+    "matcher": {},
+    "ranker": {"inputs": ["tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop"],
+               "C": 1.0, "threshold": 0.01, "top_k": 20},
+    "linear_baseline": {"enabled": True, "indexer": "pifa-tfidf", "negatives": "tfn+man",
+                        "combine": "noop", "C": 1.0, "threshold": 0.01},
+    "ensembles": {},
+    "resources": {"matcher_gpus": 1},
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value that refers to something that does not exist."""
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass(frozen=True)
+class Model:
+    """One ranked model of the grid: indexer x matcher x ranker input x negatives x combination."""
+
+    indexer: str
+    matcher: str
+    input: str
+    negatives: str
+    combine: str
+
+    @property
+    def name(self) -> str:
+        return ".".join((self.indexer, self.matcher, self.input, self.negatives, self.combine))
+
+    @classmethod
+    def parse(cls, name: str) -> "Model":
+        parts = name.split(".")
+        if len(parts) != 5:
+            raise ConfigError(f"model name {name!r} is not indexer.matcher.input.negatives.combine")
+        return cls(*parts)
+
+
+def resolve(config: dict) -> dict:
+    """Fill defaults and check cross references; return a new config dict."""
+    cfg = _merge(DEFAULTS, config)
+    encoders = cfg["encoders"]
+    for name in cfg["matchers"]:
+        if name not in encoders:
+            raise ConfigError(f"matchers: {name!r} is not an encoder; known encoders: {sorted(encoders)}")
+    text_encoder = cfg["text_emb"].setdefault("encoder", cfg["matchers"][0])
+    if "text-emb" in cfg["indexers"] and text_encoder not in encoders:
+        raise ConfigError(f"text_emb.encoder: {text_encoder!r} is not an encoder; known: {sorted(encoders)}")
+    source = cfg["pifa_neural"]
+    source.setdefault("encoder", cfg["matchers"][0])
+    if "pifa-neural" in cfg["indexers"]:
+        if source["encoder"] not in cfg["matchers"]:
+            raise ConfigError(f"pifa_neural.encoder: {source['encoder']!r} is not among matchers {cfg['matchers']}")
+        if source["indexer"] not in cfg["indexers"]:
+            raise ConfigError(f"pifa_neural.indexer: {source['indexer']!r} is not among indexers {cfg['indexers']}")
+    baseline = cfg["linear_baseline"]
+    if baseline["enabled"] and baseline["indexer"] not in cfg["indexers"]:
+        raise ConfigError(f"linear_baseline.indexer: {baseline['indexer']!r} is not among indexers {cfg['indexers']}")
+    known = {m.name for m in models(cfg)}
+    for ens, spec in cfg["ensembles"].items():
+        if "." in ens:
+            raise ConfigError(f"ensembles: name {ens!r} must not contain '.'")
+        for member in spec["models"]:
+            if member != "all" and member not in known:
+                raise ConfigError(
+                    f"ensembles.{ens}.models: {member!r} is not a model of the grid; known models: {sorted(known)}")
+    return cfg
+
+
+def transformer_models(cfg: dict) -> list[Model]:
+    r = cfg["ranker"]
+    return [Model(ix, enc, inp, neg, comb)
+            for ix in cfg["indexers"] for enc in cfg["matchers"]
+            for inp in r["inputs"] for neg in r["negatives"] for comb in r["combine"]]
+
+
+def baseline_models(cfg: dict) -> list[Model]:
+    b = cfg["linear_baseline"]
+    if not b["enabled"]:
+        return []
+    return [Model(b["indexer"], LINEAR_MATCHER, "tfidf", b["negatives"], b["combine"])]
+
+
+def models(cfg: dict) -> list[Model]:
+    return transformer_models(cfg) + baseline_models(cfg)
+
+
+def ensemble_members(cfg: dict, ensemble: str) -> list[str]:
+    members = cfg["ensembles"][ensemble]["models"]
+    if "all" in members:
+        return [m.name for m in transformer_models(cfg)]
+    return list(members)
+
+
+def matcher_params(cfg: dict, dataset: str, encoder: str) -> dict:
+    """Matcher hyperparameters: global < per dataset < per encoder, plus the global seed."""
+    params = {"seed": cfg["seed"]}
+    params.update(cfg["matcher"])
+    params.update(cfg["datasets"][dataset].get("matcher", {}))
+    params.update(cfg["encoders"][encoder].get("matcher", {}))
+    return params
+
+
+def n_clusters(cfg: dict, dataset: str):
+    """K for a dataset: its own setting, else the global one, else None (the depth rule)."""
+    k = cfg["datasets"][dataset].get("n_clusters")
+    return k if k is not None else cfg["indexing"]["n_clusters"]

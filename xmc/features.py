@@ -1,0 +1,129 @@
+"""Instance features: sparse TF-IDF (phi_tfidf) and token ids for the transformer encoders."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TfidfParams:
+    """Options of :class:`sklearn.feature_extraction.text.TfidfVectorizer` used for phi_tfidf.
+
+    ``min_df``/``max_df``: an int is a document count, a float in (0, 1] a proportion (sklearn).
+    ``max_features``: keep the most frequent n-grams; None keeps all.
+    """
+
+    ngram_range: tuple = (1, 2)
+    max_features: int | None = 200000
+    min_df: int | float = 2
+    max_df: int | float = 1.0
+    sublinear_tf: bool = True
+    lowercase: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        ngram = tuple(self.ngram_range) if isinstance(self.ngram_range, (list, tuple)) else None
+        if (ngram is None or len(ngram) != 2 or not all(isinstance(n, int) for n in ngram)
+                or not 1 <= ngram[0] <= ngram[1]):
+            raise ValueError(f"tfidf ngram_range must be [min_n, max_n] with 1 <= min_n <= max_n, "
+                             f"got {self.ngram_range!r}")
+        self.ngram_range = ngram
+        if self.max_features is not None and (not isinstance(self.max_features, int)
+                                              or self.max_features < 1):
+            raise ValueError(f"tfidf max_features must be a positive int or null, "
+                             f"got {self.max_features!r}")
+        for name in ("min_df", "max_df"):
+            value = getattr(self, name)
+            ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 1) or (
+                isinstance(value, float) and 0.0 < value <= 1.0)
+            if not ok:
+                raise ValueError(f"tfidf {name} must be an int >= 1 (documents) or a float in "
+                                 f"(0, 1] (proportion), got {value!r}")
+        for name in ("sublinear_tf", "lowercase"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"tfidf {name} must be true or false, got {getattr(self, name)!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"tfidf dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TfidfParams":
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in d:
+            if key not in known:
+                raise ValueError(f"unknown tfidf parameter {key!r}; expected one of {sorted(known)}")
+        return cls(**d)
+
+
+def _check_texts(texts, name: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        raise ValueError(f"{name} must be a sequence of strings, got a single string")
+    texts = list(texts)
+    if not texts:
+        raise ValueError(f"{name} is empty; expected at least one text")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise ValueError(f"{name}[{bad}] is {type(texts[bad]).__name__}, expected str")
+    return texts
+
+
+def fit_tfidf(texts: Sequence[str], params: TfidfParams | None = None):
+    """Fit a TF-IDF vectorizer on ``texts``.
+
+    Returns ``(vectorizer, X)`` with X a CSR matrix of shape (n_texts, n_features), dtype float32
+    (or params.dtype), each non-empty row l2-normalised.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    params = params or TfidfParams()
+    texts = _check_texts(texts)
+    vectorizer = TfidfVectorizer(
+        ngram_range=params.ngram_range, max_features=params.max_features,
+        min_df=params.min_df, max_df=params.max_df, sublinear_tf=params.sublinear_tf,
+        lowercase=params.lowercase, dtype=np.dtype(params.dtype), norm="l2",
+    )
+    try:
+        X = vectorizer.fit_transform(texts)
+    except ValueError as e:  # e.g. "After pruning, no terms remain": say which settings caused it
+        raise ValueError(f"TF-IDF fit on {len(texts)} texts failed with {params}: {e}") from e
+    return vectorizer, sp.csr_matrix(X, dtype=np.dtype(params.dtype))
+
+
+def transform_tfidf(vectorizer, texts: Sequence[str]) -> sp.csr_matrix:
+    """TF-IDF of new texts with a fitted vectorizer: CSR (n_texts, n_features), rows l2-normalised."""
+    X = vectorizer.transform(_check_texts(texts))
+    return sp.csr_matrix(X, dtype=vectorizer.dtype)
+
+
+def tokenize(texts: Sequence[str], encoder_dir: str, max_length: int = 128,
+             batch_size: int = 1000) -> dict:
+    """Token ids for an encoder, padded and truncated to ``max_length``.
+
+    Returns ``{"input_ids": int32 (N, max_length), "attention_mask": int32 (N, max_length)}``.
+    The tokenizer's own padding side is kept (XLNet pads on the left, BERT/RoBERTa on the right).
+    """
+    from transformers import AutoTokenizer
+
+    texts = _check_texts(texts)
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
+    if not tokenizer.is_fast:
+        raise ValueError(f"encoder {encoder_dir}: no fast tokenizer (tokenizer.json) available")
+    n = len(texts)
+    input_ids = np.zeros((n, max_length), dtype=np.int32)
+    attention_mask = np.zeros((n, max_length), dtype=np.int32)
+    for start in tqdm(range(0, n, batch_size), desc="tokenize", unit="batch", mininterval=2.0):
+        enc = tokenizer(texts[start:start + batch_size], padding="max_length", truncation=True,
+                        max_length=max_length, return_attention_mask=True,
+                        return_token_type_ids=False, return_tensors="np")
+        input_ids[start:start + batch_size] = enc["input_ids"]
+        attention_mask[start:start + batch_size] = enc["attention_mask"]
+    return {"input_ids": input_ids, "attention_mask": attention_mask}

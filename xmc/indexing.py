@@ -1,0 +1,175 @@
+"""Label indexing: recursive balanced spherical 2-means (the X-Transformer / Parabel indexer).
+
+Each node's labels are split into two children of sizes ceil(n/2) and floor(n/2) by ranking the
+labels on their cosine-similarity preference s0 - s1 for the two centroids. Recursion runs level by
+level until ``n_clusters`` leaves; leaves are numbered left to right.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["default_n_clusters", "BalancedKMeans", "IndexingParams"]
+
+
+def default_n_clusters(n_labels: int) -> int:
+    """The original code's rule: depth = floor(log2(L // 100 + 1)) + 1, K = 2 ** depth."""
+    if isinstance(n_labels, bool) or not isinstance(n_labels, (int, np.integer)) or n_labels < 1:
+        raise ValueError(f"n_labels: expected a positive integer, got {n_labels!r}")
+    depth = int(math.floor(math.log2(int(n_labels) // 100 + 1))) + 1
+    return 2**depth
+
+
+@dataclass
+class IndexingParams:
+    """Config mirror of :class:`BalancedKMeans` (``n_clusters=None`` -> :func:`default_n_clusters`)."""
+
+    n_clusters: int | None = None
+    max_iter: int = 20
+    seed: int = 0
+    tol: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "IndexingParams":
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        for key in d:
+            if key not in known:
+                raise ValueError(f"indexing params: unknown key {key!r}; accepted: {sorted(known)}")
+        return cls(**d)
+
+
+def _l2_normalize_rows(Z):
+    """Rows scaled to unit l2 norm; all-zero rows stay zero (labels without features)."""
+    if sp.issparse(Z):
+        Z = sp.csr_matrix(Z, dtype=np.float64, copy=True)
+        norms = np.sqrt(np.asarray(Z.multiply(Z).sum(axis=1)).ravel())
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        Z.data *= np.repeat(scale, np.diff(Z.indptr))
+        return Z
+    Z = np.array(Z, dtype=np.float64)
+    norms = np.linalg.norm(Z, axis=1)
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return Z * scale[:, None]
+
+
+def _normalize_columns(c: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(c, axis=0)
+    return c / np.where(norms > 0, norms, 1.0)
+
+
+class BalancedKMeans:
+    """Recursive balanced spherical 2-means.
+
+    Parameters
+    ----------
+    n_clusters : int, power of two, 1 <= n_clusters <= n_labels.
+    max_iter : int, iterations per split (the original used about 20).
+    seed : int. Each node draws its two initial centroids with ``default_rng([seed, node_id])``,
+        node_id the heap index (root 1, children 2i and 2i+1), so the tree is deterministic.
+    tol : float in [0, 1). A split stops once at most ``tol * n`` labels changed child
+        (0 -> stop only when the split no longer changes).
+
+    Attributes
+    ----------
+    assignment_ : int64 ndarray (L,), leaf (cluster) of each label, leaves ordered left to right.
+    C_ : CSR float32 (L, K), one 1 per row.
+    n_iter_ : list of int, iterations used by each split, in level order.
+
+    Balance: every split is ceil(n/2) / floor(n/2), so at depth d every leaf holds
+    floor(L / 2^d) or ceil(L / 2^d) labels: leaf sizes differ by at most 1 overall.
+    """
+
+    def __init__(self, n_clusters: int, max_iter: int = 20, seed: int = 0, tol: float = 0.0):
+        self.n_clusters = n_clusters
+        self.max_iter = max_iter
+        self.seed = seed
+        self.tol = tol
+
+    def _validate(self, n_labels: int) -> int:
+        k = self.n_clusters
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or (k & (k - 1)):
+            raise ValueError(f"n_clusters: expected a power of two >= 1, got {k!r}")
+        if k > n_labels:
+            raise ValueError(f"n_clusters: {k} exceeds the number of labels (rows of Z) {n_labels}")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"max_iter: expected a positive integer, got {self.max_iter!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
+        if not (0.0 <= float(self.tol) < 1.0):
+            raise ValueError(f"tol: expected a float in [0, 1), got {self.tol!r}")
+        return int(k)
+
+    def fit(self, Z) -> "BalancedKMeans":
+        """Z : sparse or dense (L, D) label representations. Returns self."""
+        if sp.issparse(Z):
+            if Z.ndim != 2:
+                raise ValueError(f"Z: expected a 2-D matrix (L, D), got shape {Z.shape}")
+            data = Z.tocsr().data
+        else:
+            Z = np.asarray(Z)
+            if Z.ndim != 2:
+                raise ValueError(f"Z: expected a 2-D matrix (L, D), got shape {Z.shape}")
+            data = Z
+        if not np.all(np.isfinite(data)):
+            raise ValueError("Z: contains NaN or infinite values")
+        n_labels = Z.shape[0]
+        k = self._validate(n_labels)
+        Zn = _l2_normalize_rows(Z)
+
+        nodes = [np.arange(n_labels, dtype=np.int64)]  # label ids per node, left to right
+        node_ids = [1]
+        n_iter = []
+        for _ in range(int(math.log2(k))):
+            next_nodes, next_ids = [], []
+            for idx, nid in zip(nodes, node_ids):
+                left, it = self._split(Zn[idx], nid)
+                n_iter.append(it)
+                next_nodes += [idx[left], idx[~left]]
+                next_ids += [2 * nid, 2 * nid + 1]
+            nodes, node_ids = next_nodes, next_ids
+
+        assignment = np.empty(n_labels, dtype=np.int64)
+        for leaf, idx in enumerate(nodes):
+            assignment[idx] = leaf
+        self.assignment_ = assignment
+        self.C_ = sp.csr_matrix(
+            (np.ones(n_labels, dtype=np.float32), (np.arange(n_labels), assignment)),
+            shape=(n_labels, k),
+            dtype=np.float32,
+        )
+        self.n_iter_ = n_iter
+        return self
+
+    def _split(self, Zs, node_id: int):
+        """Balanced 2-means on the unit rows ``Zs`` (n, D); returns (left mask (n,), iterations)."""
+        n = Zs.shape[0]
+        n_left = (n + 1) // 2
+        rng = np.random.default_rng([int(self.seed), int(node_id)])
+        if sp.issparse(Zs):
+            nonzero = np.flatnonzero(np.diff(Zs.indptr))
+        else:
+            nonzero = np.flatnonzero(np.any(Zs != 0, axis=1))
+        # Seed from labels that have features when possible (zero rows give a zero centroid).
+        pool = nonzero if nonzero.size >= 2 else np.arange(n)
+        init = rng.choice(pool, size=2, replace=False)
+        centroids = Zs[init].toarray().T if sp.issparse(Zs) else Zs[init].T.copy()  # (D, 2)
+        left = None
+        it = 0
+        for it in range(1, self.max_iter + 1):
+            sims = np.asarray(Zs @ centroids)  # (n, 2)
+            # Stable sort on -(s0 - s1): the labels preferring centroid 0 most go left; ties keep
+            # the lower row first, which keeps the split deterministic.
+            order = np.argsort(-(sims[:, 0] - sims[:, 1]), kind="stable")
+            new_left = np.zeros(n, dtype=bool)
+            new_left[order[:n_left]] = True
+            if left is not None and np.count_nonzero(new_left != left) <= self.tol * n:
+                left = new_left
+                break
+            left = new_left
+            onehot = np.stack([left, ~left], axis=1).astype(np.float64)  # (n, 2)
+            centroids = _normalize_columns(np.asarray(Zs.T @ onehot))
+        return left, it

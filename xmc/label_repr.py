@@ -1,0 +1,77 @@
+"""Label representations psi(l) used to cluster labels: PIFA and text embeddings."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+
+def pifa(Y, X):
+    """Positive Instance Feature Aggregation: psi(l) = v_l / ||v_l||, v_l = sum_{i: Y_il = 1} X_i.
+
+    Parameters
+    ----------
+    Y : sparse or dense matrix of shape (n_instances, n_labels), 0/1.
+    X : sparse or dense matrix of shape (n_instances, n_features), instance features.
+
+    Returns
+    -------
+    Z : shape (n_labels, n_features), float32; CSR if X is sparse, a numpy array otherwise.
+        Rows are l2-normalised; labels without positive instances keep a zero row.
+    """
+    Y = Y if sp.issparse(Y) else np.asarray(Y)
+    X = X if sp.issparse(X) else np.asarray(X)
+    if Y.ndim != 2 or X.ndim != 2:
+        raise ValueError(f"pifa expects 2-D Y (N, L) and X (N, D), got Y.ndim={Y.ndim}, "
+                         f"X.ndim={X.ndim}")
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(f"pifa: Y has {Y.shape[0]} rows (instances) but X has {X.shape[0]}; "
+                         "both must be indexed by the same instances")
+    Yt = sp.csr_matrix(Y, dtype=np.float32).T.tocsr()
+    if sp.issparse(X):
+        V = (Yt @ sp.csr_matrix(X, dtype=np.float32)).tocsr()
+        norms = np.sqrt(np.asarray(V.multiply(V).sum(axis=1)).ravel())
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        Z = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ V, dtype=np.float32)
+        Z.eliminate_zeros()
+        Z.sort_indices()
+        return Z
+    V = np.asarray(Yt @ np.asarray(X, dtype=np.float32), dtype=np.float32)
+    norms = np.linalg.norm(V, axis=1, keepdims=True)
+    return np.divide(V, norms, out=np.zeros_like(V), where=norms > 0).astype(np.float32)
+
+
+def text_embedding(texts: Sequence[str], encoder_dir: str, max_length: int = 32,
+                   batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+    """The paper's text-emb: mean of a pretrained encoder's last-layer token states over each text.
+
+    Padding is excluded through the attention mask (special tokens are included, as in the
+    original code). Returns float32 of shape (n_texts, hidden_size), not normalised.
+    """
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    if isinstance(texts, str):
+        raise ValueError("texts must be a sequence of strings, got a single string")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty; expected one text per label")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
+    model = AutoModel.from_pretrained(str(encoder_dir)).to(device).eval()
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    with torch.no_grad():
+        for start in tqdm(range(0, len(texts), batch_size), desc="text-emb", unit="batch",
+                          mininterval=2.0):
+            enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                            max_length=max_length, return_tensors="pt")
+            mask = enc["attention_mask"].to(device)
+            hidden = model(input_ids=enc["input_ids"].to(device),
+                           attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+            out[start:start + batch_size] = mean.float().cpu().numpy()
+    return out

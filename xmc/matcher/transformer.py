@@ -1,0 +1,336 @@
+"""The paper's matcher: a fine-tuned transformer encoder with a linear head over K clusters.
+
+g(x, k) = w_k^T phi_neural(x), trained with the squared hinge loss against M = binarise(Y C).
+``TransformerMatcher.train`` fine-tunes, ``predict`` keeps each instance's top-b cluster scores
+and the pooled embedding phi_neural, ``save``/``load`` round-trip a self-describing folder
+(encoder + tokenizer as ``save_pretrained`` writes them, ``head.pt``, ``matcher.json``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from xmc.encoders import encoder_family
+from xmc.io import atomic_path
+
+POOLINGS = ("auto", "cls", "mean", "last")
+PRECISIONS = ("fp32", "bf16")
+HEAD_FILE, META_FILE = "head.pt", "matcher.json"
+
+
+def squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """Mean over i, k of max(0, 1 - M~_ik g_ik)^2 with M~ = 2M - 1.
+
+    scores : float tensor (B, K), the matcher scores g. M : tensor (B, K) of 0/1 targets.
+    """
+    if scores.shape != M.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and M {tuple(M.shape)} must have the same shape")
+    signs = 2.0 * M.to(scores.dtype) - 1.0
+    return torch.clamp(1.0 - signs * scores, min=0.0).pow(2).mean()
+
+
+def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool last-layer states (B, T, d) into (B, d).
+
+    "cls": the first attended token (position 0 with right padding, as BERT/RoBERTa);
+    "mean": mean over attended tokens; "last": the last attended token (XLNet's <cls>).
+    Positions come from ``attention_mask``, so left and right padding both work.
+    """
+    mask = attention_mask.to(torch.long)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    if pooling == "cls":
+        return hidden[rows, mask.argmax(dim=1)]  # argmax returns the first maximum
+    if pooling == "last":
+        last = mask.shape[1] - 1 - torch.flip(mask, dims=[1]).argmax(dim=1)
+        return hidden[rows, last]
+    if pooling == "mean":
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+    raise ValueError(f"pooling must be one of 'cls', 'mean', 'last', got {pooling!r}")
+
+
+def resolve_pooling(pooling: str, family: str) -> str:
+    """"auto" means the token the family was pre-trained to summarise with: XLNet's last, else first."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling == "auto":
+        return "last" if family == "xlnet" else "cls"
+    return pooling
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class MatcherParams:
+    """Training and prediction settings of the transformer matcher (defaults: the paper's Eurlex-4K).
+
+    ``max_steps`` counts optimiser steps; each takes ``grad_accum`` micro-batches of ``batch_size``.
+    ``precision`` "bf16" runs the forward pass under bfloat16 autocast (an option for GPUs; fp32 is
+    the paper's and the default).
+    """
+
+    max_steps: int = 1000
+    warmup_steps: int = 100
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    dropout: float = 0.1
+    pooling: str = "auto"
+    seed: int = 0
+    eval_batch_size: int = 64
+    top_b: int = 10
+    device: str = "auto"
+    log_every: int = 10
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            # YAML reads "5e-5" as a string; accept numbers written that way.
+            if f.type in ("int", "float") and isinstance(value, str):
+                try:
+                    value = float(value) if f.type == "float" else int(value)
+                except ValueError:
+                    raise ValueError(f"matcher {f.name} must be a number, got {value!r}") from None
+            if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if (f.type == "int" and (not isinstance(value, int) or isinstance(value, bool))) or (
+                    f.type == "float" and not isinstance(value, float)):
+                raise ValueError(f"matcher {f.name} must be {f.type}, got {value!r}")
+            setattr(self, f.name, value)
+        positive = ("max_steps", "learning_rate", "batch_size", "grad_accum", "max_grad_norm",
+                    "eval_batch_size", "top_b", "log_every")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"matcher {name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "weight_decay", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"matcher {name} must be >= 0, got {getattr(self, name)!r}")
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"matcher warmup_steps ({self.warmup_steps}) must not exceed "
+                             f"max_steps ({self.max_steps})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"matcher dropout must be in [0, 1), got {self.dropout!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"matcher pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"matcher precision must be one of {PRECISIONS}, got {self.precision!r}")
+        try:
+            resolve_device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"matcher device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
+                             f"got {self.device!r}") from None
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "MatcherParams":
+        d = dict(d or {})
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in known:
+                raise ValueError(f"unknown matcher parameter {key!r}; expected one of {known}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class _Net(nn.Module):
+    """encoder -> pooled phi_neural -> dropout -> Linear(hidden, K)."""
+
+    def __init__(self, encoder: nn.Module, n_clusters: int, pooling: str, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, n_clusters)
+        self.pooling = pooling
+
+    def forward(self, input_ids, attention_mask):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        emb = pool_hidden_states(hidden, attention_mask, self.pooling)
+        return self.head(self.dropout(emb)), emb
+
+
+def _check_tokens(input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    input_ids, attention_mask = np.asarray(input_ids), np.asarray(attention_mask)
+    if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
+        raise ValueError(f"input_ids {input_ids.shape} and attention_mask {attention_mask.shape} "
+                         "must both be 2-D (N, max_length) of the same shape")
+    if not (np.issubdtype(input_ids.dtype, np.integer) and np.issubdtype(attention_mask.dtype, np.integer)):
+        raise ValueError(f"input_ids and attention_mask must be integer arrays, got "
+                         f"{input_ids.dtype} and {attention_mask.dtype}")
+    return (torch.from_numpy(input_ids.astype(np.int64)),
+            torch.from_numpy(attention_mask.astype(np.int64)))
+
+
+class TransformerMatcher:
+    """A fine-tuned encoder with a K-way linear head. Build it with :meth:`train` or :meth:`load`.
+
+    Attributes: ``encoder`` (transformers model), ``head`` (nn.Linear(hidden, K)), ``pooling``,
+    ``family``, ``n_clusters``, ``params`` (MatcherParams), ``tokenizer``, ``device``,
+    ``history_`` (one dict per optimiser step: step, loss, lr).
+    """
+
+    def __init__(self, net: _Net, tokenizer, family: str, params: MatcherParams, device, history=()):
+        self.net, self.tokenizer, self.family, self.params = net, tokenizer, family, params
+        self.device = torch.device(device)
+        self.history_ = list(history)
+
+    encoder = property(lambda self: self.net.encoder)
+    head = property(lambda self: self.net.head)
+    pooling = property(lambda self: self.net.pooling)
+    n_clusters = property(lambda self: self.net.head.out_features)
+
+    @classmethod
+    def train(cls, encoder_dir: str, input_ids, attention_mask, M, params: MatcherParams | None = None,
+              log: Callable[[str], None] | None = None) -> "TransformerMatcher":
+        """Fine-tune ``encoder_dir`` with a new head on tokens (N, T) and 0/1 targets M (N, K)."""
+        from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+
+        p = params or MatcherParams()
+        ids, mask = _check_tokens(input_ids, attention_mask)
+        M = sp.csr_matrix(M, dtype=np.float32)
+        if M.shape[0] != ids.shape[0]:
+            raise ValueError(f"M has {M.shape[0]} rows but input_ids has {ids.shape[0]}; "
+                             "both must be indexed by the same training instances")
+        device, n = resolve_device(p.device), ids.shape[0]
+        family = encoder_family(encoder_dir)
+        torch.manual_seed(p.seed)  # covers head init, any newly initialised encoder part, dropout
+        net = _Net(AutoModel.from_pretrained(str(encoder_dir)), M.shape[1],
+                   resolve_pooling(p.pooling, family), p.dropout).to(device).train()
+        tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
+        # As in BERT: no weight decay on biases and LayerNorm weights (the 1-D parameters).
+        decay = [q for q in net.parameters() if q.ndim >= 2]
+        no_decay = [q for q in net.parameters() if q.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=p.learning_rate,
+                                      fused=device.type in ("cpu", "cuda"))  # one kernel: ~8x faster on CPU
+        scheduler = get_linear_schedule_with_warmup(optimizer, p.warmup_steps, p.max_steps)
+        generator = torch.Generator().manual_seed(p.seed)
+
+        def batches():  # endless: reshuffle at each epoch
+            while True:
+                yield from torch.randperm(n, generator=generator).split(p.batch_size)
+
+        batch_iter, history, start, seen = batches(), [], time.perf_counter(), 0
+        bar = tqdm(range(1, p.max_steps + 1), desc="matcher", unit="step", mininterval=1.0)
+        for step in bar:
+            step_loss = 0.0
+            for _ in range(p.grad_accum):
+                idx = next(batch_iter)
+                target = torch.from_numpy(M[idx.numpy()].toarray()).to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
+                    scores, _ = net(ids[idx].to(device), mask[idx].to(device))
+                loss = squared_hinge_loss(scores.float(), target) / p.grad_accum
+                loss.backward()
+                step_loss += loss.item()
+                seen += len(idx)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            rate = seen / (time.perf_counter() - start)
+            history.append({"step": step, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{step_loss:.4f}", ex_s=f"{rate:.1f}")
+            if log is not None and (step % p.log_every == 0 or step == p.max_steps):
+                recent = [h["loss"] for h in history[-p.log_every:]]
+                log(f"step {step}/{p.max_steps} loss {np.mean(recent):.5f} "
+                    f"lr {history[-1]['lr']:.3g} examples/s {rate:.1f}")
+        net.eval()
+        return cls(net, tokenizer, family, p, device, history)
+
+    @torch.no_grad()
+    def predict(self, input_ids, attention_mask, top_b: int | None = None,
+                batch_size: int | None = None):
+        """Score all K clusters; keep each row's top-b.
+
+        Returns ``(topb, emb)``: topb CSR float32 (N, K) with exactly min(b, K) stored scores g
+        per row (ties broken by the lower cluster index; column indices sorted), and emb float32
+        (N, hidden) the pooled phi_neural. Defaults: ``params.top_b`` and ``params.eval_batch_size``.
+        """
+        b = min(self.params.top_b if top_b is None else top_b, self.n_clusters)
+        batch_size = self.params.eval_batch_size if batch_size is None else batch_size
+        if b < 1 or batch_size < 1:
+            raise ValueError(f"top_b and batch_size must be positive, got {top_b!r}, {batch_size!r}")
+        ids, mask = _check_tokens(input_ids, attention_mask)
+        n = ids.shape[0]
+        cols = np.zeros((n, b), dtype=np.int32)
+        vals = np.zeros((n, b), dtype=np.float32)
+        emb = np.zeros((n, self.encoder.config.hidden_size), dtype=np.float32)
+        self.net.eval()
+        for start in tqdm(range(0, n, batch_size), desc="matcher predict", unit="batch", mininterval=1.0):
+            sl = slice(start, start + batch_size)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=self.params.precision == "bf16"):
+                scores, pooled = self.net(ids[sl].to(self.device), mask[sl].to(self.device))
+            scores = scores.float()
+            # A stable descending sort keeps the lower cluster index first among equal scores.
+            top_scores, top_idx = torch.sort(scores, dim=1, descending=True, stable=True)
+            top_idx, order = torch.sort(top_idx[:, :b], dim=1)  # CSR wants sorted columns
+            cols[sl] = top_idx.cpu().numpy()
+            vals[sl] = torch.gather(top_scores[:, :b], 1, order).cpu().numpy()
+            emb[sl] = pooled.float().cpu().numpy()
+        topb = sp.csr_matrix((vals.ravel(), cols.ravel(), np.arange(0, n * b + 1, b)),
+                             shape=(n, self.n_clusters), dtype=np.float32)
+        return topb, emb
+
+    def save(self, folder) -> None:
+        """Write encoder + tokenizer (``save_pretrained``), ``head.pt`` and ``matcher.json``."""
+        with atomic_path(folder, is_dir=True) as tmp:
+            self.encoder.save_pretrained(str(tmp))
+            self.tokenizer.save_pretrained(str(tmp))
+            torch.save({k: v.detach().cpu() for k, v in self.head.state_dict().items()}, tmp / HEAD_FILE)
+            meta = {"params": self.params.to_dict(), "n_clusters": self.n_clusters,
+                    "pooling": self.pooling, "family": self.family,
+                    "hidden_size": self.encoder.config.hidden_size,
+                    # the loss curve at the logging interval keeps the file small on long runs
+                    "history": [h for h in self.history_ if h["step"] % self.params.log_every == 0
+                                or h is self.history_[-1]]}
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder, device: str = "auto") -> "TransformerMatcher":
+        """Read a folder written by :meth:`save`; the model is put in eval mode on ``device``."""
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(folder)
+        for name in (META_FILE, HEAD_FILE, "config.json"):
+            if not (folder / name).is_file():
+                raise ValueError(f"{folder} is not a saved TransformerMatcher: {name} is missing")
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        params = MatcherParams.from_dict(meta["params"])
+        net = _Net(AutoModel.from_pretrained(str(folder)), meta["n_clusters"], meta["pooling"],
+                   params.dropout)
+        net.head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
+        dev = resolve_device(device)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
+        return cls(net.to(dev).eval(), tokenizer, meta["family"], params, dev, meta.get("history", ()))
+
+
+def train_matcher(encoder_dir: str, input_ids, attention_mask, M, params: MatcherParams | None = None,
+                  log: Callable[[str], None] | None = None) -> TransformerMatcher:
+    """Functional alias of :meth:`TransformerMatcher.train`."""
+    return TransformerMatcher.train(encoder_dir, input_ids, attention_mask, M, params, log)
+
+
+def predict_matcher(matcher, input_ids, attention_mask, top_b: int | None = None,
+                    batch_size: int | None = None, device: str = "auto"):
+    """:meth:`TransformerMatcher.predict` for a matcher or a saved matcher folder."""
+    if not isinstance(matcher, TransformerMatcher):
+        matcher = TransformerMatcher.load(matcher, device=device)
+    return matcher.predict(input_ids, attention_mask, top_b=top_b, batch_size=batch_size)
