@@ -12,6 +12,21 @@ if not workflow.overwrite_configfiles:
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    dataset=_alternatives(DATASETS),
+    indexer=_alternatives(xmc_config.INDEXERS),
+    encoder=_alternatives(CFG["encoders"]),
+    matcher=_alternatives(list(CFG["encoders"]) + [xmc_config.LINEAR_MATCHER]),
+    input=_alternatives(xmc_config.RANKER_INPUTS),
+    negatives=_alternatives(xmc_config.NEGATIVES),
+    combine=_alternatives(xmc_config.COMBINE),
+    ensemble=_alternatives(CFG["ensembles"]) if CFG["ensembles"] else "(?!)",
+    split="train|test",
+    model=_alternatives([m.name for m in xmc_config.models(CFG)] + list(CFG["ensembles"])),
+
+
 include: "rules/data.smk"
 include: "rules/features.smk"
 include: "rules/indexing.smk"

@@ -20,21 +20,8 @@ def _alternatives(values):
     return "|".join(re.escape(v) for v in values)
 
 
-wildcard_constraints:
-    dataset=_alternatives(DATASETS),
-    indexer=_alternatives(xmc_config.INDEXERS),
-    encoder=_alternatives(CFG["encoders"]),
-    matcher=_alternatives(list(CFG["encoders"]) + [xmc_config.LINEAR_MATCHER]),
-    input=_alternatives(xmc_config.RANKER_INPUTS),
-    negatives=_alternatives(xmc_config.NEGATIVES),
-    combine=_alternatives(xmc_config.COMBINE),
-    ensemble=_alternatives(CFG["ensembles"]) if CFG["ensembles"] else "(?!)",
-    split="train|test",
-    model=_alternatives([m.name for m in xmc_config.models(CFG)] + list(CFG["ensembles"])),
-
-
 def code_version(*modules):
-    """Digest of xmc modules a rule depends on: Snakemake reruns a job when its params change,
+    """Digest of the xmc modules a stage depends on: Snakemake reruns a job when its params change,
     but it does not look inside an imported package."""
     h = hashlib.sha256()
     for module in modules:

@@ -9,6 +9,8 @@ rule download:
     params:
         source=download_source,
         sha256=download_sha256,
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/download.py"
 
@@ -31,5 +33,7 @@ rule prepare:
         format=dataset_format,
         encoding=dataset_encoding,
         code=code_version("data/readers.py", "data/dataset.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/prepare.py"

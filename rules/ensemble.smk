@@ -11,5 +11,7 @@ rule ensemble:
         members=ensemble_members,
         top_k=CFG["ranker"]["top_k"],
         code=code_version("ensemble.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/ensemble.py"

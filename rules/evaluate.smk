@@ -10,6 +10,8 @@ rule evaluate:
     params:
         description=model_description,
         code=code_version("metrics.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/evaluate.py"
 
@@ -25,5 +27,7 @@ rule tables:
         f"{R}/logs/tables.log",
     params:
         code=code_version("tables.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/tables.py"

@@ -14,6 +14,8 @@ rule tfidf:
     params:
         tfidf=CFG["tfidf"],
         code=code_version("features.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/tfidf.py"
 
@@ -30,5 +32,7 @@ rule tokenize:
         model=encoder_model,
         max_length=encoder_max_length,
         code=code_version("features.py", "encoders.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/tokenize_texts.py"

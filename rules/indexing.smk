@@ -9,6 +9,8 @@ rule label_repr_pifa_tfidf:
         f"{R}/logs/{{dataset}}/label_repr.pifa-tfidf.log",
     params:
         code=code_version("label_repr.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/label_repr_pifa.py"
 
@@ -24,6 +26,8 @@ rule label_repr_pifa_neural:
         f"{R}/logs/{{dataset}}/label_repr.pifa-neural.log",
     params:
         code=code_version("label_repr.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/label_repr_pifa.py"
 
@@ -45,6 +49,8 @@ rule label_repr_text_emb:
         batch_size=CFG["text_emb"]["batch_size"],
         code=code_version("label_repr.py", "encoders.py"),
     threads: workflow.cores
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/label_repr_text_emb.py"
 
@@ -64,5 +70,7 @@ rule cluster:
         max_iter=CFG["indexing"]["max_iter"],
         seed=CFG["seed"],
         code=code_version("indexing.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/cluster.py"

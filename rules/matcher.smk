@@ -21,6 +21,8 @@ rule train_matcher:
     threads: workflow.cores
     resources:
         gpu=CFG["resources"]["matcher_gpus"],
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/train_matcher.py"
 
@@ -47,6 +49,8 @@ rule predict_matcher:
     threads: workflow.cores
     resources:
         gpu=CFG["resources"]["matcher_gpus"],
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/predict_matcher.py"
 
@@ -67,6 +71,8 @@ rule train_linear_matcher:
         C=CFG["linear_baseline"]["C"],
         threshold=CFG["linear_baseline"]["threshold"],
         code=code_version("matcher/linear.py", "linear.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/train_linear_matcher.py"
 
@@ -84,5 +90,7 @@ rule predict_linear_matcher:
     params:
         top_b=baseline_top_b,
         code=code_version("matcher/linear.py", "linear.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/predict_linear_matcher.py"

@@ -17,6 +17,8 @@ rule train_ranker:
         ranker=ranker_params(),
         code=code_version("ranker.py", "linear.py"),
     threads: workflow.cores
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/train_ranker.py"
 
@@ -33,5 +35,7 @@ rule predict_ranker:
     params:
         top_k=CFG["ranker"]["top_k"],
         code=code_version("ranker.py", "linear.py"),
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/predict_ranker.py"

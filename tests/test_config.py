@@ -20,7 +20,9 @@ def test_default_config_is_valid_and_expands_to_the_issue_grid():
     assert "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop" in names
     assert "pifa-tfidf.linear.tfidf.tfn+man.noop" in names  # the phi_tfidf + linear baseline
     assert {m.indexer for m in xc.transformer_models(cfg)} == {"pifa-tfidf", "text-emb", "pifa-neural"}
-    assert xc.ensemble_members(cfg, "x-transformer") == [m.name for m in xc.transformer_models(cfg)]
+    members = xc.ensemble_members(cfg, "x-transformer")
+    assert members == [f"{ix}.minilm.tfidf+neural.tfn+man.l3-hinge" for ix in DEFAULT["indexers"]]
+    assert set(members) < set(names)
 
 
 @pytest.mark.parametrize("path, value", [
@@ -37,6 +39,13 @@ def test_schema_rejects_bad_values(path, value):
     node[path[-1]] = value
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(cfg, SCHEMA)
+
+
+def test_all_means_every_transformer_model():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["ensembles"]["x-transformer"]["models"] = ["all"]
+    cfg = xc.resolve(cfg)
+    assert xc.ensemble_members(cfg, "x-transformer") == [m.name for m in xc.transformer_models(cfg)]
 
 
 def test_cross_references_are_checked():

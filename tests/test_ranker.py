@@ -217,3 +217,9 @@ def test_ranker_errors(fitted):
     with pytest.raises(ValueError, match="'cost'"):
         RankerParams.from_dict({"cost": 1.0})
     assert RankerParams.from_dict({"negatives": "tfn"}).negatives == "tfn"
+
+
+def test_parallel_fit_equals_serial_fit(fitted):
+    X, Y, C, Mp, ranker = fitted
+    parallel = Ranker(negatives="tfn+man", n_jobs=2).fit(X, Y, C, Mp, progress=False)
+    assert (parallel.W_ != ranker.W_).nnz == 0

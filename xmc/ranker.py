@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import Parallel, delayed
 from scipy.special import expit
 from sklearn.preprocessing import normalize
 from tqdm.auto import tqdm
@@ -188,18 +189,20 @@ class Ranker:
         cand = candidate_matrix(cluster_targets(Y, C_assign), M_pred, self.negatives).tocsc()
         self.assignment_ = assignment
         self.n_clusters_ = k
-        blocks, label_order = [], []
-        for c, labels in enumerate(tqdm(self._cluster_labels(), desc="ranker fit", unit="cluster",
-                                        disable=not progress)):
-            if labels.size == 0:
-                continue
-            rows = cand.indices[cand.indptr[c] : cand.indptr[c + 1]]
-            blocks.append(
-                fit_ova(X[rows], Y[rows][:, labels], C=self.C, threshold=self.threshold,
-                        bias=self.bias, n_jobs=self.n_jobs)
-            )
-            label_order.append(labels)
-        order = np.concatenate(label_order)
+        clusters = [(c, labels) for c, labels in enumerate(self._cluster_labels()) if labels.size]
+
+        def jobs():  # lazily, so that only a few clusters' blocks are in memory at once
+            for c, labels in clusters:
+                rows = cand.indices[cand.indptr[c] : cand.indptr[c + 1]]
+                yield delayed(fit_ova)(X[rows], Y[rows][:, labels], C=self.C, threshold=self.threshold,
+                                       bias=self.bias, n_jobs=1)
+
+        # Workers take whole clusters: each cluster's block is sent once, and liblinear reseeds at
+        # every fit, so the weights do not depend on n_jobs.
+        results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs())
+        blocks = list(tqdm(results, total=len(clusters), desc="ranker fit", unit="cluster",
+                           disable=not progress))
+        order = np.concatenate([labels for _, labels in clusters])
         self.W_ = sp.csr_matrix(sp.vstack(blocks, format="csr")[np.argsort(order)], dtype=np.float32)
         return self
 

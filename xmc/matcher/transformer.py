@@ -86,6 +86,7 @@ class MatcherParams:
     max_steps: int = 1000
     warmup_steps: int = 100
     learning_rate: float = 5e-5
+    head_learning_rate: float | None = None
     weight_decay: float = 0.0
     batch_size: int = 16
     grad_accum: int = 1
@@ -119,6 +120,13 @@ class MatcherParams:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"matcher {name} must be > 0, got {getattr(self, name)!r}")
+        if self.head_learning_rate is not None:
+            try:
+                self.head_learning_rate = float(self.head_learning_rate)
+            except (TypeError, ValueError):
+                raise ValueError(f"matcher head_learning_rate must be a number, got {self.head_learning_rate!r}") from None
+            if not self.head_learning_rate > 0:
+                raise ValueError(f"matcher head_learning_rate must be > 0, got {self.head_learning_rate!r}")
         for name in ("warmup_steps", "weight_decay", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"matcher {name} must be >= 0, got {getattr(self, name)!r}")
@@ -214,11 +222,15 @@ class TransformerMatcher:
         net = _Net(AutoModel.from_pretrained(str(encoder_dir)), M.shape[1],
                    resolve_pooling(p.pooling, family), p.dropout).to(device).train()
         tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
-        # As in BERT: no weight decay on biases and LayerNorm weights (the 1-D parameters).
-        decay = [q for q in net.parameters() if q.ndim >= 2]
-        no_decay = [q for q in net.parameters() if q.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=p.learning_rate,
+        # As in BERT: no weight decay on biases and LayerNorm weights (the 1-D parameters). The new
+        # head may take its own (larger) learning rate: it starts from random weights.
+        head_lr = p.head_learning_rate or p.learning_rate
+        groups = []
+        for module, lr in ((net.encoder, p.learning_rate), (net.head, head_lr)):
+            params = list(module.parameters())
+            groups += [{"params": [q for q in params if q.ndim >= 2], "weight_decay": p.weight_decay, "lr": lr},
+                       {"params": [q for q in params if q.ndim < 2], "weight_decay": 0.0, "lr": lr}]
+        optimizer = torch.optim.AdamW(groups, lr=p.learning_rate,
                                       fused=device.type in ("cpu", "cuda"))  # one kernel: ~8x faster on CPU
         scheduler = get_linear_schedule_with_warmup(optimizer, p.warmup_steps, p.max_steps)
         generator = torch.Generator().manual_seed(p.seed)
