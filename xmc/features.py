@@ -1,7 +1,6 @@
 """Instance features: sparse TF-IDF (phi_tfidf) and token ids for the transformer encoders."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -9,14 +8,18 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from xmc.params import FromDict
+
 
 @dataclass
-class TfidfParams:
+class TfidfParams(FromDict):
     """Options of :class:`sklearn.feature_extraction.text.TfidfVectorizer` used for phi_tfidf.
 
     ``min_df``/``max_df``: an int is a document count, a float in (0, 1] a proportion (sklearn).
     ``max_features``: keep the most frequent n-grams; None keeps all.
     """
+
+    config_section = "tfidf"
 
     ngram_range: tuple = (1, 2)
     max_features: int | None = 200000
@@ -50,14 +53,6 @@ class TfidfParams:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"tfidf dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "TfidfParams":
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown tfidf parameter {key!r}; expected one of {sorted(known)}")
-        return cls(**d)
 
 
 def _check_texts(texts, name: str = "texts") -> list[str]:

@@ -7,10 +7,12 @@ level until ``n_clusters`` leaves; leaves are numbered left to right.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
+from xmc.params import FromDict
 
 __all__ = ["default_n_clusters", "BalancedKMeans", "IndexingParams"]
 
@@ -24,22 +26,16 @@ def default_n_clusters(n_labels: int) -> int:
 
 
 @dataclass
-class IndexingParams:
+class IndexingParams(FromDict):
     """Config mirror of :class:`BalancedKMeans` (``n_clusters=None`` -> :func:`default_n_clusters`)."""
+
+    config_section = "indexing"
 
     n_clusters: int | None = None
     max_iter: int = 20
     seed: int = 0
     tol: float = 0.0
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "IndexingParams":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ValueError(f"indexing params: unknown key {key!r}; accepted: {sorted(known)}")
-        return cls(**d)
 
 
 def _l2_normalize_rows(Z):

@@ -9,7 +9,7 @@ combined with the matcher score g of the label's cluster (:func:`combine_scores`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from xmc.linear import fit_ova, load_weights, save_weights
 from xmc.metrics import csr_row_top_k
+from xmc.params import FromDict
 
 __all__ = [
     "COMBINE_METHODS",
@@ -118,8 +119,10 @@ def ranker_features(X_tfidf, emb=None) -> sp.csr_matrix:
 
 
 @dataclass
-class RankerParams:
+class RankerParams(FromDict):
     """Config mirror of :class:`Ranker`'s parameters."""
+
+    config_section = "ranker"
 
     negatives: str = "tfn+man"
     C: float = 1.0
@@ -127,14 +130,6 @@ class RankerParams:
     n_jobs: int = 1
     bias: float = 1.0
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "RankerParams":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ValueError(f"ranker params: unknown key {key!r}; accepted: {sorted(known)}")
-        return cls(**d)
 
 
 def _assignment_from_C(C_assign) -> tuple[np.ndarray, int]:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from xmc.encoders import encoder_family
 from xmc.io import atomic_path
+from xmc.params import FromDict
 
 POOLINGS = ("auto", "cls", "mean", "last")
 PRECISIONS = ("fp32", "bf16")
@@ -75,13 +76,15 @@ def resolve_device(device: str) -> torch.device:
 
 
 @dataclass
-class MatcherParams:
+class MatcherParams(FromDict):
     """Training and prediction settings of the transformer matcher (defaults: the paper's Eurlex-4K).
 
     ``max_steps`` counts optimiser steps; each takes ``grad_accum`` micro-batches of ``batch_size``.
     ``precision`` "bf16" runs the forward pass under bfloat16 autocast (an option for GPUs; fp32 is
     the paper's and the default).
     """
+
+    config_section = "matcher"
 
     max_steps: int = 1000
     warmup_steps: int = 100
@@ -145,14 +148,6 @@ class MatcherParams:
             raise ValueError(f"matcher device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
                              f"got {self.device!r}") from None
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "MatcherParams":
-        d = dict(d or {})
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in d:
-            if key not in known:
-                raise ValueError(f"unknown matcher parameter {key!r}; expected one of {known}")
-        return cls(**d)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
