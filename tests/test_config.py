@@ -59,6 +59,15 @@ def test_cross_references_are_checked():
         xc.resolve(cfg)
 
 
+@pytest.mark.parametrize("n_clusters, top_b, message", [(48, 10, "power of two"), (8, 10, "top_b = 10")])
+def test_cluster_count_is_checked_at_start_up(n_clusters, top_b, message):
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["indexing"]["n_clusters"] = n_clusters
+    cfg["matcher"]["top_b"] = top_b
+    with pytest.raises(xc.ConfigError, match=message):
+        xc.resolve(cfg)
+
+
 def test_matcher_params_layering():
     cfg = copy.deepcopy(DEFAULT)
     cfg["datasets"]["eurlex57k-sample"]["matcher"] = {"max_steps": 7, "batch_size": 4}

@@ -171,3 +171,18 @@ def test_train_rejects_mismatched_inputs(encoders):
 def test_load_rejects_a_folder_without_matcher_files(tmp_path):
     with pytest.raises(ValueError, match="matcher.json"):
         TransformerMatcher.load(tmp_path)
+
+
+def test_non_finite_loss_stops_training_with_the_step(encoders, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    broken = tmp_path / "broken"
+    model = AutoModel.from_pretrained(encoders["bert"])
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight.fill_(float("nan"))
+    model.save_pretrained(broken)
+    AutoTokenizer.from_pretrained(encoders["bert"]).save_pretrained(broken)
+    texts, M = toy_task()
+    tok = tokenize(texts, str(broken), max_length=16)
+    with pytest.raises(FloatingPointError, match="step 1/8"):
+        TransformerMatcher.train(str(broken), tok["input_ids"], tok["attention_mask"], M, fast_params())

@@ -88,6 +88,18 @@ def resolve(config: dict) -> dict:
     baseline = cfg["linear_baseline"]
     if baseline["enabled"] and baseline["indexer"] not in cfg["indexers"]:
         raise ConfigError(f"linear_baseline.indexer: {baseline['indexer']!r} is not among indexers {cfg['indexers']}")
+    for ds in cfg["datasets"]:
+        k = n_clusters(cfg, ds)
+        if k is None:
+            continue  # the depth rule picks K from the data
+        if k & (k - 1):
+            raise ConfigError(f"datasets.{ds}: n_clusters (K) = {k} must be a power of two "
+                              "(the indexer splits clusters in two)")
+        for enc in cfg["matchers"]:
+            top_b = matcher_params(cfg, ds, enc).get("top_b", 10)
+            if top_b > k:
+                raise ConfigError(f"datasets.{ds}, encoder {enc}: matcher top_b = {top_b} is larger than "
+                                  f"n_clusters (K) = {k}")
     known = {m.name for m in models(cfg)}
     for ens, spec in cfg["ensembles"].items():
         if "." in ens:

@@ -244,6 +244,10 @@ class TransformerMatcher:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
                     scores, _ = net(ids[idx].to(device), mask[idx].to(device))
                 loss = squared_hinge_loss(scores.float(), target) / p.grad_accum
+                if not torch.isfinite(loss):  # stop before a NaN reaches the weights
+                    raise FloatingPointError(
+                        f"matcher loss is {loss.item()} at step {step}/{p.max_steps}; lower learning_rate "
+                        f"({p.learning_rate:g}) or use precision fp32 (now {p.precision})")
                 loss.backward()
                 step_loss += loss.item()
                 seen += len(idx)
