@@ -9,6 +9,7 @@ from xmc import config as xmc_config
 validate(config, schema="../config/schema.yaml")
 try:
     CFG = xmc_config.resolve(config)
+    xmc_config.check_encoders(CFG)
 except xmc_config.ConfigError as err:
     raise ValueError(f"invalid configuration: {err}") from None
 

@@ -68,6 +68,17 @@ def test_cluster_count_is_checked_at_start_up(n_clusters, top_b, message):
         xc.resolve(cfg)
 
 
+def test_encoders_are_checked(tmp_path):
+    cfg = xc.resolve(copy.deepcopy(DEFAULT))
+    xc.check_encoders(cfg)  # the packaged MiniLM resolves offline
+    for bad, message in ((str(tmp_path / "missing-model"), "does not exist"),
+                         (str(tmp_path), "config.json"),
+                         ("not a valid id!", "neither")):
+        cfg["encoders"]["minilm"]["model"] = bad
+        with pytest.raises(xc.ConfigError, match=message):
+            xc.check_encoders(cfg)
+
+
 def test_matcher_params_layering():
     cfg = copy.deepcopy(DEFAULT)
     cfg["datasets"]["eurlex57k-sample"]["matcher"] = {"max_steps": 7, "batch_size": 4}

@@ -8,7 +8,7 @@ import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
 from tiny_models import make_tiny_encoder  # noqa: E402
-from xmc.label_repr import pifa, text_embedding  # noqa: E402
+from xmc.label_repr import fill_missing_label_texts, pifa, text_embedding  # noqa: E402
 
 # 3 instances, 3 labels (label 2 has no positive instance), 2 features
 Y = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=np.float32)
@@ -58,3 +58,12 @@ def test_text_embedding_is_the_masked_mean_of_last_layer_states(bert):
 def test_text_embedding_rejects_empty_input(bert):
     with pytest.raises(ValueError, match="empty"):
         text_embedding([], bert)
+
+
+def test_labels_without_text_fall_back_to_their_names():
+    texts, missing = fill_missing_label_texts(["fishery", "  ", ""], ["100", "200", "300"])
+    assert texts == ["fishery", "200", "300"] and missing == [1, 2]
+    with pytest.raises(ValueError, match="neither a text nor a name"):
+        fill_missing_label_texts([""], [""])
+    with pytest.raises(ValueError, match="2 label texts for 1"):
+        fill_missing_label_texts(["a", "b"], ["x"])

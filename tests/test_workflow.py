@@ -127,3 +127,24 @@ def test_encoder_change_reruns_its_matchers_onward(tiny_run):
     assert plan["train_matcher"] == 3 and plan["predict_matcher"] == 3
     assert {"download", "prepare", "tfidf", "label_repr_pifa_tfidf", "train_linear_matcher",
             "predict_linear_matcher"}.isdisjoint(plan)
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("tfidf", "ngram_rnage"), [1, 2], "ngram_rnage"),
+    (("matcher", "learning_rate"), -1.0, "learning_rate"),
+    (("ensembles", "x-transformer", "models"), ["no-such-model"], "no-such-model"),
+    (("encoders", "minilm", "model"), "./no/such/folder", "does not exist"),
+    (("indexing", "n_clusters"), 4, "top_b = 10"),
+])
+def test_invalid_config_fails_at_start_up(tmp_path, path, value, message):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    configfile = tmp_path / "bad.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    out = snakemake(tmp_path, configfile, "-n")
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr
+    assert not (tmp_path / "results").exists()

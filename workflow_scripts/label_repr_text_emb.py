@@ -3,19 +3,16 @@ import torch
 
 from xmc.encoders import resolve_encoder
 from xmc.io import atomic_path, read_lines
-from xmc.label_repr import text_embedding
+from xmc.label_repr import fill_missing_label_texts, text_embedding
 from xmc.runlog import start
 
 log = start(snakemake.log[0], "text-emb")
 torch.set_num_threads(snakemake.threads)
 names = read_lines(snakemake.input.label_names)
-texts = read_lines(snakemake.input.label_text)
-# Labels without text fall back to their name so that every label gets an embedding.
-missing = [i for i, t in enumerate(texts) if not t.strip()]
+texts, missing = fill_missing_label_texts(read_lines(snakemake.input.label_text), names)
 if missing:
-    log.warning("%d labels have no text; using their names instead (first: %s)", len(missing),
+    log.warning("%d labels have no text; embedding their names instead (first: %s)", len(missing),
                 names[missing[0]])
-    texts = [t if t.strip() else names[i] for i, t in enumerate(texts)]
 Z = text_embedding(texts, resolve_encoder(snakemake.params.model), max_length=snakemake.params.max_length,
                    batch_size=snakemake.params.batch_size)
 log.info("text embeddings %s", Z.shape)

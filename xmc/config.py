@@ -111,6 +111,19 @@ def resolve(config: dict) -> dict:
     return cfg
 
 
+def check_encoders(cfg: dict) -> None:
+    """Every configured encoder must be a packaged model, a local model folder or a hub id; this
+    runs at start-up so that a typo in a path fails before any job (hub ids are checked by form
+    only: nothing is downloaded here)."""
+    from xmc.encoders import resolve_encoder
+
+    for name, spec in cfg["encoders"].items():
+        try:
+            resolve_encoder(spec["model"])
+        except ValueError as err:
+            raise ConfigError(f"encoders.{name}.model: {err}") from None
+
+
 def transformer_models(cfg: dict) -> list[Model]:
     r = cfg["ranker"]
     return [Model(ix, enc, inp, neg, comb)

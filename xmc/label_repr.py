@@ -43,6 +43,22 @@ def pifa(Y, X):
     return np.divide(V, norms, out=np.zeros_like(V), where=norms > 0).astype(np.float32)
 
 
+def fill_missing_label_texts(texts: Sequence[str], names: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Label texts for ``text-emb``, with each empty text replaced by the label's name.
+
+    Returns the texts and the indices that fell back, so the caller can report them.
+    """
+    if len(texts) != len(names):
+        raise ValueError(f"{len(texts)} label texts for {len(names)} label names")
+    missing = [i for i, t in enumerate(texts) if not t.strip()]
+    filled = list(texts)
+    for i in missing:
+        if not names[i].strip():
+            raise ValueError(f"label {i} has neither a text nor a name")
+        filled[i] = names[i]
+    return filled, missing
+
+
 def text_embedding(texts: Sequence[str], encoder_dir: str, max_length: int = 32,
                    batch_size: int = 64, device: str = "cpu") -> np.ndarray:
     """The paper's text-emb: mean of a pretrained encoder's last-layer token states over each text.

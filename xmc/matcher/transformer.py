@@ -4,12 +4,16 @@ g(x, k) = w_k^T phi_neural(x), trained with the squared hinge loss against M = b
 ``TransformerMatcher.train`` fine-tunes, ``predict`` keeps each instance's top-b cluster scores
 and the pooled embedding phi_neural, ``save``/``load`` round-trip a self-describing folder
 (encoder + tokenizer as ``save_pretrained`` writes them, ``head.pt``, ``matcher.json``).
+With a ``checkpoint_dir``, training writes ``checkpoint.pt`` there every ``checkpoint_every`` steps
+and a restarted run continues from it, bit-identically on CPU.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,7 +30,10 @@ from xmc.params import FromDict
 
 POOLINGS = ("auto", "cls", "mean", "last")
 PRECISIONS = ("fp32", "bf16")
-HEAD_FILE, META_FILE = "head.pt", "matcher.json"
+HEAD_FILE, META_FILE, CHECKPOINT_FILE = "head.pt", "matcher.json", "checkpoint.pt"
+# Settings that change neither the trained weights nor the loss history: a checkpoint written under
+# other values of these is still a valid start.
+_NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every", "eval_batch_size", "top_b")
 
 
 def squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
@@ -81,7 +88,8 @@ class MatcherParams(FromDict):
 
     ``max_steps`` counts optimiser steps; each takes ``grad_accum`` micro-batches of ``batch_size``.
     ``precision`` "bf16" runs the forward pass under bfloat16 autocast (an option for GPUs; fp32 is
-    the paper's and the default).
+    the paper's and the default). ``checkpoint_every`` (optimiser steps; 0: never) applies when
+    :meth:`TransformerMatcher.train` is given a ``checkpoint_dir``.
     """
 
     config_section = "matcher"
@@ -102,6 +110,7 @@ class MatcherParams(FromDict):
     device: str = "auto"
     log_every: int = 10
     precision: str = "fp32"
+    checkpoint_every: int = 100
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -130,7 +139,7 @@ class MatcherParams(FromDict):
                 raise ValueError(f"matcher head_learning_rate must be a number, got {self.head_learning_rate!r}") from None
             if not self.head_learning_rate > 0:
                 raise ValueError(f"matcher head_learning_rate must be > 0, got {self.head_learning_rate!r}")
-        for name in ("warmup_steps", "weight_decay", "seed"):
+        for name in ("warmup_steps", "weight_decay", "seed", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"matcher {name} must be >= 0, got {getattr(self, name)!r}")
         if self.warmup_steps > self.max_steps:
