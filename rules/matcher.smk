@@ -3,7 +3,11 @@ LINEAR = f"{R}/{{dataset}}/matcher/{{indexer}}/linear"
 
 
 rule train_matcher:
-    """Fine-tune an encoder on instance->cluster targets M = YC with the squared hinge loss."""
+    """Fine-tune an encoder on instance->cluster targets M = YC with the squared hinge loss.
+
+    Every matcher.checkpoint_every steps the training state goes to {MATCHER}/checkpoint (not an
+    output, so it survives a killed job); a rerun resumes from it, and it is removed on success.
+    """
     input:
         tokens=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
         Y=f"{R}/{{dataset}}/prepared/Y.train.npz",

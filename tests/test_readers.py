@@ -30,7 +30,7 @@ CONCEPTS = {
     "10": {"concept_id": "10", "label": "fisheries", "alt_labels": [], "parents": []},
     "9": {"concept_id": "9", "label": "agriculture\npolicy", "alt_labels": ["farming"], "parents": []},
     "100": {"concept_id": "100", "label": "trade", "alt_labels": [], "parents": ["9"]},
-    # "555" is used by a document but missing here: its text falls back to the id.
+    "555": {"concept_id": "555", "label": "", "alt_labels": [], "parents": []},  # no text: falls back to the id
 }
 
 
@@ -100,6 +100,14 @@ def test_eurlex57k_bad_documents_name_the_file(tmp_path, doc, message):
     with pytest.raises(ValueError, match=message) as e:
         READERS["eurlex57k"](tmp_path)
     assert "bad.json" in str(e.value)
+
+
+def test_eurlex57k_concept_absent_from_the_label_map(tmp_path):
+    concepts = {k: v for k, v in CONCEPTS.items() if k != "555"}
+    root = _write_eurlex(tmp_path, {"train": {"32000R0001.json": _doc("First", ["10"])},
+                                    "test": {"32001R0001.json": _doc("Test doc", ["10", "555"])}}, concepts)
+    with pytest.raises(ValueError, match=r"32001R0001\.json: concept '555' is not in the label map .*EURLEX57K\.json"):
+        READERS["eurlex57k"](root)
 
 
 def test_eurlex57k_missing_concepts_file(tmp_path):

@@ -112,13 +112,17 @@ def _eurlex_doc(path: Path, encoding: str) -> tuple[str, list[str]]:
     return text, concepts
 
 
-def _eurlex_split(base: Path, split: str, encoding: str) -> tuple[list[str], list[list[str]]]:
+def _eurlex_split(base: Path, split: str, encoding: str, label_map: dict,
+                  label_map_path: Path) -> tuple[list[str], list[list[str]]]:
     files = sorted((base / split).glob("*.json"), key=lambda p: p.name)
     if not files:
         raise ValueError(f"eurlex57k: no *.json documents in {base / split}")
     texts, labels = [], []
     for path in files:
         text, concepts = _eurlex_doc(path, encoding)
+        unknown = [c for c in concepts if c not in label_map]
+        if unknown:  # a typo'd or foreign id would otherwise become a label of its own
+            raise ValueError(f"{path}: concept {unknown[0]!r} is not in the label map {label_map_path}")
         texts.append(text)
         labels.append(concepts)
     return texts, labels
@@ -130,7 +134,8 @@ def read_eurlex57k(root, encoding: str = "utf-8", *, use_dev: bool = False,
 
     Labels are EUROVOC concept ids; a label's text is its descriptor (``label`` in
     ``EURLEX57K.json``, found beside ``train/`` or above it unless ``concepts_file`` is given),
-    or the id when the concept is missing there.
+    or the id when that entry has no label; a document naming a concept absent from the file is an
+    error.
     """
     base = _find_base(root, ["train", "test"], "eurlex57k")
     if concepts_file is None:
@@ -150,11 +155,11 @@ def read_eurlex57k(root, encoding: str = "utf-8", *, use_dev: bool = False,
     if not isinstance(concepts, dict):
         raise ValueError(f"{concepts_file}: expected a JSON object concept id -> {{label, ...}}")
 
-    train_texts, train_labels = _eurlex_split(base, "train", text_encoding)
+    train_texts, train_labels = _eurlex_split(base, "train", text_encoding, concepts, concepts_file)
     if use_dev:
-        dev_texts, dev_labels = _eurlex_split(base, "dev", text_encoding)
+        dev_texts, dev_labels = _eurlex_split(base, "dev", text_encoding, concepts, concepts_file)
         train_texts, train_labels = train_texts + dev_texts, train_labels + dev_labels
-    test_texts, test_labels = _eurlex_split(base, "test", text_encoding)
+    test_texts, test_labels = _eurlex_split(base, "test", text_encoding, concepts, concepts_file)
 
     def label_text(cid: str) -> str:
         entry = concepts.get(cid)

@@ -190,6 +190,98 @@ def _check_tokens(input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor
             torch.from_numpy(attention_mask.astype(np.int64)))
 
 
+class _EpochBatches:
+    """Endless mini-batches of row indices: each epoch a fresh ``torch.randperm(n)`` cut into pieces
+    of ``batch_size`` (the last one may be smaller).
+
+    ``state_dict`` holds the generator, the current permutation and the position in it, so a
+    restored sampler continues with exactly the batches the interrupted run would have drawn.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.perm, self.pos = torch.empty(0, dtype=torch.long), 0
+
+    def __next__(self) -> torch.Tensor:
+        if self.pos >= len(self.perm):
+            self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
+        idx = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += len(idx)
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.perm, self.pos = state["perm"], state["pos"]
+
+
+def _fingerprint(p: MatcherParams, encoder_dir, ids, mask, M: sp.csr_matrix) -> dict:
+    """What a checkpoint must share with this run to be resumed: the training params, the encoder
+    and the data (N, K and a digest of tokens and targets)."""
+    digest = hashlib.sha256()
+    for a in (ids.numpy(), mask.numpy(), M.indptr, M.indices, M.data):
+        digest.update(np.ascontiguousarray(a).tobytes())
+    params = {k: v for k, v in p.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
+    return {**params, "encoder_dir": str(encoder_dir), "N": M.shape[0], "K": M.shape[1],
+            "data_sha256": digest.hexdigest()}
+
+
+def _write_checkpoint(folder: Path, step: int, fingerprint: dict, net, optimizer, scheduler,
+                      batches: _EpochBatches, history: list, device: torch.device) -> None:
+    """Everything a bit-identical continuation needs, written to a temporary file then renamed:
+    a kill mid-write leaves the previous checkpoint in place."""
+    state = {"step": step, "fingerprint": fingerprint, "net": net.state_dict(),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "batches": batches.state_dict(), "history": history,
+             "torch_rng": torch.get_rng_state(),  # dropout on CPU
+             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    with atomic_path(folder / CHECKPOINT_FILE) as tmp:
+        torch.save(state, tmp)
+
+
+def _read_checkpoint(folder: Path, fingerprint: dict, warn: Callable[[str], None]) -> dict | None:
+    """The checkpoint in ``folder`` if it exists, loads, and was written by this same run."""
+    path = folder / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        old = state["fingerprint"]
+    except Exception as e:  # noqa: BLE001 - any unreadable file means: start afresh
+        warn(f"warning: ignoring unreadable matcher checkpoint {path} ({type(e).__name__}: {e}); "
+             "training from step 0")
+        return None
+    if old != fingerprint:
+        changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        warn(f"warning: ignoring matcher checkpoint {path}: it was written by a run with other "
+             f"{', '.join(changed)}; training from step 0")
+        return None
+    return state
+
+
+def _restore(state: dict, net, optimizer, scheduler, batches: _EpochBatches,
+             device: torch.device) -> tuple[int, list]:
+    """Load a checkpoint into freshly built training objects; returns (step, history)."""
+    net.load_state_dict(state["net"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    batches.load_state_dict(state["batches"])
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and state["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    return state["step"], list(state["history"])
+
+
+def _out_of_memory_message(p: MatcherParams, step: int, device: torch.device) -> str:
+    return (f"matcher ran out of {device.type} memory at step {step}/{p.max_steps} with batch_size "
+            f"{p.batch_size} per device and grad_accum {p.grad_accum}; halve batch_size to "
+            f"{max(p.batch_size // 2, 1)} and double grad_accum to {2 * p.grad_accum} (the same total "
+            f"batch of {p.batch_size * p.grad_accum}), or use precision bf16 (now {p.precision})")
+
+
 class TransformerMatcher:
     """A fine-tuned encoder with a K-way linear head. Build it with :meth:`train` or :meth:`load`.
 
@@ -210,8 +302,16 @@ class TransformerMatcher:
 
     @classmethod
     def train(cls, encoder_dir: str, input_ids, attention_mask, M, params: MatcherParams | None = None,
-              log: Callable[[str], None] | None = None) -> "TransformerMatcher":
-        """Fine-tune ``encoder_dir`` with a new head on tokens (N, T) and 0/1 targets M (N, K)."""
+              log: Callable[[str], None] | None = None, checkpoint_dir=None) -> "TransformerMatcher":
+        """Fine-tune ``encoder_dir`` with a new head on tokens (N, T) and 0/1 targets M (N, K).
+
+        With ``checkpoint_dir``, every ``params.checkpoint_every`` optimiser steps the whole training
+        state (weights, optimiser, scheduler, RNGs, data order, history) is written atomically to
+        ``checkpoint_dir/checkpoint.pt``; a run that finds a checkpoint of the same configuration
+        there continues from it, and ends with the weights and history of an uninterrupted run.
+        A checkpoint of another configuration is ignored with a warning (to ``log``, else
+        ``warnings.warn``). ``checkpoint_every`` 0 neither reads nor writes checkpoints.
+        """
         from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
         p = params or MatcherParams()
@@ -220,7 +320,11 @@ class TransformerMatcher:
         if M.shape[0] != ids.shape[0]:
             raise ValueError(f"M has {M.shape[0]} rows but input_ids has {ids.shape[0]}; "
                              "both must be indexed by the same training instances")
+        if ids.shape[0] == 0:
+            raise ValueError("input_ids has no rows; the matcher needs at least one training instance")
         device, n = resolve_device(p.device), ids.shape[0]
+        say = log or (lambda message: None)
+        warn = log or (lambda message: warnings.warn(message, stacklevel=3))
         family = encoder_family(encoder_dir)
         torch.manual_seed(p.seed)  # covers head init, any newly initialised encoder part, dropout
         net = _Net(AutoModel.from_pretrained(str(encoder_dir)), M.shape[1],
@@ -237,31 +341,45 @@ class TransformerMatcher:
         optimizer = torch.optim.AdamW(groups, lr=p.learning_rate,
                                       fused=device.type in ("cpu", "cuda"))  # one kernel: ~8x faster on CPU
         scheduler = get_linear_schedule_with_warmup(optimizer, p.warmup_steps, p.max_steps)
-        generator = torch.Generator().manual_seed(p.seed)
+        batches = _EpochBatches(n, p.batch_size, p.seed)
 
-        def batches():  # endless: reshuffle at each epoch
-            while True:
-                yield from torch.randperm(n, generator=generator).split(p.batch_size)
+        history, done = [], 0
+        checkpointing = checkpoint_dir is not None and p.checkpoint_every > 0
+        if checkpointing:
+            checkpoint_dir = Path(checkpoint_dir)
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            for stale in checkpoint_dir.glob(".checkpoint.*.tmp.pt"):  # left by a kill mid-write
+                stale.unlink(missing_ok=True)
+            fingerprint = _fingerprint(p, encoder_dir, ids, mask, M)
+            state = _read_checkpoint(checkpoint_dir, fingerprint, warn)
+            if state is not None:
+                done, history = _restore(state, net, optimizer, scheduler, batches, device)
+                say(f"resuming from step {done}/{p.max_steps} ({checkpoint_dir / CHECKPOINT_FILE})")
+                del state
 
-        batch_iter, history, start, seen = batches(), [], time.perf_counter(), 0
-        bar = tqdm(range(1, p.max_steps + 1), desc="matcher", unit="step", mininterval=1.0)
+        start, seen = time.perf_counter(), 0
+        bar = tqdm(range(done + 1, p.max_steps + 1), initial=done, total=p.max_steps, desc="matcher",
+                   unit="step", mininterval=1.0)
         for step in bar:
             step_loss = 0.0
-            for _ in range(p.grad_accum):
-                idx = next(batch_iter)
-                target = torch.from_numpy(M[idx.numpy()].toarray()).to(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
-                    scores, _ = net(ids[idx].to(device), mask[idx].to(device))
-                loss = squared_hinge_loss(scores.float(), target) / p.grad_accum
-                if not torch.isfinite(loss):  # stop before a NaN reaches the weights
-                    raise FloatingPointError(
-                        f"matcher loss is {loss.item()} at step {step}/{p.max_steps}; lower learning_rate "
-                        f"({p.learning_rate:g}) or use precision fp32 (now {p.precision})")
-                loss.backward()
-                step_loss += loss.item()
-                seen += len(idx)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
-            optimizer.step()
+            try:
+                for _ in range(p.grad_accum):
+                    idx = next(batches)
+                    target = torch.from_numpy(M[idx.numpy()].toarray()).to(device)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
+                        scores, _ = net(ids[idx].to(device), mask[idx].to(device))
+                    loss = squared_hinge_loss(scores.float(), target) / p.grad_accum
+                    if not torch.isfinite(loss):  # stop before a NaN reaches the weights
+                        raise FloatingPointError(
+                            f"matcher loss is {loss.item()} at step {step}/{p.max_steps}; lower "
+                            f"learning_rate ({p.learning_rate:g}) or use precision fp32 (now {p.precision})")
+                    loss.backward()
+                    step_loss += loss.item()
+                    seen += len(idx)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
+                optimizer.step()
+            except torch.OutOfMemoryError as e:
+                raise RuntimeError(_out_of_memory_message(p, step, device)) from e
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             rate = seen / (time.perf_counter() - start)
@@ -271,6 +389,9 @@ class TransformerMatcher:
                 recent = [h["loss"] for h in history[-p.log_every:]]
                 log(f"step {step}/{p.max_steps} loss {np.mean(recent):.5f} "
                     f"lr {history[-1]['lr']:.3g} examples/s {rate:.1f}")
+            if checkpointing and step % p.checkpoint_every == 0:
+                _write_checkpoint(checkpoint_dir, step, fingerprint, net, optimizer, scheduler, batches,
+                                  history, device)
         net.eval()
         return cls(net, tokenizer, family, p, device, history)
 
@@ -343,9 +464,10 @@ class TransformerMatcher:
 
 
 def train_matcher(encoder_dir: str, input_ids, attention_mask, M, params: MatcherParams | None = None,
-                  log: Callable[[str], None] | None = None) -> TransformerMatcher:
+                  log: Callable[[str], None] | None = None, checkpoint_dir=None) -> TransformerMatcher:
     """Functional alias of :meth:`TransformerMatcher.train`."""
-    return TransformerMatcher.train(encoder_dir, input_ids, attention_mask, M, params, log)
+    return TransformerMatcher.train(encoder_dir, input_ids, attention_mask, M, params, log,
+                                    checkpoint_dir=checkpoint_dir)
 
 
 def predict_matcher(matcher, input_ids, attention_mask, top_b: int | None = None,
