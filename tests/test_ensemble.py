@@ -1,22 +1,14 @@
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
+from helpers import csr_from_dicts
 from xmc.ensemble import ENSEMBLE_METHODS, ensemble
-
-
-def _row(scores, n_labels=5):
-    m = sp.lil_matrix((len(scores), n_labels))
-    for i, row in enumerate(scores):
-        for l, s in row.items():
-            m[i, l] = s
-    return m.tocsr()
 
 
 # row 0: model 0 ranks labels 0 > 2 > 3, model 1 ranks 2 > 4; longest list mm = 3.
 # row 1: model 0 has a tie (labels 0 and 1, 0.5 each -> label 0 ranks first), model 1 is empty; mm = 2.
-A = _row([{0: 0.9, 2: 0.5, 3: 0.1}, {1: 0.5, 0: 0.5}])
-B = _row([{2: 0.8, 4: 0.6}, {}])
+A = csr_from_dicts([{0: 0.9, 2: 0.5, 3: 0.1}, {1: 0.5, 0: 0.5}])
+B = csr_from_dicts([{2: 0.8, 4: 0.6}, {}])
 
 
 def test_average_hand_computed():

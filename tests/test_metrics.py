@@ -2,20 +2,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from helpers import csr_from_dicts
 from xmc.metrics import csr_row_top_k, precision_recall_at_k, top_k_indices
 
 
-def _csr(rows, n_labels=5):
-    m = sp.lil_matrix((len(rows), n_labels))
-    for i, row in enumerate(rows):
-        for l, s in row.items():
-            m[i, l] = s
-    return m.tocsr()
-
-
 # row 0: true {0, 3}; row 1: true {4} (label 4 is never predicted: unseen); row 2: no true label.
-Y = _csr([{0: 1, 3: 1}, {4: 1}, {}])
-PRED = _csr([{0: 0.9, 1: 0.8, 3: 0.7, 2: 0.1}, {1: 0.5}, {2: 1.0}])
+Y = csr_from_dicts([{0: 1, 3: 1}, {4: 1}, {}])
+PRED = csr_from_dicts([{0: 0.9, 1: 0.8, 3: 0.7, 2: 0.1}, {1: 0.5}, {2: 1.0}])
 
 
 def test_precision_recall_hand_computed():
@@ -34,9 +27,9 @@ def test_precision_recall_hand_computed():
 
 
 def test_ties_lower_index_and_padding():
-    P = _csr([{2: 0.5, 1: 0.5, 4: 0.9}, {}])
+    P = csr_from_dicts([{2: 0.5, 1: 0.5, 4: 0.9}, {}])
     np.testing.assert_array_equal(top_k_indices(P, 3), [[4, 1, 2], [-1, -1, -1]])
-    Yt = _csr([{2: 1}, {0: 1}])
+    Yt = csr_from_dicts([{2: 1}, {0: 1}])
     m = precision_recall_at_k(P, Yt, ks=(2,))
     assert m["P@2"] == 0.0  # label 1 wins the tie, label 2 falls out of the top 2
     m = precision_recall_at_k(P, Yt, ks=(3,))
@@ -46,7 +39,7 @@ def test_ties_lower_index_and_padding():
 def test_explicit_zero_and_negative_scores_count_as_predictions():
     P = sp.csr_matrix((np.array([0.0, -1.0]), np.array([3, 1]), np.array([0, 2])), shape=(1, 5))
     np.testing.assert_array_equal(top_k_indices(P, 3), [[3, 1, -1]])
-    m = precision_recall_at_k(P, _csr([{1: 1}]), ks=(1, 2))
+    m = precision_recall_at_k(P, csr_from_dicts([{1: 1}]), ks=(1, 2))
     assert m["P@1"] == 0.0 and m["P@2"] == 50.0 and m["R@2"] == 100.0
 
 
