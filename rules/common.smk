@@ -1,4 +1,5 @@
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -6,15 +7,20 @@ from snakemake.utils import validate
 
 from xmc import config as xmc_config
 
+R = "results"
+
 validate(config, schema="../config/schema.yaml")
 try:
     CFG = xmc_config.resolve(config)
     xmc_config.check_encoders(CFG)
+    for _ds in CFG["datasets"]:  # K against the data, where a previous run has prepared it
+        _meta = Path(f"{R}/{_ds}/prepared/meta.json")
+        if _meta.is_file():
+            xmc_config.check_n_clusters(CFG, _ds, json.loads(_meta.read_text())["n_labels"])
 except xmc_config.ConfigError as err:
     raise ValueError(f"invalid configuration: {err}") from None
 
 DATASETS = list(CFG["datasets"])
-R = "results"
 
 
 def _alternatives(values):

@@ -79,6 +79,15 @@ def test_encoders_are_checked(tmp_path):
             xc.check_encoders(cfg)
 
 
+def test_n_clusters_larger_than_the_labels_is_rejected():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["indexing"]["n_clusters"] = 64
+    cfg = xc.resolve(cfg)
+    xc.check_n_clusters(cfg, "eurlex57k-sample", 64)
+    with pytest.raises(xc.ConfigError, match=r"n_clusters \(K\) = 64 is larger than its number of labels \(63\)"):
+        xc.check_n_clusters(cfg, "eurlex57k-sample", 63)
+
+
 def test_matcher_params_layering():
     cfg = copy.deepcopy(DEFAULT)
     cfg["datasets"]["eurlex57k-sample"]["matcher"] = {"max_steps": 7, "batch_size": 4}

@@ -130,6 +130,17 @@ def test_ranker_change_reruns_only_rankers_onward(tiny_run):
     assert plan["train_ranker"] == 7
 
 
+def test_more_clusters_than_labels_fails_at_start_up(tiny_run):
+    root, work, config, _ = tiny_run
+    changed = copy.deepcopy(config)
+    changed["indexing"]["n_clusters"] = 4096
+    configfile = root / "too-many-clusters.yaml"
+    configfile.write_text(yaml.safe_dump(changed))
+    out = snakemake(work, configfile, "-n")
+    assert out.returncode != 0
+    assert "n_clusters (K) = 4096 is larger than its number of labels" in out.stdout + out.stderr
+
+
 def test_encoder_change_reruns_its_matchers_onward(tiny_run):
     root, work, config, _ = tiny_run
     changed = copy.deepcopy(config)

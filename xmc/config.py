@@ -124,6 +124,14 @@ def check_encoders(cfg: dict) -> None:
             raise ConfigError(f"encoders.{name}.model: {err}") from None
 
 
+def check_n_clusters(cfg: dict, dataset: str, n_labels: int) -> None:
+    """K must not exceed the number of labels; known once the dataset has been prepared."""
+    k = n_clusters(cfg, dataset)
+    if k is not None and k > n_labels:
+        raise ConfigError(f"datasets.{dataset}: n_clusters (K) = {k} is larger than its number of labels "
+                          f"({n_labels})")
+
+
 def transformer_models(cfg: dict) -> list[Model]:
     r = cfg["ranker"]
     return [Model(ix, enc, inp, neg, comb)
