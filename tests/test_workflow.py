@@ -40,6 +40,15 @@ def planned_jobs(workdir: Path, configfile: Path) -> dict[str, int]:
             if m.group(1) != "total"}
 
 
+def config_variant(root: Path, config: dict, name: str, edit) -> Path:
+    """Write a copy of ``config`` changed in place by ``edit`` to ``root/name.yaml``."""
+    changed = copy.deepcopy(config)
+    edit(changed)
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    return path
+
+
 def write_attentionxml(dataset, folder: Path, n_train: int, n_test: int) -> None:
     """A slice of the sample in the AttentionXML text form (so the workflow test covers that reader)."""
     folder.mkdir(parents=True)
@@ -120,10 +129,7 @@ def test_nothing_to_do_after_a_run(tiny_run):
 
 def test_ranker_change_reruns_only_rankers_onward(tiny_run):
     root, work, config, _ = tiny_run
-    changed = copy.deepcopy(config)
-    changed["ranker"]["C"] = 0.5
-    configfile = root / "ranker-changed.yaml"
-    configfile.write_text(yaml.safe_dump(changed))
+    configfile = config_variant(root, config, "ranker-changed", lambda c: c["ranker"].update(C=0.5))
     plan = planned_jobs(work, configfile)
     assert set(plan) == {"train_ranker", "predict_ranker", "ensemble", "evaluate", "tables", "all"}
     # 3 indexers x 2 inputs, plus the baseline's ranker (its linear matcher has its own C and stays)
@@ -132,10 +138,8 @@ def test_ranker_change_reruns_only_rankers_onward(tiny_run):
 
 def test_more_clusters_than_labels_fails_at_start_up(tiny_run):
     root, work, config, _ = tiny_run
-    changed = copy.deepcopy(config)
-    changed["indexing"]["n_clusters"] = 4096
-    configfile = root / "too-many-clusters.yaml"
-    configfile.write_text(yaml.safe_dump(changed))
+    configfile = config_variant(root, config, "too-many-clusters",
+                                lambda c: c["indexing"].update(n_clusters=4096))
     out = snakemake(work, configfile, "-n")
     assert out.returncode != 0
     assert "n_clusters (K) = 4096 is larger than its number of labels" in out.stdout + out.stderr
@@ -143,12 +147,10 @@ def test_more_clusters_than_labels_fails_at_start_up(tiny_run):
 
 def test_encoder_change_reruns_its_matchers_onward(tiny_run):
     root, work, config, _ = tiny_run
-    changed = copy.deepcopy(config)
     other = root / "tiny-bert-copy"
-    shutil.copytree(changed["encoders"]["tiny-bert"]["model"], other)
-    changed["encoders"]["tiny-bert"]["model"] = str(other)
-    configfile = root / "encoder-changed.yaml"
-    configfile.write_text(yaml.safe_dump(changed))
+    shutil.copytree(config["encoders"]["tiny-bert"]["model"], other)
+    configfile = config_variant(root, config, "encoder-changed",
+                                lambda c: c["encoders"]["tiny-bert"].update(model=str(other)))
     plan = planned_jobs(work, configfile)
     assert plan["train_matcher"] == 3 and plan["predict_matcher"] == 3
     assert {"download", "prepare", "tfidf", "label_repr_pifa_tfidf", "train_linear_matcher",
