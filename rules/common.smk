@@ -94,11 +94,11 @@ def matcher_params(wildcards):
 
 
 def matcher_top_b(wildcards):
-    return matcher_params(wildcards).get("top_b", 10)
+    return matcher_params(wildcards)["top_b"]
 
 
 def baseline_top_b(wildcards):
-    return CFG["matcher"].get("top_b", 10)
+    return CFG["matcher"]["top_b"]
 
 
 def n_clusters(wildcards):

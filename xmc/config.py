@@ -22,7 +22,7 @@ DEFAULTS = {
     "indexing": {"n_clusters": None, "max_iter": 20},
     "text_emb": {"max_length": 32, "batch_size": 64},
     "pifa_neural": {"indexer": "pifa-tfidf"},
-    "matcher": {},
+    "matcher": {"top_b": 10},  # MatcherParams' default; the workflow reads it in several rules
     "ranker": {"inputs": ["tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop"],
                "C": 1.0, "threshold": 0.01, "top_k": 20},
     "linear_baseline": {"enabled": True, "indexer": "pifa-tfidf", "negatives": "tfn+man",
@@ -96,7 +96,7 @@ def resolve(config: dict) -> dict:
             raise ConfigError(f"datasets.{ds}: n_clusters (K) = {k} must be a power of two "
                               "(the indexer splits clusters in two)")
         for enc in cfg["matchers"]:
-            top_b = matcher_params(cfg, ds, enc).get("top_b", 10)
+            top_b = matcher_params(cfg, ds, enc)["top_b"]
             if top_b > k:
                 raise ConfigError(f"datasets.{ds}, encoder {enc}: matcher top_b = {top_b} is larger than "
                                   f"n_clusters (K) = {k}")

@@ -54,7 +54,6 @@ class TfidfParams(FromDict):
             raise ValueError(f"tfidf dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
 
-
 def _check_texts(texts, name: str = "texts") -> list[str]:
     if isinstance(texts, str):
         raise ValueError(f"{name} must be a sequence of strings, got a single string")

@@ -37,7 +37,6 @@ class IndexingParams(FromDict):
     tol: float = 0.0
 
 
-
 def _l2_normalize_rows(Z):
     """Rows scaled to unit l2 norm; all-zero rows stay zero (labels without features)."""
     if sp.issparse(Z):

@@ -131,7 +131,6 @@ class RankerParams(FromDict):
     bias: float = 1.0
 
 
-
 def _assignment_from_C(C_assign) -> tuple[np.ndarray, int]:
     if not sp.issparse(C_assign):
         raise ValueError("C_assign: expected a sparse (L, K) 0/1 matrix")

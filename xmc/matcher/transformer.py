@@ -157,7 +157,6 @@ class MatcherParams(FromDict):
             raise ValueError(f"matcher device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
                              f"got {self.device!r}") from None
 
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
