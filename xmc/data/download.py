@@ -1,7 +1,8 @@
 """Fetch a dataset: download (or take a local file), verify its sha256, extract it atomically.
 
 ``fetch(source, dest, sha256)`` accepts
-- an ``http(s)://`` URL of an archive (a sha256 is required: the download must be reproducible),
+- an ``http(s)://`` URL of an archive (checked against a sha256 when given; without one the
+  download goes ahead with a warning that prints its digest, so that it can be pinned in the config),
 - a ``file://`` URL or a local path of an archive (sha256 optional, checked when given),
 - a ``file://`` URL or a local path of a folder, which is copied.
 
@@ -12,6 +13,7 @@ replaced.
 from __future__ import annotations
 
 import hashlib
+import logging
 import lzma
 import os
 import re
@@ -27,6 +29,8 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from xmc.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -54,7 +58,8 @@ def fetch(source: str, dest, sha256: str | None = None) -> Path:
     dest : path
         Folder to create (replaced if it exists).
     sha256 : str, optional
-        Expected hex digest of the archive. Required for http/https sources.
+        Expected hex digest of the archive. Without it an http/https download is not verified:
+        a warning gives the digest of what was downloaded.
 
     Raises
     ------
@@ -71,8 +76,6 @@ def fetch(source: str, dest, sha256: str | None = None) -> Path:
     parsed = urllib.parse.urlparse(source)
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
-        if sha256 is None:
-            raise ValueError(f"a sha256 is required to download {source!r} (http/https sources)")
         return _fetch_url(source, dest, sha256, name=PurePosixPath(parsed.path).name)
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
@@ -115,6 +118,10 @@ def _fetch_url(url: str, dest: Path, sha256: str | None, name: str) -> Path:
         _download(url, tmp)
         if sha256 is not None:
             _check_digest(tmp, sha256, url)
+        elif urllib.parse.urlparse(url).scheme.lower() in ("http", "https"):
+            # Reproducibility: the user can pin exactly what was fetched this time.
+            log.warning("%s was downloaded without a sha256 to check it against; its sha256 is %s: "
+                        "add `sha256: %s` to the dataset's config to pin it", url, sha256_of(tmp), sha256_of(tmp))
         _extract(tmp, dest, name=name or url, label=url)
     finally:
         tmp.unlink(missing_ok=True)
