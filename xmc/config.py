@@ -14,6 +14,11 @@ RANKER_INPUTS = ("tfidf", "tfidf+neural")
 NEGATIVES = ("tfn", "man", "tfn+man")
 COMBINE = ("noop", "sigmoid", "l2-hinge", "l3-hinge")
 LINEAR_MATCHER = "linear"
+# Features of the Table 3 linear baselines (`linear_baseline.inputs`): phi_tfidf, phi_pre
+# (pretrained, not fine-tuned, mean-pooled encoder embeddings) and phi_fnt (+) phi_tfidf (the
+# fine-tuned matcher's embeddings next to TF-IDF). The matcher and the rankers see the same features.
+LINEAR_INPUTS = ("tfidf", "pre", "tfidf+fnt")
+PAPER_ROLES = ("BERT", "RoBERTa", "XLNet")
 
 DEFAULTS = {
     "seed": 0,
@@ -26,8 +31,9 @@ DEFAULTS = {
     "ranker": {"inputs": ["tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop"],
                "C": 1.0, "threshold": 0.01, "top_k": 20},
     "linear_baseline": {"enabled": True, "indexer": "pifa-tfidf", "negatives": "tfn+man",
-                        "combine": "noop", "C": 1.0, "threshold": 0.01},
+                        "combine": "noop", "C": 1.0, "threshold": 0.01, "inputs": ["tfidf"]},
     "ensembles": {},
+    "paper": {"roles": {}},
     "resources": {"matcher_gpus": 1},
 }
 
@@ -85,9 +91,30 @@ def resolve(config: dict) -> dict:
             raise ConfigError(f"pifa_neural.encoder: {source['encoder']!r} is not among matchers {cfg['matchers']}")
         if source["indexer"] not in cfg["indexers"]:
             raise ConfigError(f"pifa_neural.indexer: {source['indexer']!r} is not among indexers {cfg['indexers']}")
+    paper = cfg["paper"]
+    for role, enc in paper["roles"].items():
+        if role not in PAPER_ROLES:
+            raise ConfigError(f"paper.roles: unknown role {role!r}; accepted: {', '.join(PAPER_ROLES)}")
+        if enc not in cfg["matchers"]:
+            raise ConfigError(f"paper.roles.{role}: {enc!r} is not among matchers {cfg['matchers']}")
+    paper.setdefault("combine", cfg["ranker"]["combine"][0])
+    if paper["combine"] not in cfg["ranker"]["combine"]:
+        raise ConfigError(f"paper.combine: {paper['combine']!r} is not among ranker.combine {cfg['ranker']['combine']}")
     baseline = cfg["linear_baseline"]
     if baseline["enabled"] and baseline["indexer"] not in cfg["indexers"]:
         raise ConfigError(f"linear_baseline.indexer: {baseline['indexer']!r} is not among indexers {cfg['indexers']}")
+    # phi_pre / phi_fnt come from the paper's XLNet encoder unless named (the paper used XLNet)
+    baseline.setdefault("encoder", paper["roles"].get("XLNet", cfg["matchers"][0]))
+    if baseline["enabled"]:
+        for kind in baseline["inputs"]:
+            if kind not in LINEAR_INPUTS:
+                raise ConfigError(f"linear_baseline.inputs: unknown {kind!r}; accepted: {', '.join(LINEAR_INPUTS)}")
+        if "pre" in baseline["inputs"] and baseline["encoder"] not in encoders:
+            raise ConfigError(f"linear_baseline.encoder: {baseline['encoder']!r} is not an encoder; "
+                              f"known: {sorted(encoders)}")
+        if "tfidf+fnt" in baseline["inputs"] and baseline["encoder"] not in cfg["matchers"]:
+            raise ConfigError(f"linear_baseline.encoder: {baseline['encoder']!r} must be among matchers "
+                              f"{cfg['matchers']} for the tfidf+fnt input (its fine-tuned embeddings)")
     for ds in cfg["datasets"]:
         k = n_clusters(cfg, ds)
         if k is None:
@@ -139,11 +166,39 @@ def transformer_models(cfg: dict) -> list[Model]:
             for inp in r["inputs"] for neg in r["negatives"] for comb in r["combine"]]
 
 
+def linear_input_name(kind: str, encoder: str) -> str:
+    """Ranker-input part of a linear baseline's model name: ``tfidf``, ``pre-{encoder}`` or
+    ``tfidf+fnt-{encoder}`` (the encoder whose embeddings are used)."""
+    if kind == "tfidf":
+        return "tfidf"
+    if kind in ("pre", "tfidf+fnt"):
+        return f"{kind}-{encoder}"
+    raise ConfigError(f"linear baseline input: unknown {kind!r}; accepted: {', '.join(LINEAR_INPUTS)}")
+
+
+def parse_linear_input(name: str) -> tuple[str, str | None]:
+    """Inverse of :func:`linear_input_name`: ``(kind, encoder or None)``."""
+    if name == "tfidf":
+        return "tfidf", None
+    for kind in ("tfidf+fnt", "pre"):
+        if name.startswith(kind + "-"):
+            return kind, name[len(kind) + 1:]
+    raise ConfigError(f"{name!r} is not a linear baseline input (tfidf, pre-<encoder>, tfidf+fnt-<encoder>)")
+
+
 def baseline_models(cfg: dict) -> list[Model]:
+    """The Table 3 linear baselines: one model per ``linear_baseline.inputs`` entry."""
     b = cfg["linear_baseline"]
     if not b["enabled"]:
         return []
-    return [Model(b["indexer"], LINEAR_MATCHER, "tfidf", b["negatives"], b["combine"])]
+    encoder = b.get("encoder", cfg["matchers"][0])
+    return [Model(b["indexer"], LINEAR_MATCHER, linear_input_name(kind, encoder), b["negatives"], b["combine"])
+            for kind in b["inputs"]]
+
+
+def ranker_inputs(cfg: dict) -> list[str]:
+    """Every ranker-input name used by the grid (for the Snakefile's wildcard constraints)."""
+    return list(dict.fromkeys(list(RANKER_INPUTS) + [m.input for m in baseline_models(cfg)]))
 
 
 def models(cfg: dict) -> list[Model]:

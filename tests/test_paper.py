@@ -1,0 +1,87 @@
+"""xmc.paper: the paper's figures and where each Table 3 / Table 5 configuration lives in a grid."""
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from xmc import config as xc
+from xmc import paper
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_paper_figures_cover_every_configuration():
+    assert set(paper.PAPER_TABLE5["eurlex-4k"]) == set(range(10))
+    assert set(paper.PAPER_TABLE5["wiki-500k"]) == {9}
+    for rows in paper.PAPER_TABLE5.values():
+        for row in rows.values():
+            assert set(row) == {"indexing", "matcher", "ranker_input", "negatives",
+                                "P@1", "P@3", "P@5", "R@1", "R@3", "R@5"}
+    assert set(paper.PAPER_TABLE3["X-Transformer"]) == set(PAPER["datasets"])
+    # X-Transformer's Table 3 figures are Table 5's id 9
+    assert paper.PAPER_TABLE3["X-Transformer"]["eurlex-4k"] == tuple(
+        paper.PAPER_TABLE5["eurlex-4k"][9][k] for k in ("P@1", "P@3", "P@5"))
+
+
+def test_full_paper_grid_has_every_table5_id():
+    jsonschema.validate(PAPER, SCHEMA)
+    cfg = xc.resolve(PAPER)
+    t5 = paper.table5_models(cfg)
+    assert t5[0] == "pifa-tfidf.bert-large.tfidf.tfn.noop"
+    assert t5[1] == "pifa-tfidf.bert-large.tfidf+neural.tfn.noop"
+    assert t5[2] == "pifa-tfidf.bert-large.tfidf+neural.tfn+man.noop"
+    assert t5[3] == "pifa-tfidf.roberta-large.tfidf+neural.tfn+man.noop"
+    assert t5[4] == "pifa-tfidf.xlnet-large.tfidf+neural.tfn+man.noop"
+    assert t5[5] == "pifa-neural.xlnet-large.tfidf+neural.tfn+man.noop"
+    assert t5[6] == "text-emb.xlnet-large.tfidf+neural.tfn+man.noop"
+    assert (t5[7], t5[8], t5[9]) == ("xlnet-3-indexers", "pifa-neural-3-encoders", "x-transformer")
+    names = {m.name for m in xc.models(cfg)}
+    assert {t5[i] for i in range(7)} <= names
+    t3 = paper.table3_models(cfg)
+    assert t3["X-Transformer"] == "x-transformer"
+    assert t3["phi_tfidf + linear"] == "pifa-tfidf.linear.tfidf.tfn+man.noop"
+    assert t3["phi_pre + linear"] == "pifa-tfidf.linear.pre-xlnet-large.tfn+man.noop"
+    assert t3["phi_fnt (+) phi_tfidf + linear"] == "pifa-tfidf.linear.tfidf+fnt-xlnet-large.tfn+man.noop"
+    assert t3["Parabel"] is None and t3["AttentionXML"] is None
+    assert {t3[r] for r in paper.TABLE3_ROWS if "linear" in r} <= names
+
+
+def test_reduced_grid_marks_missing_ids():
+    cfg = copy.deepcopy(PAPER)
+    cfg["matchers"] = ["xlnet-large"]
+    cfg["paper"]["roles"] = {"XLNet": "xlnet-large"}
+    cfg["ranker"]["inputs"] = ["tfidf+neural"]
+    cfg["ensembles"] = {"three": copy.deepcopy(PAPER["ensembles"]["xlnet-3-indexers"])}
+    cfg = xc.resolve(cfg)
+    t5 = paper.table5_models(cfg)
+    assert [i for i, name in t5.items() if name is None] == [0, 1, 2, 3, 8, 9]
+    assert t5[7] == "three"
+    assert paper.table3_models(cfg)["X-Transformer"] == "three"  # id 9 missing: the best ensemble left
+
+
+def test_one_encoder_in_two_roles_and_the_ensemble_preference():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["paper"] = {"roles": {"BERT": "minilm", "XLNet": "minilm"}, "combine": "l3-hinge"}
+    cfg["ensembles"]["ranked"] = dict(cfg["ensembles"]["x-transformer"], method="rank_average")
+    cfg = xc.resolve(cfg)
+    t5 = paper.table5_models(cfg)
+    assert t5[2] == t5[4] == "pifa-tfidf.minilm.tfidf+neural.tfn+man.l3-hinge"
+    assert t5[0] is None and t5[1] is None  # no tfidf input / tfn negatives in the default grid
+    assert t5[7] == "ranked"                 # rank_average preferred over the earlier `average` one
+    assert t5[3] is None and t5[8] is None and t5[9] is None
+    del cfg["ensembles"]["ranked"]
+    assert paper.table5_models(cfg)[7] == "x-transformer"
+    cfg["linear_baseline"]["enabled"] = False
+    assert paper.table3_models(cfg)["phi_tfidf + linear"] is None
+
+
+def test_roles_must_name_matchers():
+    cfg = copy.deepcopy(PAPER)
+    cfg["paper"]["roles"]["BERT"] = "bert-base"
+    with pytest.raises(xc.ConfigError, match="bert-base"):
+        xc.resolve(cfg)

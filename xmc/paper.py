@@ -1,0 +1,147 @@
+"""The paper's published figures (Chang et al., KDD 2020, Tables 3 and 5) and where each of its
+configurations lives in a resolved workflow config.
+
+Dataset keys are those of ``config/paper.yaml``: ``eurlex-4k``, ``wiki10-31k``, ``amazoncat-13k``,
+``wiki-500k``. Metrics are in percent. A figure the paper notes (docs/paper-notes.md) do not give is
+``None``.
+
+Mapping rules (used by the table generator):
+
+- The paper's encoders are *roles*: ``paper.roles`` in the config names the encoder that plays BERT,
+  RoBERTa and XLNet. A Table 5 id whose role is not mapped, or whose models are not in the grid, is
+  missing (``None``).
+- Ids 0-6 are single models ``{indexer}.{encoder}.{input}.{negatives}.{paper.combine}``.
+- Ids 7, 8, 9 are ensembles: the configured ensemble whose member set equals the id's models (7: the
+  three indexers x XLNet; 8: pifa-neural x the three encoders; 9: the three indexers x the three
+  encoders; all tfidf+neural, TFN+MAN). Where several ensembles have that member set, the first
+  ``rank_average`` one (the paper's rule) wins, else the first in config order. An id whose roles
+  collapse onto fewer distinct models (one encoder playing two roles) is missing: it would not be the
+  paper's ensemble.
+- Table 3 ``X-Transformer`` is id 9, else the best available ensemble in the paper's order of merit
+  (id 7, then id 8: Table 5 ranks 7 above 8), else ``None``.
+- Table 3 linear baselines are the models of ``linear_baseline.inputs`` (``tfidf``, ``pre``,
+  ``tfidf+fnt``). The paper's baselines fed these features to Parabel; ours to the linear matcher and
+  rankers of this workflow. ``Parabel`` and ``AttentionXML`` are not models of the grid (``None``).
+"""
+from __future__ import annotations
+
+from xmc import config as xc
+
+__all__ = ["PAPER_TABLE3", "PAPER_TABLE5", "TABLE3_ROWS", "TABLE5_IDS", "table3_models", "table5_models"]
+
+_ALL_INDEXERS = ("pifa-tfidf", "text-emb", "pifa-neural")
+_ALL_ROLES = ("BERT", "RoBERTa", "XLNet")
+
+# Table 3: row label -> dataset -> (P@1, P@3, P@5)
+PAPER_TABLE3: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {
+    "X-Transformer": {
+        "eurlex-4k": (87.22, 75.12, 62.90),
+        "wiki10-31k": (88.51, 78.71, 69.62),
+        "amazoncat-13k": (96.70, 83.85, 68.58),
+        "wiki-500k": (77.28, 57.47, 45.31),
+    },
+    # The paper's baselines use Parabel on these features (phi_pre and phi_fnt from XLNet).
+    "phi_pre + linear": {"eurlex-4k": (33.53, None, None)},
+    "phi_tfidf + linear": {"eurlex-4k": (81.71, None, None)},
+    "phi_fnt (+) phi_tfidf + linear": {"eurlex-4k": (84.09, None, None)},
+    "Parabel": {"eurlex-4k": (82.12, None, None)},
+    "AttentionXML": {"eurlex-4k": (87.12, None, None)},
+}
+TABLE3_ROWS = tuple(PAPER_TABLE3)
+
+_METRICS = ("P@1", "P@3", "P@5", "R@1", "R@3", "R@5")
+_EURLEX_TABLE5 = [
+    # id: indexing, matcher, ranker input, negatives, P@1 P@3 P@5 R@1 R@3 R@5
+    ("pifa-tfidf", "BERT", "tfidf", "TFN", 83.93, 70.59, 58.69, 17.05, 42.08, 57.14),
+    ("pifa-tfidf", "BERT", "tfidf+neural", "TFN", 85.02, 71.83, 59.87, 17.21, 42.79, 58.30),
+    ("pifa-tfidf", "BERT", "tfidf+neural", "TFN+MAN", 85.51, 72.95, 60.83, 17.32, 43.45, 59.21),
+    ("pifa-tfidf", "RoBERTa", "tfidf+neural", "TFN+MAN", 85.33, 72.89, 60.79, 17.32, 43.39, 59.16),
+    ("pifa-tfidf", "XLNet", "tfidf+neural", "TFN+MAN", 85.07, 72.75, 60.69, 17.25, 43.29, 59.01),
+    ("pifa-neural", "XLNet", "tfidf+neural", "TFN+MAN", 84.81, 72.39, 60.38, 17.19, 42.98, 58.70),
+    ("text-emb", "XLNet", "tfidf+neural", "TFN+MAN", 85.25, 72.76, 60.20, 17.29, 43.25, 58.54),
+    ("all three", "XLNet", "tfidf+neural", "TFN+MAN", 86.55, 74.24, 61.96, 17.54, 44.16, 60.24),
+    ("pifa-neural", "all three", "tfidf+neural", "TFN+MAN", 85.92, 73.43, 61.53, 17.40, 43.69, 59.86),
+    ("all three", "all three", "tfidf+neural", "TFN+MAN", 87.22, 75.12, 62.90, 17.69, 44.73, 61.17),
+]
+
+
+def _row(values) -> dict:
+    keys = ("indexing", "matcher", "ranker_input", "negatives") + _METRICS
+    return dict(zip(keys, values))
+
+
+# Table 5: dataset -> config id -> {indexing, matcher, ranker_input, negatives, P@1..R@5}
+PAPER_TABLE5: dict[str, dict[int, dict]] = {
+    "eurlex-4k": {i: _row(v) for i, v in enumerate(_EURLEX_TABLE5)},
+    "wiki-500k": {9: _row(_EURLEX_TABLE5[9][:4] + (77.28, 57.47, 45.31, 25.48, 47.82, 57.95))},
+}
+TABLE5_IDS = tuple(range(10))
+
+# id -> (indexers, roles, ranker input, negatives)
+_TABLE5_GRID = {
+    0: (("pifa-tfidf",), ("BERT",), "tfidf", "tfn"),
+    1: (("pifa-tfidf",), ("BERT",), "tfidf+neural", "tfn"),
+    2: (("pifa-tfidf",), ("BERT",), "tfidf+neural", "tfn+man"),
+    3: (("pifa-tfidf",), ("RoBERTa",), "tfidf+neural", "tfn+man"),
+    4: (("pifa-tfidf",), ("XLNet",), "tfidf+neural", "tfn+man"),
+    5: (("pifa-neural",), ("XLNet",), "tfidf+neural", "tfn+man"),
+    6: (("text-emb",), ("XLNet",), "tfidf+neural", "tfn+man"),
+    7: (_ALL_INDEXERS, ("XLNet",), "tfidf+neural", "tfn+man"),
+    8: (("pifa-neural",), _ALL_ROLES, "tfidf+neural", "tfn+man"),
+    9: (_ALL_INDEXERS, _ALL_ROLES, "tfidf+neural", "tfn+man"),
+}
+
+
+def table5_members(cfg: dict, config_id: int) -> list[str] | None:
+    """Model names that make up Table 5 id ``config_id`` in the resolved config ``cfg`` (one name for
+    ids 0-6), or None where a role is unmapped or the roles collapse onto fewer models."""
+    indexers, roles, inp, neg = _TABLE5_GRID[config_id]
+    mapping = cfg.get("paper", {}).get("roles", {})
+    if any(role not in mapping for role in roles):
+        return None
+    combine = cfg.get("paper", {}).get("combine") or cfg["ranker"]["combine"][0]
+    names = [xc.Model(ix, mapping[role], inp, neg, combine).name for ix in indexers for role in roles]
+    if len(set(names)) != len(names):
+        return None
+    return names
+
+
+def _find_ensemble(cfg: dict, members: list[str]) -> str | None:
+    wanted = set(members)
+    matches = [name for name in cfg["ensembles"] if set(xc.ensemble_members(cfg, name)) == wanted]
+    for name in matches:
+        if cfg["ensembles"][name]["method"] == "rank_average":
+            return name
+    return matches[0] if matches else None
+
+
+def table5_models(cfg: dict) -> dict[int, str | None]:
+    """Table 5 id (0-9) -> the model (ids 0-6) or ensemble (7-9) name in the resolved config ``cfg``,
+    None where the grid lacks it."""
+    grid = {m.name for m in xc.transformer_models(cfg)}
+    out = {}
+    for config_id in TABLE5_IDS:
+        members = table5_members(cfg, config_id)
+        if members is None or not set(members) <= grid:
+            out[config_id] = None
+        elif len(_TABLE5_GRID[config_id][0]) * len(_TABLE5_GRID[config_id][1]) == 1:
+            out[config_id] = members[0]
+        else:
+            out[config_id] = _find_ensemble(cfg, members)
+    return out
+
+
+def table3_models(cfg: dict) -> dict[str, str | None]:
+    """Table 3 row label -> model or ensemble name in the resolved config ``cfg`` (None: missing)."""
+    t5 = table5_models(cfg)
+    out: dict[str, str | None] = {row: None for row in TABLE3_ROWS}
+    out["X-Transformer"] = next((t5[i] for i in (9, 7, 8) if t5[i] is not None), None)
+    b = cfg["linear_baseline"]
+    if b["enabled"]:
+        encoder = b.get("encoder", cfg["matchers"][0])
+        rows = {"tfidf": "phi_tfidf + linear", "pre": "phi_pre + linear",
+                "tfidf+fnt": "phi_fnt (+) phi_tfidf + linear"}
+        for kind in b["inputs"]:
+            out[rows[kind]] = xc.Model(b["indexer"], xc.LINEAR_MATCHER, xc.linear_input_name(kind, encoder),
+                                       b["negatives"], b["combine"]).name
+    return out
