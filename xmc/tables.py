@@ -229,13 +229,23 @@ def to_latex(df: pd.DataFrame, groups: list[str] | None = None, digits: int = 2)
     return "\n".join(lines) + "\n"
 
 
-def to_html(df: pd.DataFrame, digits: int = 2) -> str:
-    """A standalone HTML page with the table (Snakemake's report shows HTML results inline)."""
-    formatters = {c: (lambda v, c=c: _cell(c, v, digits)) for c in df.columns}
-    table = df.to_html(index=False, na_rep=MISSING, formatters=formatters, border=0, justify="center")
-    style = ("table{border-collapse:collapse;font-family:sans-serif;font-size:13px}"
+def html_page(sections: list[tuple[str, pd.DataFrame]], digits: int = 2) -> str:
+    """A standalone HTML page with one table per (heading, DataFrame) section (Snakemake's report
+    shows HTML results inline)."""
+    body = []
+    for heading, df in sections:
+        formatters = {c: (lambda v, c=c: _cell(c, v, digits)) for c in df.columns}
+        if heading:
+            body.append(f"<h3>{heading}</h3>")
+        body.append(df.to_html(index=False, na_rep=MISSING, formatters=formatters, border=0, justify="center"))
+    style = ("body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
              "td,th{padding:2px 8px;border-bottom:1px solid #ddd}td{text-align:right}")
-    return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><style>{style}</style></head><body>\n{table}\n</body></html>\n"
+    return ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><style>" + style + "</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def to_html(df: pd.DataFrame, digits: int = 2) -> str:
+    return html_page([("", df)], digits)
 
 
 def write_table(df: pd.DataFrame, csv=None, markdown=None, latex=None, html=None,
