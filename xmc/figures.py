@@ -79,6 +79,7 @@ def cluster_size_figure(sizes: dict[str, tuple[np.ndarray, np.ndarray | None]], 
         if with_instances:
             axes[1].plot(x, np.sort(instances)[::-1], marker=".", lw=1, label=name)
     axes[0].set_ylabel("labels in the cluster")
+    axes[0].set_ylim(bottom=0)  # balanced clusters: an autoscaled axis would magnify a 1-label difference
     if with_instances:
         axes[1].set_ylabel("training instances with a label in the cluster")
         axes[1].set_yscale("log")
@@ -116,7 +117,7 @@ def precision_at_k_figure(metrics: pd.DataFrame, labels: dict[str, str] | None =
     ax.set_xlabel("precision (%)")
     ax.set_xlim(0, 100)
     ax.set_title(title or "P@k per configuration")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
