@@ -22,7 +22,7 @@ wildcard_constraints:
     indexer=_alternatives(xmc_config.INDEXERS),
     encoder=_alternatives(CFG["encoders"]),
     matcher=_alternatives(list(CFG["encoders"]) + [xmc_config.LINEAR_MATCHER]),
-    input=_alternatives(xmc_config.RANKER_INPUTS),
+    input=_alternatives(xmc_config.ranker_inputs(CFG)),
     negatives=_alternatives(xmc_config.NEGATIVES),
     combine=_alternatives(xmc_config.COMBINE),
     ensemble=_alternatives(CFG["ensembles"]) if CFG["ensembles"] else "(?!)",

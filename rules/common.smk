@@ -77,6 +77,10 @@ def dataset_encoding(wildcards):
     return dataset_cfg(wildcards).get("encoding", "utf-8")
 
 
+def dataset_subsample(wildcards):
+    return dataset_cfg(wildcards).get("subsample") or {}
+
+
 # ---- encoders and matchers -----------------------------------------------------------------
 def encoder_model(wildcards):
     return CFG["encoders"][wildcards.encoder]["model"]
@@ -116,21 +120,56 @@ def label_repr_path(wildcards):
 
 
 # ---- rankers -------------------------------------------------------------------------------
-def ranker_features(wildcards):
-    """TF-IDF always; the matcher's embeddings too for the tfidf+neural input."""
-    ds, base = wildcards.dataset, f"{R}/{wildcards.dataset}/matcher/{wildcards.indexer}/{wildcards.matcher}"
-    files = {
-        "X_train": f"{R}/{ds}/tfidf/X.train.npz",
-        "X_test": f"{R}/{ds}/tfidf/X.test.npz",
-        "M_train": f"{base}/topb.train.npz",
-        "M_test": f"{base}/topb.test.npz",
-    }
-    if wildcards.input == "tfidf+neural":
-        if wildcards.matcher == xmc_config.LINEAR_MATCHER:
+def feature_files(dataset, indexer, matcher, input):
+    """X_{train,test} (TF-IDF) and/or emb_{train,test} (dense) files of a ranker input; the linear
+    baselines' matcher reads the same features as their rankers."""
+    files = {}
+
+    def tfidf():
+        files.update(X_train=f"{R}/{dataset}/tfidf/X.train.npz", X_test=f"{R}/{dataset}/tfidf/X.test.npz")
+
+    def emb(folder):
+        files.update(emb_train=f"{folder}/emb.train.npy", emb_test=f"{folder}/emb.test.npy")
+
+    if input == "tfidf":
+        tfidf()
+    elif input == "tfidf+neural":
+        if matcher == xmc_config.LINEAR_MATCHER:
             raise ValueError("the linear matcher has no neural embeddings: use ranker input 'tfidf'")
-        files["emb_train"] = f"{base}/emb.train.npy"
-        files["emb_test"] = f"{base}/emb.test.npy"
+        tfidf()
+        emb(f"{R}/{dataset}/matcher/{indexer}/{matcher}")
+    else:
+        kind, encoder = xmc_config.parse_linear_input(input)
+        if matcher != xmc_config.LINEAR_MATCHER:
+            raise ValueError(f"ranker input {input!r} belongs to the linear baselines (matcher 'linear')")
+        if kind == "pre":
+            emb(f"{R}/{dataset}/pretrained/{encoder}")
+        else:  # tfidf+fnt: the fine-tuned matcher of the same indexer
+            tfidf()
+            emb(f"{R}/{dataset}/matcher/{indexer}/{encoder}")
     return files
+
+
+def matcher_dir(dataset, indexer, matcher, input):
+    """A transformer matcher's folder; the linear matcher's is `linear` on TF-IDF, `linear.{input}`
+    on the other baseline features."""
+    if matcher == xmc_config.LINEAR_MATCHER and input != "tfidf":
+        return f"{R}/{dataset}/matcher/{indexer}/linear.{input}"
+    return f"{R}/{dataset}/matcher/{indexer}/{matcher}"
+
+
+def ranker_features(wildcards):
+    """Features of the ranker input plus the matcher's top-b clusters of both splits."""
+    w = wildcards
+    base = matcher_dir(w.dataset, w.indexer, w.matcher, w.input)
+    files = feature_files(w.dataset, w.indexer, w.matcher, w.input)
+    files.update(M_train=f"{base}/topb.train.npz", M_test=f"{base}/topb.test.npz")
+    return files
+
+
+def linear_matcher_features(wildcards):
+    """Features of a linear baseline's matcher (the same as its rankers')."""
+    return feature_files(wildcards.dataset, wildcards.indexer, xmc_config.LINEAR_MATCHER, wildcards.input)
 
 
 def ranker_params():

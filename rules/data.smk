@@ -34,6 +34,7 @@ rule prepare:
     params:
         format=dataset_format,
         encoding=dataset_encoding,
+        subsample=dataset_subsample,
         code=code_version("data/readers.py", "data/dataset.py"),
     conda:
         "../environment.yml"

@@ -1,5 +1,6 @@
 rule ensemble:
-    """Combine the top-k lists of several models (average, rank_average or round_robin)."""
+    """Combine the top-k lists of several models (average, rank_average, round_robin, softmax_average,
+    sigmoid_average)."""
     input:
         ensemble_inputs,
     output:

@@ -38,3 +38,29 @@ rule tokenize:
         "../environment.yml"
     script:
         "../workflow_scripts/tokenize_texts.py"
+
+
+rule embed_pretrained:
+    """phi_pre: mean-pooled last-layer states of the pretrained (not fine-tuned) encoder, both splits."""
+    input:
+        train=f"{R}/{{dataset}}/prepared/train.txt",
+        test=f"{R}/{{dataset}}/prepared/test.txt",
+    output:
+        emb_train=f"{R}/{{dataset}}/pretrained/{{encoder}}/emb.train.npy",
+        emb_test=f"{R}/{{dataset}}/pretrained/{{encoder}}/emb.test.npy",
+    log:
+        f"{R}/logs/{{dataset}}/embed_pretrained.{{encoder}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/embed_pretrained.{{encoder}}.tsv"
+    params:
+        model=encoder_model,
+        max_length=encoder_max_length,
+        batch_size=CFG["text_emb"]["batch_size"],
+        code=code_version("label_repr.py", "encoders.py"),
+    threads: workflow.cores
+    resources:
+        gpu=min(1, CFG["resources"]["matcher_gpus"]),
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/embed_pretrained.py"

@@ -98,3 +98,46 @@ rule predict_linear_matcher:
         "../environment.yml"
     script:
         "../workflow_scripts/predict_linear_matcher.py"
+
+
+LINEAR_FEATURES = f"{R}/{{dataset}}/matcher/{{indexer}}/linear.{{input}}"
+
+
+rule train_linear_matcher_features:
+    """phi_pre + linear and phi_fnt (+) phi_tfidf + linear: the linear matcher on the baseline's features."""
+    input:
+        unpack(linear_matcher_features),
+        Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
+        C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
+    output:
+        f"{LINEAR_FEATURES}/model.npz",
+    log:
+        f"{R}/logs/{{dataset}}/train_matcher.{{indexer}}.linear.{{input}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/train_matcher.{{indexer}}.linear.{{input}}.tsv"
+    params:
+        C=CFG["linear_baseline"]["C"],
+        threshold=CFG["linear_baseline"]["threshold"],
+        code=code_version("matcher/linear.py", "linear.py", "ranker.py"),
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/train_linear_matcher.py"
+
+
+rule predict_linear_matcher_features:
+    input:
+        unpack(linear_matcher_features),
+        model=f"{LINEAR_FEATURES}/model.npz",
+    output:
+        topb_train=f"{LINEAR_FEATURES}/topb.train.npz",
+        topb_test=f"{LINEAR_FEATURES}/topb.test.npz",
+    log:
+        f"{R}/logs/{{dataset}}/predict_matcher.{{indexer}}.linear.{{input}}.log",
+    params:
+        top_b=baseline_top_b,
+        code=code_version("matcher/linear.py", "linear.py", "ranker.py"),
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/predict_linear_matcher.py"

@@ -52,4 +52,32 @@ def test_validation():
         ensemble([A, B], "median")
     with pytest.raises(ValueError, match="at least one"):
         ensemble([], "average")
-    assert set(ENSEMBLE_METHODS) == {"average", "rank_average", "round_robin"}
+    assert set(ENSEMBLE_METHODS) == {"average", "rank_average", "round_robin", "softmax_average",
+                                     "sigmoid_average"}
+
+
+LN3, LN2 = np.log(3.0), np.log(2.0)
+
+
+def test_sigmoid_average_hand_computed():
+    # sigmoid(ln a) = a / (a + 1): ln 3 -> 3/4, -ln 3 -> 1/4, ln 7 -> 7/8; an unlisted label counts 0
+    P = csr_from_dicts([{0: LN3, 2: -LN3}, {1: np.log(7.0)}])
+    Q = csr_from_dicts([{2: LN3, 4: -LN3}, {}])
+    E = ensemble([P, Q], "sigmoid_average", top_k=10).toarray()
+    np.testing.assert_allclose(E[0], [0.375, 0, 0.5, 0, 0.125], rtol=1e-6)
+    np.testing.assert_allclose(E[1], [0, 0.4375, 0, 0, 0], rtol=1e-6)
+    # no overflow on large negative scores: sigmoid(-1000) is a tiny positive number, still listed
+    F = ensemble([csr_from_dicts([{0: -1000.0}])], "sigmoid_average", top_k=10)
+    assert F.nnz == 1 and np.isfinite(F.data).all()
+
+
+def test_softmax_average_hand_computed():
+    # softmax within each model's listed labels of a row: {1 + ln 3, 1} -> 3/4, 1/4; {ln 2, ln 2} -> 1/2, 1/2
+    P = csr_from_dicts([{0: 1 + LN3, 2: 1.0}, {1: 5.0}])
+    Q = csr_from_dicts([{2: LN2, 4: LN2}, {}])
+    E = ensemble([P, Q], "softmax_average", top_k=10).toarray()
+    np.testing.assert_allclose(E[0], [0.375, 0, 0.375, 0, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(E[1], [0, 0.5, 0, 0, 0], rtol=1e-6)  # a single listed label gets 1
+    # shifted by the row maximum: huge scores do not overflow
+    G = ensemble([csr_from_dicts([{0: 1000.0, 1: 1000.0 - LN3}])], "softmax_average", top_k=10).toarray()
+    np.testing.assert_allclose(G[0], [0.75, 0.25, 0, 0, 0], rtol=1e-5)

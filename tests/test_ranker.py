@@ -87,6 +87,12 @@ def test_ranker_features():
     np.testing.assert_allclose(F.toarray(), [[0.6, 0.8, 0, 1, 0], [0, 0, 1, 0, 0]], rtol=1e-6)
     with pytest.raises(ValueError, match="emb"):
         ranker_features(X, emb[:1])
+    # phi_pre: the embeddings alone, l2-normalised, as CSR
+    P = ranker_features(None, np.array([[3.0, 0.0, 4.0], [0.0, 2.0, 0.0]]))
+    assert sp.isspmatrix_csr(P) and P.dtype == np.float32
+    np.testing.assert_allclose(P.toarray(), [[0.6, 0, 0.8], [0, 1, 0]], rtol=1e-6)
+    with pytest.raises(ValueError, match="neither"):
+        ranker_features(None, None)
 
 
 def _synthetic(n=400, n_labels=32, d=200, seed=0):

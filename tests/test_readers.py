@@ -300,3 +300,24 @@ def test_embedded_sample_reads(tmp_path):
     assert ds.Y_train.getnnz(axis=1).min() >= 1
     # Labels carry descriptor texts, not just ids, for the text-emb indexer.
     assert sum(t != n for t, n in zip(ds.label_texts, ds.label_names)) > 0.9 * ds.n_labels
+
+
+def test_subsample_keeps_rows_in_order_and_drops_empty_labels():
+    ds = Dataset.from_label_lists(
+        ["a b", "c d", "e f", "g h"], [["x"], ["y"], ["x", "z"], ["w"]],
+        ["i j", "k l"], [["x"], ["v"]])
+    sub = ds.subsample(n_train=2, n_test=1, seed=3)
+    assert len(sub.train_texts) == 2 and len(sub.test_texts) == 1
+    # rows keep their original order and their labels
+    train_idx = [ds.train_texts.index(t) for t in sub.train_texts]
+    assert train_idx == sorted(train_idx)
+    for i, text in enumerate(sub.train_texts):
+        names = {sub.label_names[j] for j in sub.Y_train[i].indices}
+        k = ds.train_texts.index(text)
+        assert names == {ds.label_names[j] for j in ds.Y_train[k].indices}
+    # every label left has a positive instance in one of the splits
+    assert ((sub.Y_train.getnnz(axis=0) + sub.Y_test.getnnz(axis=0)) > 0).all()
+    assert ds.subsample(n_train=2, n_test=1, seed=3).train_texts == sub.train_texts  # seeded
+    assert ds.subsample(n_train=10).train_texts == ds.train_texts  # more than there are: all
+    with pytest.raises(ValueError, match="n_test"):
+        ds.subsample(n_test=0)

@@ -1,10 +1,14 @@
-from xmc.io import load_csr, save_csr
+from xmc.io import load_csr, load_npy, save_csr
 from xmc.matcher.linear import LinearMatcher
+from xmc.ranker import ranker_features
 from xmc.runlog import start
 
 log = start(snakemake.log[0], "predict_linear_matcher")
-matcher = LinearMatcher.load(snakemake.input.model)
+inp = snakemake.input
+matcher = LinearMatcher.load(inp.model)
 for split in ("train", "test"):
-    topb = matcher.predict(load_csr(snakemake.input[f"X_{split}"]), top_b=snakemake.params.top_b)
+    X = ranker_features(load_csr(inp[f"X_{split}"]) if f"X_{split}" in inp.keys() else None,
+                        load_npy(inp[f"emb_{split}"]) if f"emb_{split}" in inp.keys() else None)
+    topb = matcher.predict(X, top_b=snakemake.params.top_b)
     log.info("%s: top-%d clusters of %d instances", split, snakemake.params.top_b, topb.shape[0])
     save_csr(snakemake.output[f"topb_{split}"], topb)

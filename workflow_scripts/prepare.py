@@ -6,6 +6,9 @@ from xmc.runlog import start
 log = start(snakemake.log[0], "prepare")
 reader = READERS[snakemake.params.format]
 dataset = reader(Path(snakemake.input[0]), encoding=snakemake.params.encoding)
+if snakemake.params.subsample:  # a reduced grid: a seeded random subset of the documents
+    dataset = dataset.subsample(**snakemake.params.subsample)
+    log.info("subsample %s", snakemake.params.subsample)
 dataset.save(Path(snakemake.output.meta).parent)
 log.info("%d train / %d test texts, %d labels", len(dataset.train_texts), len(dataset.test_texts),
          len(dataset.label_names))

@@ -5,6 +5,11 @@ a model did not list counts 0 for that model. Within a model's row, labels are r
 descending, ties -> lower label index (see :mod:`xmc.metrics`). For M models, in row n:
 
 - ``average``: score(l) = (1/M) * sum_i s_i(l).
+- ``sigmoid_average``: score(l) = (1/M) * sum_i sigmoid(s_i(l)) over the models that list l
+  (PECOS's ``CsrEnsembler.sigmoid_average``).
+- ``softmax_average``: score(l) = (1/M) * sum_i softmax_i(l), where softmax_i is taken over model
+  i's listed labels of row n only: exp(s_i(l)) / sum over its listed l' of exp(s_i(l'))
+  (PECOS's ``softmax_average``). It puts every model's row on the same scale (its list sums to 1).
 - ``rank_average``: model i gives its r-th best label (r 0-based) the rank value
   v_i(l) = mm - r, where mm = the longest list length in row n over the M models; then
   score(l) = (1/M) * sum_i v_i(l).
@@ -24,7 +29,27 @@ from xmc.metrics import csr_row_top_k, sorted_row_ranks
 
 __all__ = ["ENSEMBLE_METHODS", "ensemble"]
 
-ENSEMBLE_METHODS = ("average", "rank_average", "round_robin")
+ENSEMBLE_METHODS = ("average", "rank_average", "round_robin", "softmax_average", "sigmoid_average")
+_SCORE_METHODS = ("average", "softmax_average", "sigmoid_average")  # transform each score, then average
+
+
+def _row_softmax(m: sp.csr_matrix) -> np.ndarray:
+    """Softmax over each row's stored entries of CSR ``m``; returns the new data array."""
+    counts = np.diff(m.indptr)
+    if m.data.size == 0:
+        return m.data.copy()
+    starts = m.indptr[:-1][counts > 0]
+    row_max = np.repeat(np.maximum.reduceat(m.data, starts), counts[counts > 0])
+    e = np.exp(m.data - row_max)  # shifted by the row maximum: no overflow
+    return e / np.repeat(np.add.reduceat(e, starts), counts[counts > 0])
+
+
+def _transform(m: sp.csr_matrix, method: str) -> np.ndarray:
+    if method == "sigmoid_average":
+        return 0.5 * (1.0 + np.tanh(0.5 * m.data))  # = 1 / (1 + exp(-s)), without overflow
+    if method == "softmax_average":
+        return _row_softmax(m)
+    return m.data
 
 
 def _rank_values(mats):
@@ -59,17 +84,17 @@ def ensemble(preds, method: str, top_k: int = 20) -> sp.csr_matrix:
     shape = mats[0].shape
     n_models = len(mats)
 
-    if method == "average":
+    if method in _SCORE_METHODS:
         triples = []
         for m in mats:
             rows = np.repeat(np.arange(shape[0]), np.diff(m.indptr))
-            triples.append((rows, m.indices, m.data))
+            triples.append((rows, m.indices, _transform(m, method)))
     else:
         triples = _rank_values(mats)
     rows = np.concatenate([t[0] for t in triples]).astype(np.int64)
     cols = np.concatenate([t[1] for t in triples]).astype(np.int64)
 
-    if method in ("average", "rank_average"):
+    if method in _SCORE_METHODS + ("rank_average",):
         vals = np.concatenate([t[2] for t in triples]) / n_models
         # COO -> CSR sums duplicates and keeps an exact 0 as a stored entry (still a prediction).
         combined = sp.coo_matrix((vals, (rows, cols)), shape=shape).tocsr()

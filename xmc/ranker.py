@@ -105,10 +105,22 @@ def candidate_matrix(M_true, M_pred, negatives: str) -> sp.csr_matrix:
 
 
 def ranker_features(X_tfidf, emb=None) -> sp.csr_matrix:
-    """Ranker input: ``tfidf`` (X_tfidf as is) when emb is None, else ``tfidf+neural`` =
-    hstack([l2norm(X_tfidf), l2norm(emb)]). X_tfidf : sparse (N, D); emb : dense (N, d).
-    Returns CSR float32 (N, D) or (N, D + d).
+    """Ranker (and linear matcher) input from TF-IDF and/or dense embeddings:
+
+    - ``tfidf``: X_tfidf as is (emb None);
+    - ``tfidf+neural`` / ``tfidf+fnt``: hstack([l2norm(X_tfidf), l2norm(emb)]);
+    - ``pre`` (X_tfidf None): l2norm(emb) as CSR.
+
+    X_tfidf : sparse (N, D) or None; emb : dense (N, d) or None (not both None).
+    Returns CSR float32 (N, D), (N, D + d) or (N, d).
     """
+    if X_tfidf is None:
+        if emb is None:
+            raise ValueError("ranker_features: expected X_tfidf, emb or both, got neither")
+        emb = np.asarray(emb, dtype=np.float32)
+        if emb.ndim != 2:
+            raise ValueError(f"emb: expected a 2-d array (N, d), got shape {emb.shape}")
+        return sp.csr_matrix(normalize(emb), dtype=np.float32)
     X = sp.csr_matrix(X_tfidf, dtype=np.float32)
     if emb is None:
         return X

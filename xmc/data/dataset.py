@@ -154,6 +154,34 @@ class Dataset:
             raise ValueError(f"label_names must be unique; {dup!r} occurs more than once")
         return self
 
+    def subsample(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> "Dataset":
+        """A seeded random subset of ``n_train`` train and ``n_test`` test instances (None: all),
+        in their original order; labels with no positive instance left in either split are dropped.
+
+        Returns a new Dataset (self is unchanged).
+        """
+        rng = np.random.default_rng(seed)
+
+        def pick(n, total, split):
+            if n is None or n >= total:
+                return np.arange(total)
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"subsample n_{split}: expected a positive integer, got {n!r}")
+            return np.sort(rng.choice(total, size=n, replace=False))
+
+        tr = pick(n_train, len(self.train_texts), "train")
+        te = pick(n_test, len(self.test_texts), "test")
+        Y_train, Y_test = sp.csr_matrix(self.Y_train)[tr], sp.csr_matrix(self.Y_test)[te]
+        keep = np.flatnonzero((Y_train.getnnz(axis=0) + Y_test.getnnz(axis=0)) > 0)
+        return Dataset(
+            train_texts=[self.train_texts[i] for i in tr],
+            test_texts=[self.test_texts[i] for i in te],
+            Y_train=sp.csr_matrix(Y_train[:, keep]),
+            Y_test=sp.csr_matrix(Y_test[:, keep]),
+            label_names=[self.label_names[j] for j in keep],
+            label_texts=[self.label_texts[j] for j in keep],
+        ).validate()
+
     def meta(self) -> dict:
         """Counts written to ``meta.json``."""
         Y_train, Y_test = sp.csr_matrix(self.Y_train), sp.csr_matrix(self.Y_test)

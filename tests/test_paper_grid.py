@@ -1,0 +1,91 @@
+"""The paper grid (config/paper.yaml) and the EURLEX57K grids: what a dry run plans, and which
+Table 3 / Table 5 configurations each grid holds."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from xmc import config as xc
+from xmc import paper
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+def dry_run_jobs(configfile: Path, workdir: Path) -> dict[str, int]:
+    """Rule -> job count of `snakemake -n` (its 'Job stats' table)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(configfile), "--cores", "1", "-n", "--quiet", "rules"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=workdir)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    stats = (out.stdout + out.stderr).split("Job stats:", 1)[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)
+            if m.group(1) != "total"}
+
+
+def test_paper_dry_run_plans_the_whole_grid_offline(tmp_path):
+    raw = load("paper.yaml")
+    jsonschema.validate(raw, SCHEMA)
+    cfg = xc.resolve(raw)
+    n_ds, n_ix, n_enc = len(cfg["datasets"]), len(cfg["indexers"]), len(cfg["matchers"])
+    assert (n_ds, n_ix, n_enc) == (4, 3, 3)
+    r = cfg["ranker"]
+    rankers = n_ix * n_enc * len(r["inputs"]) * len(r["negatives"])       # per dataset, transformer
+    baselines = len(cfg["linear_baseline"]["inputs"])                        # Table 3 linear baselines
+    models = rankers * len(r["combine"]) + baselines
+    jobs = dry_run_jobs(REPO / "config" / "paper.yaml", tmp_path)
+    assert not (tmp_path / "results").exists()  # a dry run writes (and downloads) nothing
+    assert jobs["train_matcher"] == jobs["predict_matcher"] == n_ds * n_ix * n_enc == 36
+    assert jobs["train_ranker"] == n_ds * (rankers + baselines)
+    assert jobs["predict_ranker"] == n_ds * models
+    assert jobs["ensemble"] == n_ds * len(cfg["ensembles"])
+    assert jobs["evaluate"] == n_ds * (models + len(cfg["ensembles"]))
+    assert jobs["download"] == jobs["prepare"] == jobs["tfidf"] == n_ds
+    assert jobs["tokenize"] == n_ds * n_enc * 2
+    assert jobs["cluster"] == n_ds * n_ix
+    assert jobs["embed_pretrained"] == n_ds   # phi_pre of the one baseline encoder
+    assert jobs["train_linear_matcher"] + jobs["train_linear_matcher_features"] == n_ds * baselines
+
+
+def test_every_table5_id_and_table3_row_is_in_the_paper_grid():
+    cfg = xc.resolve(load("paper.yaml"))
+    t5 = paper.table5_models(cfg)
+    assert all(t5[i] is not None for i in paper.TABLE5_IDS)
+    names = {m.name for m in xc.models(cfg)} | set(cfg["ensembles"])
+    assert set(t5.values()) <= names
+    t3 = paper.table3_models(cfg)
+    assert {row for row, name in t3.items() if name is None} == {"Parabel", "AttentionXML"}
+    assert {name for name in t3.values() if name} <= names
+    # the paper's rank_average for ids 7, 8, 9
+    assert {cfg["ensembles"][t5[i]]["method"] for i in (7, 8, 9)} == {"rank_average"}
+
+
+@pytest.mark.parametrize("name", ["eurlex57k.yaml", "eurlex57k-reduced.yaml"])
+def test_eurlex57k_grids_mark_the_ids_their_one_encoder_cannot_give(name):
+    raw = load(name)
+    jsonschema.validate(raw, SCHEMA)
+    cfg = xc.resolve(raw)
+    xc.check_encoders(cfg)  # the packaged MiniLM: no hub
+    t5 = paper.table5_models(cfg)
+    assert [i for i in paper.TABLE5_IDS if t5[i] is None] == [3, 8, 9]
+    assert t5[2] == t5[4] == "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
+    assert t5[7] == "minilm-3-indexers"  # rank_average wins over the softmax_average twin
+    t3 = paper.table3_models(cfg)
+    assert t3["X-Transformer"] == "minilm-3-indexers"
+    assert t3["phi_pre + linear"] == "pifa-tfidf.linear.pre-minilm.tfn+man.noop"
+    # the same grid as config/paper.yaml per encoder
+    paper_cfg = xc.resolve(load("paper.yaml"))
+    for key in ("inputs", "negatives", "combine"):
+        assert cfg["ranker"][key] == paper_cfg["ranker"][key]
+    assert cfg["indexers"] == paper_cfg["indexers"]
+    assert cfg["linear_baseline"]["inputs"] == paper_cfg["linear_baseline"]["inputs"]
