@@ -231,7 +231,11 @@ def dataset_metrics(wildcards):
 
 def figure_model_labels():
     """Axis labels of the P@k figure: a model that is a Table 5 configuration carries its id."""
-    return {name: f"[{i}] {name}" for i, name in table5_ids().items() if name}
+    ids = {}
+    for i, name in table5_ids().items():
+        if name:
+            ids.setdefault(name, []).append(str(i))
+    return {name: f"[{','.join(i)}] {name}" for name, i in ids.items()}
 
 
 def cluster_assignments(wildcards):
