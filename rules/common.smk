@@ -220,6 +220,12 @@ def table3_methods():
     return xmc_paper.table3_models(CFG)
 
 
+def paper_datasets():
+    """Our dataset -> the paper dataset whose figures the tables print beside it, where the config
+    names one (`datasets.<name>.paper_dataset`); xmc.tables matches the others by name."""
+    return {ds: spec["paper_dataset"] for ds, spec in CFG["datasets"].items() if "paper_dataset" in spec}
+
+
 def table5_ids():
     """Table 5 configuration id -> model or ensemble of the grid (None: not in it)."""
     return xmc_paper.table5_models(CFG)

@@ -36,6 +36,7 @@ rule tables:
         f"{R}/logs/tables.log",
     params:
         datasets=DATASETS,
+        paper_names=paper_datasets(),
         table3_methods=table3_methods(),
         table5_ids=table5_ids(),
         paper_table3=xmc_paper.PAPER_TABLE3,

@@ -22,7 +22,9 @@ ROWS = [metrics_row(ds, f"model-{i}", 10.0 * i + (0.5 if ds == "eurlex-4k" else 
 def test_table5_every_id_with_paper_figures_and_differences():
     t5 = table5(ROWS, IDS, PAPER_TABLE5, ["eurlex-4k", "mydata"])
     assert list(t5["id"]) == list(TABLE5_IDS) * 2
-    assert list(t5.columns[:7]) == ["dataset", "id", "indexing", "matcher", "ranker_input", "negatives", "model"]
+    assert list(t5.columns[:8]) == ["dataset", "paper_dataset", "id", "indexing", "matcher", "ranker_input",
+                                    "negatives", "model"]
+    assert list(t5["paper_dataset"]) == ["eurlex-4k"] * 10 + [MISSING] * 10
     for metric in METRICS:
         assert [metric, f"{metric} (paper)", f"{metric} diff"] == [c for c in t5.columns if c.startswith(metric)]
     eur = t5[t5.dataset == "eurlex-4k"].set_index("id")
@@ -52,7 +54,7 @@ def test_table5_marks_missing_ids_instead_of_failing():
     assert t5.loc[3, "P@1 (paper)"] == 85.33  # the paper's figure is still shown
     assert t5.loc[4, "P@1"] == 40.5
     md = to_markdown(t5.reset_index())
-    row3 = next(line for line in md.splitlines() if line.startswith("| 3 |"))
+    row3 = next(line for line in md.splitlines() if line.startswith("| 3 | eurlex-4k"))
     assert f"| {MISSING} |" in row3 and "85.33" in row3
 
 
@@ -123,3 +125,15 @@ def test_results_table_sorting_unchanged():
     assert list(results_table(rows)["model"]) == ["a", "b", "ens"]
     md = to_markdown(results_table(rows))
     assert md.splitlines()[1] == "|---|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"
+
+
+def test_figures_of_another_paper_dataset_are_named():
+    """A dataset the paper did not use can be set beside one it did (EURLEX57K beside Eurlex-4K)."""
+    names = {"mydata": "eurlex-4k"}
+    t5 = table5(ROWS, IDS, PAPER_TABLE5, ["mydata"], paper_names=names).set_index("id")
+    assert (t5["paper_dataset"] == "eurlex-4k").all()
+    assert t5.loc[2, "P@1 (paper)"] == 85.51 and t5.loc[2, "P@1 diff"] == pytest.approx(20.25 - 85.51)
+    t3 = table3(ROWS, {"X-Transformer": "model-9"}, PAPER_TABLE3, ["eurlex-4k", "mydata"], paper_names=names)
+    assert t3.loc[0, "mydata P@1 (paper eurlex-4k)"] == 87.22 and t3.loc[0, "eurlex-4k P@1 (paper)"] == 87.22
+    tex = to_latex(t3, groups=["eurlex-4k", "mydata"])
+    assert "& paper eurlex-4k" in tex and "P@1 & paper &" in tex

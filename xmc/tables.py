@@ -67,6 +67,13 @@ def paper_dataset(dataset: str, paper_datasets) -> str | None:
     return by_key.get(_normalise(dataset))
 
 
+def _paper_suffix(dataset: str, paper_name: str | None) -> str:
+    """`` (paper)``, or `` (paper eurlex-4k)`` where the figures are another dataset's."""
+    if paper_name and _normalise(paper_name) != _normalise(dataset):
+        return f" (paper {paper_name})"
+    return PAPER
+
+
 def _number(value) -> float:
     return float("nan") if value is None else float(value)
 
@@ -79,19 +86,19 @@ def table3(rows: list[dict], methods: dict[str, str | None], paper: dict[str, di
     methods : row label -> the model or ensemble of our grid that implements it (None: not in the grid).
     paper : row label -> paper dataset name -> (P@1, P@3, P@5) as published.
     datasets : our datasets, in column order.
-    paper_names : our dataset -> the paper's name for it (None: the paper has no figures); by default
-        :func:`paper_dataset` matches the names up to case and punctuation.
+    paper_names : our dataset -> the paper dataset whose figures go beside it (None: none); a dataset
+        left out is matched by :func:`paper_dataset` (same name up to case and punctuation).
 
     Returns one row per method (``methods`` first, then paper-only rows such as methods we do not
-    run), columns ``method``, ``model``, then per dataset ``{ds} P@k`` and ``{ds} P@k (paper)``.
+    run), columns ``method``, ``model``, then per dataset ``{ds} P@k`` and ``{ds} P@k (paper)``
+    (``(paper {name})`` where the figures are those of another paper dataset ``name``).
     A model of the grid without metrics in ``rows`` is an error (the workflow makes every metrics
     file an input); a method outside the grid has NaN figures and model :data:`MISSING`.
     """
     by_model = _metrics_by_model(rows, TABLE3_METRICS)
     labels = list(methods) + [label for label in paper if label not in methods]
     paper_datasets = {ds for figures in paper.values() for ds in figures}
-    if paper_names is None:
-        paper_names = {ds: paper_dataset(ds, paper_datasets) for ds in datasets}
+    paper_names = {ds: paper_dataset(ds, paper_datasets) for ds in datasets} | (paper_names or {})
     out = []
     for label in labels:
         model = methods.get(label)
@@ -104,7 +111,8 @@ def table3(rows: list[dict], methods: dict[str, str | None], paper: dict[str, di
             theirs = published.get(paper_names.get(ds)) if paper_names.get(ds) else None
             for i, metric in enumerate(TABLE3_METRICS):
                 line[f"{ds} {metric}"] = _number(ours.get(metric))
-                line[f"{ds} {metric}{PAPER}"] = _number(theirs[i]) if theirs is not None else math.nan
+                line[f"{ds} {metric}{_paper_suffix(ds, paper_names.get(ds))}"] = \
+                    _number(theirs[i]) if theirs is not None else math.nan
         out.append(line)
     return pd.DataFrame(out)
 
@@ -128,13 +136,12 @@ def table5(rows: list[dict], ids: dict[int, str | None], paper: dict[str, dict[i
         "P@1", ..., "R@5"} as published.
     datasets, paper_names : as in :func:`table3`.
 
-    Columns: ``dataset``, ``id``, the configuration (:data:`TABLE5_CONFIG`, the paper's wording),
+    Columns: ``dataset``, ``paper_dataset`` (whose figures are beside ours), ``id``, the configuration (:data:`TABLE5_CONFIG`, the paper's wording),
     ``model``, then per metric ``P@k``, ``P@k (paper)``, ``P@k diff`` (ours - paper). Ids missing from
     the grid keep their row with NaN figures and model :data:`MISSING`.
     """
     by_model = _metrics_by_model(rows, METRICS)
-    if paper_names is None:
-        paper_names = {ds: paper_dataset(ds, paper) for ds in datasets}
+    paper_names = {ds: paper_dataset(ds, paper) for ds in datasets} | (paper_names or {})
     all_ids = sorted(set(ids) | {i for figures in paper.values() for i in figures})
     out = []
     for ds in datasets:
@@ -145,8 +152,8 @@ def table5(rows: list[dict], ids: dict[int, str | None], paper: dict[str, dict[i
                 raise ValueError(f"no metrics for model {model!r} (Table 5 id {config_id}) on dataset {ds!r}")
             ours = by_model[ds, model] if model else {}
             theirs = published.get(config_id, {})
-            line = {"dataset": ds, "id": config_id, **_describe(paper, config_id, paper_names.get(ds)),
-                    "model": model if model else MISSING}
+            line = {"dataset": ds, "paper_dataset": paper_names.get(ds) or MISSING, "id": config_id,
+                    **_describe(paper, config_id, paper_names.get(ds)), "model": model if model else MISSING}
             for metric in METRICS:
                 mine, pub = _number(ours.get(metric)), _number(theirs.get(metric))
                 line[metric] = mine
@@ -161,6 +168,7 @@ def _cell(column: str, value, digits: int) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return MISSING
+        value = round(value, digits) + 0.0  # no "-0.00"
         return f"{value:+.{digits}f}" if column.endswith(DIFF) else f"{value:.{digits}f}"
     return str(value)
 
@@ -188,8 +196,9 @@ def latex_escape(text: str) -> str:
 
 
 def _latex_header(name: str) -> str:
-    if name.endswith(PAPER):
-        return "paper"
+    paper = re.search(r" \((paper[^)]*)\)$", name)
+    if paper:
+        return latex_escape(paper.group(1))
     if name.endswith(DIFF):
         return r"$\Delta$"
     return latex_escape(name)
