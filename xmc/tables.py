@@ -212,7 +212,7 @@ def to_latex(df: pd.DataFrame, groups: list[str] | None = None, digits: int = 2)
     for c in cols:
         owner.append(next((g for g in groups or [] if c.startswith(g + " ")), None))
     align = "".join("r" if _is_numeric(df, c) else "l" for c in cols)
-    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
+    lines = [r"% written by xmc.tables; needs \usepackage{booktabs}", rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
     if any(owner):
         spans, start = [], 0
         cells = []
