@@ -79,14 +79,15 @@ def cluster_size_figure(sizes: dict[str, tuple[np.ndarray, np.ndarray | None]], 
         if with_instances:
             axes[1].plot(x, np.sort(instances)[::-1], marker=".", lw=1, label=name)
     axes[0].set_ylabel("labels in the cluster")
-    axes[0].set_ylim(bottom=0)  # balanced clusters: an autoscaled axis would magnify a 1-label difference
+    # balanced clusters: an autoscaled axis would magnify a 1-label difference; room above the lines
+    axes[0].set_ylim(0, 1.15 * max(int(np.max(labels)) for labels, _ in sizes.values()))
     if with_instances:
         axes[1].set_ylabel("training instances with a label in the cluster")
         axes[1].set_yscale("log")
-    for ax in axes:
+    for ax, where in zip(axes, ("lower left", "upper right")):
         ax.set_xlabel("cluster rank (largest first)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc=where)
     fig.suptitle(title or "cluster sizes")
     fig.tight_layout()
     return fig
