@@ -11,6 +11,9 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 
@@ -34,6 +37,7 @@ include: "rules/matcher.smk"
 include: "rules/ranker.smk"
 include: "rules/ensemble.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:

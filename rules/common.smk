@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from xmc import config as xmc_config
+from xmc import paper as xmc_paper
 
 R = "results"
 
@@ -42,7 +43,7 @@ def model_names():
 
 
 def get_final_output():
-    return [f"{R}/tables/results.csv", f"{R}/tables/results.md"]
+    return [f"{R}/tables/results.csv", f"{R}/tables/results.md"] + report_outputs()
 
 
 def all_metrics():
@@ -202,3 +203,47 @@ def model_description(wildcards):
     m = xmc_config.Model.parse(name)
     return {"indexer": m.indexer, "matcher": m.matcher, "ranker_input": m.input,
             "negatives": m.negatives, "combine": m.combine, "ensemble": ""}
+
+
+# ---- tables, figures, timing (rules/evaluate.smk, rules/report.smk) ------------------------
+def report_outputs():
+    """The paper-layout tables, the stage timing and every figure (PNG + PDF)."""
+    tables = [f"{R}/tables/{name}.{ext}" for name in ("table3", "table5") for ext in ("md", "csv", "tex", "html")]
+    timing = [f"{R}/tables/timing.{ext}" for ext in ("md", "csv", "html")] + [f"{R}/tables/timing_steps.csv"]
+    figures = [f"{R}/figures/{ds}/{name}.{ext}" for ds in DATASETS
+               for name in ("label_frequency", "cluster_sizes", "precision_at_k") for ext in ("png", "pdf")]
+    return tables + timing + figures
+
+
+def table3_methods():
+    """Table 3 row label -> model or ensemble of the grid (None: not in it)."""
+    return xmc_paper.table3_models(CFG)
+
+
+def paper_datasets():
+    """Our dataset -> the paper dataset whose figures the tables print beside it, where the config
+    names one (`datasets.<name>.paper_dataset`); xmc.tables matches the others by name."""
+    return {ds: spec["paper_dataset"] for ds, spec in CFG["datasets"].items() if "paper_dataset" in spec}
+
+
+def table5_ids():
+    """Table 5 configuration id -> model or ensemble of the grid (None: not in it)."""
+    return xmc_paper.table5_models(CFG)
+
+
+def dataset_metrics(wildcards):
+    return [f"{R}/{wildcards.dataset}/metrics/{name}.json" for name in model_names()]
+
+
+def figure_model_labels():
+    """Axis labels of the P@k figure: a model that is a Table 5 configuration carries its id."""
+    ids = {}
+    for i, name in table5_ids().items():
+        if name:
+            ids.setdefault(name, []).append(str(i))
+    return {name: f"[{','.join(i)}] {name}" for name, i in ids.items()}
+
+
+def cluster_assignments(wildcards):
+    """C.npz of every indexer, in the order of CFG["indexers"]."""
+    return [f"{R}/{wildcards.dataset}/indexer/{ix}/C.npz" for ix in CFG["indexers"]]

@@ -29,6 +29,8 @@ rule prepare:
         meta=f"{R}/{{dataset}}/prepared/meta.json",
     log:
         f"{R}/logs/{{dataset}}/prepare.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/prepare.tsv"
     params:
         format=dataset_format,
         encoding=dataset_encoding,

@@ -28,6 +28,8 @@ rule tokenize:
         f"{R}/{{dataset}}/tokens/{{encoder}}/{{split}}.npz",
     log:
         f"{R}/logs/{{dataset}}/tokenize.{{encoder}}.{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/tokenize.{{encoder}}.{{split}}.tsv"
     params:
         model=encoder_model,
         max_length=encoder_max_length,

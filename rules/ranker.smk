@@ -32,6 +32,8 @@ rule predict_ranker:
         f"{R}/{{dataset}}/predictions/{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.npz",
     log:
         f"{R}/logs/{{dataset}}/predict_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/predict_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.tsv"
     params:
         top_k=CFG["ranker"]["top_k"],
         code=code_version("ranker.py", "linear.py"),

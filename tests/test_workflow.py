@@ -131,7 +131,8 @@ def test_ranker_change_reruns_only_rankers_onward(tiny_run):
     root, work, config, _ = tiny_run
     configfile = config_variant(root, config, "ranker-changed", lambda c: c["ranker"].update(C=0.5))
     plan = planned_jobs(work, configfile)
-    assert set(plan) == {"train_ranker", "predict_ranker", "ensemble", "evaluate", "tables", "all"}
+    assert set(plan) == {"train_ranker", "predict_ranker", "ensemble", "evaluate", "tables",
+                         "figure_precision_at_k", "timing", "all"}
     # 3 indexers x 2 inputs, plus the baseline's ranker (its linear matcher has its own C and stays)
     assert plan["train_ranker"] == 7
 
