@@ -108,6 +108,7 @@ def test_ranker_shards_default_and_bounds():
     assert xc.resolve(DEFAULT)["ranker"]["shards"] == 1
     cfg = copy.deepcopy(DEFAULT)
     cfg["indexing"]["n_clusters"] = 4
+    cfg["matcher"]["top_b"] = 2
     cfg["ranker"]["shards"] = 4
     jsonschema.validate(cfg, SCHEMA)
     assert xc.resolve(cfg)["ranker"]["shards"] == 4
