@@ -456,7 +456,9 @@ class TransformerMatcher:
         for step in bar:
             micro = [next(batches) for _ in range(p.grad_accum)]
             chunks = _local_chunks(micro, rank, world, p.batch_size, p.grad_accum)
-            step_loss = 0.0
+            # Summed on the device and read back once per step (a GPU waits for nothing in between).
+            step_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64,
+                                    device=device)
             try:
                 for j, (idx, weight) in enumerate(chunks):
                     # Under DDP only the last backward of a step all-reduces the gradients.
@@ -470,11 +472,11 @@ class TransformerMatcher:
                         else:
                             loss = (_row_hinge_losses(scores.float(), target) * weight.to(device)).sum()
                         scaler.scale(loss).backward()
-                    step_loss += loss.item()
+                    step_loss += loss.detach().to(step_loss.dtype)
                 if world > 1:  # the step's loss over all ranks (each rank's share is scaled by world)
-                    total = torch.tensor([step_loss], dtype=torch.float64, device=device)
-                    torch.distributed.all_reduce(total)
-                    step_loss = total.item() / world
+                    torch.distributed.all_reduce(step_loss)
+                    step_loss /= world
+                step_loss = step_loss.item()
                 if not np.isfinite(step_loss):  # stop before a NaN reaches the weights
                     raise FloatingPointError(
                         f"matcher loss is {step_loss} at step {step}/{p.max_steps}; lower "
