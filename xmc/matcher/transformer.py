@@ -42,7 +42,8 @@ _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 HEAD_FILE, META_FILE, CHECKPOINT_FILE = "head.pt", "matcher.json", "checkpoint.pt"
 # Settings that change neither the trained weights nor the loss history: a checkpoint written under
 # other values of these is still a valid start.
-_NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every", "eval_batch_size", "top_b", "gradient_checkpointing")
+_NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every", "eval_batch_size", "top_b",
+                       "gradient_checkpointing")
 
 
 def squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
@@ -105,8 +106,9 @@ class MatcherParams(FromDict):
     ``precision`` "bf16" / "fp16" runs the forward pass under bfloat16 / float16 autocast (options for
     GPUs; fp16 adds loss scaling; fp32 is the paper's and the default). ``gradient_checkpointing``
     recomputes the encoder's activations in the backward pass: less memory, about 30% more time.
-    Under data-parallel training ``batch_size x grad_accum`` stays the total batch of a step. ``checkpoint_every`` (optimiser steps; 0: never) applies when
-    :meth:`TransformerMatcher.train` is given a ``checkpoint_dir``.
+    Under data-parallel training ``batch_size x grad_accum`` stays the total batch of a step.
+    ``checkpoint_every`` (optimiser steps; 0: never) applies when :meth:`TransformerMatcher.train`
+    is given a ``checkpoint_dir``.
     """
 
     config_section = "matcher"
@@ -342,7 +344,8 @@ def _out_of_memory_message(p: MatcherParams, step: int, device: torch.device) ->
     return (f"matcher ran out of {device.type} memory at step {step}/{p.max_steps} with batch_size "
             f"{p.batch_size} per device and grad_accum {p.grad_accum}; halve batch_size to "
             f"{max(p.batch_size // 2, 1)} and double grad_accum to {2 * p.grad_accum} (the same total "
-            f"batch of {p.batch_size * p.grad_accum}), or use precision bf16 (now {p.precision})")
+            f"batch of {p.batch_size * p.grad_accum}), or use precision bf16 (now {p.precision}) or "
+            f"gradient_checkpointing")
 
 
 class TransformerMatcher:
