@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 JOB = textwrap.dedent("""
-    import json, sys, time
+    import json, os, sys, time
+    import torch  # importing does not initialise CUDA: CUDA_VISIBLE_DEVICES set below still counts
     from xmc.devices import assign_gpus
     name, lock_dir, hold = sys.argv[1], sys.argv[2], float(sys.argv[3])
     asked = time.time()
     with assign_gpus(1, lock_dir, log=lambda m: print(f"[{name}] {m}", file=sys.stderr, flush=True),
                      poll_s=0.2) as devices:
-        import os, torch
         got = time.time()
         x = torch.randn(4096, 4096, device="cuda")
         end = got + hold
