@@ -195,7 +195,8 @@ def main(argv=None) -> int:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     peak, peak_src = peak_tflops(device, a.precision, a.peak_tflops)
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    dev_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else f"cpu ({torch.get_num_threads()} threads)")
     print(f"\nmatcher training throughput: {a.config}, {dev_name}, {a.precision}, batch {a.batch_size}, "
           f"length {a.max_length}, K {a.clusters}, {a.steps} steps after {a.warmup} (best of {a.repeats})")
     print(f"{'loop':<6}{'examples/s':>12}{'tokens/s':>12}{'s/step':>10}{'MFU':>8}"
