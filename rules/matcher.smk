@@ -21,7 +21,7 @@ rule train_matcher:
     params:
         model=encoder_model,
         matcher=matcher_params,
-        code=code_version("matcher/transformer.py"),
+        code=code_version("matcher/transformer.py", "matcher/launch.py", "devices.py"),
     threads: workflow.cores
     resources:
         gpu=CFG["resources"]["matcher_gpus"],
@@ -49,10 +49,10 @@ rule predict_matcher:
     params:
         top_b=matcher_top_b,
         matcher=matcher_params,
-        code=code_version("matcher/transformer.py"),
+        code=code_version("matcher/transformer.py", "devices.py"),
     threads: workflow.cores
     resources:
-        gpu=CFG["resources"]["matcher_gpus"],
+        gpu=min(CFG["resources"]["matcher_gpus"], 1),  # prediction runs on one device
     conda:
         "../environment.yml"
     script:

@@ -102,3 +102,19 @@ def test_model_name_round_trip():
     assert xc.Model.parse(m.name) == m
     with pytest.raises(xc.ConfigError):
         xc.Model.parse("a.b.c")
+
+
+def test_ranker_shards_default_and_bounds():
+    assert xc.resolve(DEFAULT)["ranker"]["shards"] == 1
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["indexing"]["n_clusters"] = 4
+    cfg["matcher"]["top_b"] = 2
+    cfg["ranker"]["shards"] = 4
+    jsonschema.validate(cfg, SCHEMA)
+    assert xc.resolve(cfg)["ranker"]["shards"] == 4
+    cfg["ranker"]["shards"] = 8
+    with pytest.raises(xc.ConfigError, match="ranker.shards = 8 is larger than n_clusters"):
+        xc.resolve(cfg)
+    cfg["ranker"]["shards"] = 0
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(cfg, SCHEMA)

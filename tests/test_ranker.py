@@ -14,6 +14,7 @@ from xmc.ranker import (
     cluster_targets,
     combine_scores,
     ranker_features,
+    shard_clusters,
 )
 
 
@@ -229,3 +230,41 @@ def test_parallel_fit_equals_serial_fit(fitted):
     X, Y, C, Mp, ranker = fitted
     parallel = Ranker(negatives="tfn+man", n_jobs=2).fit(X, Y, C, Mp, progress=False)
     assert (parallel.W_ != ranker.W_).nnz == 0
+
+
+@pytest.mark.parametrize("n_shards", [2, 3, 8])
+def test_sharded_fit_merged_equals_one_fit(fitted, tmp_path, n_shards):
+    X, Y, C, Mp, ranker = fitted
+    parts = []
+    for s in range(n_shards):
+        part = Ranker(negatives="tfn+man").fit(X, Y, C, Mp, progress=False,
+                                               clusters=shard_clusters(8, n_shards, s))
+        part.save(tmp_path / f"shard{s}.npz")  # the workflow merges saved shards
+        parts.append(Ranker.load(tmp_path / f"shard{s}.npz"))
+    # a shard scores only its own clusters' labels
+    own = np.isin(ranker.assignment_, parts[0].clusters_)
+    assert set(parts[0].predict(X, Mp, top_k=5).indices) <= set(np.flatnonzero(own))
+    assert parts[0].W_[~own].nnz == 0 and parts[0].W_[own].nnz > 0
+    merged = Ranker.merge(parts[::-1])
+    assert merged.W_.shape == ranker.W_.shape and (merged.W_ != ranker.W_).nnz == 0
+    np.testing.assert_array_equal(merged.clusters_, np.arange(8))
+    for combine in ("noop", "l3-hinge"):
+        a, b = merged.predict(X, Mp, combine=combine, top_k=5), ranker.predict(X, Mp, combine=combine, top_k=5)
+        assert (a != b).nnz == 0
+
+
+def test_shard_and_merge_errors(fitted):
+    X, Y, C, Mp, ranker = fitted
+    assert [list(shard_clusters(5, 2, s)) for s in range(2)] == [[0, 1, 2], [3, 4]]
+    with pytest.raises(ValueError, match="must not exceed the number of clusters"):
+        shard_clusters(4, 5, 0)
+    with pytest.raises(ValueError, match="shard must be in"):
+        shard_clusters(4, 2, 2)
+    half = Ranker(negatives="tfn+man").fit(X, Y, C, Mp, progress=False, clusters=shard_clusters(8, 2, 0))
+    with pytest.raises(ValueError, match="in no shard"):
+        Ranker.merge([half])
+    with pytest.raises(ValueError, match="overlap"):
+        Ranker.merge([half, half])
+    other = Ranker(negatives="tfn+man", C=2.0).fit(X, Y, C, Mp, progress=False, clusters=shard_clusters(8, 2, 1))
+    with pytest.raises(ValueError, match="C=2.0"):
+        Ranker.merge([half, other])

@@ -1,19 +1,21 @@
 import numpy as np
 import torch
 
+from xmc.devices import assign_gpus
 from xmc.io import save_csr, save_npy
 from xmc.matcher.transformer import TransformerMatcher
 from xmc.runlog import start
 
 log = start(snakemake.log[0], "predict_matcher")
 torch.set_num_threads(snakemake.threads)
-matcher = TransformerMatcher.load(snakemake.input.model, device=snakemake.params.matcher.get("device", "auto"))
-batch_size = snakemake.params.matcher.get("eval_batch_size", 64)
-for split in ("train", "test"):
-    tokens = np.load(snakemake.input[f"tokens_{split}"])
-    topb, emb = matcher.predict(tokens["input_ids"], tokens["attention_mask"], top_b=snakemake.params.top_b,
-                                batch_size=batch_size)
-    log.info("%s: top-%d clusters of %d instances, embeddings %s", split, snakemake.params.top_b,
-             topb.shape[0], emb.shape)
-    save_csr(snakemake.output[f"topb_{split}"], topb)
-    save_npy(snakemake.output[f"emb_{split}"], emb.astype(np.float32))
+with assign_gpus(snakemake.resources.gpu, log=log.info):
+    matcher = TransformerMatcher.load(snakemake.input.model, device=snakemake.params.matcher.get("device", "auto"))
+    batch_size = snakemake.params.matcher.get("eval_batch_size", 64)
+    for split in ("train", "test"):
+        tokens = np.load(snakemake.input[f"tokens_{split}"])
+        topb, emb = matcher.predict(tokens["input_ids"], tokens["attention_mask"], top_b=snakemake.params.top_b,
+                                    batch_size=batch_size)
+        log.info("%s: top-%d clusters of %d instances, embeddings %s", split, snakemake.params.top_b,
+                 topb.shape[0], emb.shape)
+        save_csr(snakemake.output[f"topb_{split}"], topb)
+        save_npy(snakemake.output[f"emb_{split}"], emb.astype(np.float32))

@@ -1,5 +1,5 @@
 from xmc.io import load_csr, load_npy
-from xmc.ranker import Ranker, ranker_features
+from xmc.ranker import Ranker, ranker_features, shard_clusters
 from xmc.runlog import start
 
 log = start(snakemake.log[0], "train_ranker")
@@ -7,7 +7,13 @@ inp = snakemake.input
 emb = load_npy(inp.emb_train) if "emb_train" in inp.keys() else None
 X = ranker_features(load_csr(inp.X_train) if "X_train" in inp.keys() else None, emb)  # None: phi_pre
 log.info("ranker input %s (%s), negatives %s", X.shape, snakemake.wildcards.input, snakemake.wildcards.negatives)
+C = load_csr(inp.C)
+clusters = None
+if snakemake.params.shard is not None:
+    shard, n_shards = snakemake.params.shard
+    clusters = shard_clusters(C.shape[1], n_shards, shard)
+    log.info("shard %d of %d: clusters %d..%d of %d", shard, n_shards, clusters[0], clusters[-1], C.shape[1])
 ranker = Ranker(negatives=snakemake.wildcards.negatives, n_jobs=snakemake.threads, **snakemake.params.ranker)
-ranker.fit(X, load_csr(inp.Y), load_csr(inp.C), load_csr(inp.M_train))
+ranker.fit(X, load_csr(inp.Y), C, load_csr(inp.M_train), clusters=clusters)
 log.info("%d non-zero weights", ranker.W_.nnz)
 ranker.save(snakemake.output[0])

@@ -29,7 +29,7 @@ DEFAULTS = {
     "pifa_neural": {"indexer": "pifa-tfidf"},
     "matcher": {"top_b": 10},  # MatcherParams' default; the workflow reads it in several rules
     "ranker": {"inputs": ["tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop"],
-               "C": 1.0, "threshold": 0.01, "top_k": 20},
+               "C": 1.0, "threshold": 0.01, "top_k": 20, "shards": 1},
     "linear_baseline": {"enabled": True, "indexer": "pifa-tfidf", "negatives": "tfn+man",
                         "combine": "noop", "C": 1.0, "threshold": 0.01, "inputs": ["tfidf"]},
     "ensembles": {},
@@ -127,6 +127,11 @@ def resolve(config: dict) -> dict:
             if top_b > k:
                 raise ConfigError(f"datasets.{ds}, encoder {enc}: matcher top_b = {top_b} is larger than "
                                   f"n_clusters (K) = {k}")
+    for ds in cfg["datasets"]:
+        k = n_clusters(cfg, ds)
+        if k is not None and cfg["ranker"]["shards"] > k:
+            raise ConfigError(f"ranker.shards = {cfg['ranker']['shards']} is larger than n_clusters (K) = {k} "
+                              f"of dataset {ds}")
     known = {m.name for m in models(cfg)}
     for ens, spec in cfg["ensembles"].items():
         if "." in ens:

@@ -31,6 +31,7 @@ __all__ = [
     "cluster_targets",
     "combine_scores",
     "ranker_features",
+    "shard_clusters",
 ]
 
 COMBINE_METHODS = ("noop", "sigmoid", "l2-hinge", "l3-hinge")
@@ -156,6 +157,19 @@ def _assignment_from_C(C_assign) -> tuple[np.ndarray, int]:
     return Cs.indices.astype(np.int64), Cs.shape[1]
 
 
+def shard_clusters(n_clusters: int, n_shards: int, shard: int) -> np.ndarray:
+    """Clusters of shard ``shard`` (0-based) of ``n_shards``: a contiguous run of about
+    K / n_shards cluster ids, int64. The indexer balances labels over clusters, so shards train about
+    the same number of labels."""
+    if isinstance(n_shards, bool) or not isinstance(n_shards, (int, np.integer)) or n_shards < 1:
+        raise ValueError(f"n_shards: expected a positive integer, got {n_shards!r}")
+    if n_shards > n_clusters:
+        raise ValueError(f"n_shards ({n_shards}) must not exceed the number of clusters K ({n_clusters})")
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard must be in [0, {n_shards}), got {shard!r}")
+    return np.array_split(np.arange(n_clusters, dtype=np.int64), n_shards)[shard]
+
+
 class Ranker:
     """Per-label squared-hinge linear SVMs trained on cluster candidates.
 
@@ -163,7 +177,8 @@ class Ranker:
     n_jobs (worker processes over the labels of a cluster), bias (value of the bias feature).
 
     Attributes after fit: ``W_`` CSR float32 (L, D + 1), last column = bias weight;
-    ``assignment_`` int64 (L,) cluster of each label; ``n_clusters_`` K.
+    ``assignment_`` int64 (L,) cluster of each label; ``n_clusters_`` K; ``clusters_`` int64, the
+    clusters whose labels were trained (all K, or one shard's; :meth:`merge` joins shards).
     """
 
     def __init__(self, negatives: str = "tfn+man", C: float = 1.0, threshold: float = 0.01,
@@ -179,9 +194,12 @@ class Ranker:
         bounds = np.searchsorted(self.assignment_[order], np.arange(self.n_clusters_ + 1))
         return [order[bounds[k] : bounds[k + 1]] for k in range(self.n_clusters_)]
 
-    def fit(self, X, Y, C_assign, M_pred=None, progress: bool = True) -> "Ranker":
+    def fit(self, X, Y, C_assign, M_pred=None, progress: bool = True, clusters=None) -> "Ranker":
         """X : CSR (N, D) ranker features; Y : CSR (N, L) 0/1; C_assign : CSR (L, K) 0/1 with one
         cluster per label; M_pred : CSR (N, K) matcher top-b (needed for "man" / "tfn+man").
+        clusters : cluster ids to train (default all, see :func:`shard_clusters`); the rows of W_ of
+        other clusters' labels stay empty. Each label's model depends only on its own cluster's
+        rows, so shards joined by :meth:`merge` equal one fit over all clusters.
         """
         if not sp.issparse(X) or not sp.issparse(Y):
             raise ValueError("X and Y: expected scipy sparse matrices")
@@ -195,7 +213,15 @@ class Ranker:
         cand = candidate_matrix(cluster_targets(Y, C_assign), M_pred, self.negatives).tocsc()
         self.assignment_ = assignment
         self.n_clusters_ = k
-        clusters = [(c, labels) for c, labels in enumerate(self._cluster_labels()) if labels.size]
+        self.clusters_ = np.arange(k, dtype=np.int64)
+        if clusters is not None:
+            chosen = np.unique(np.asarray(clusters, dtype=np.int64))
+            if chosen.size and (chosen[0] < 0 or chosen[-1] >= k):
+                raise ValueError(f"clusters: ids must be in [0, {k}), got {chosen[0]}..{chosen[-1]}")
+            self.clusters_ = chosen
+        wanted = np.zeros(k, dtype=bool)
+        wanted[self.clusters_] = True
+        clusters = [(c, labels) for c, labels in enumerate(self._cluster_labels()) if labels.size and wanted[c]]
 
         def jobs():  # lazily, so that only a few clusters' blocks are in memory at once
             for c, labels in clusters:
@@ -208,9 +234,47 @@ class Ranker:
         results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs())
         blocks = list(tqdm(results, total=len(clusters), desc="ranker fit", unit="cluster",
                            disable=not progress))
-        order = np.concatenate([labels for _, labels in clusters])
+        order = np.concatenate([labels for _, labels in clusters] + [np.zeros(0, dtype=np.int64)])
+        # Labels outside the trained clusters (another shard's) get empty rows.
+        rest = np.setdiff1d(np.arange(Y.shape[1]), order)
+        blocks.append(sp.csr_matrix((rest.size, X.shape[1] + 1), dtype=np.float32))
+        order = np.concatenate([order, rest])
         self.W_ = sp.csr_matrix(sp.vstack(blocks, format="csr")[np.argsort(order)], dtype=np.float32)
         return self
+
+    @classmethod
+    def merge(cls, parts: list["Ranker"]) -> "Ranker":
+        """Join rankers fit on disjoint cluster shards (:meth:`fit` with ``clusters``) into one
+        whose weights are those of a fit over all clusters."""
+        if not parts:
+            raise ValueError("merge: no rankers given")
+        first = parts[0]
+        settings = ("negatives", "C", "threshold", "bias")
+        for i, part in enumerate(parts[1:], 1):
+            for name in settings:
+                if getattr(part, name) != getattr(first, name):
+                    raise ValueError(f"merge: shard {i} has {name}={getattr(part, name)!r} but shard 0 has "
+                                     f"{getattr(first, name)!r}")
+            if part.n_clusters_ != first.n_clusters_ or not np.array_equal(part.assignment_, first.assignment_):
+                raise ValueError(f"merge: shard {i} was fit on another label indexing than shard 0")
+            if part.W_.shape != first.W_.shape:
+                raise ValueError(f"merge: shard {i} has weights {part.W_.shape}, shard 0 {first.W_.shape}")
+        covered = np.concatenate([p.clusters_ for p in parts])
+        if covered.size != np.unique(covered).size:
+            raise ValueError("merge: shards overlap (a cluster was trained by more than one shard)")
+        if covered.size != first.n_clusters_:
+            missing = np.setdiff1d(np.arange(first.n_clusters_), covered)
+            raise ValueError(f"merge: {missing.size} cluster(s) are in no shard (first: {missing[0]})")
+        merged = cls(**{name: getattr(first, name) for name in settings}, n_jobs=first.n_jobs)
+        W = parts[0].W_
+        for part in parts[1:]:
+            W = W + part.W_  # disjoint label rows: the sum places each shard's rows
+        merged.W_ = sp.csr_matrix(W, dtype=np.float32)
+        merged.W_.sort_indices()
+        merged.assignment_ = first.assignment_.copy()
+        merged.n_clusters_ = first.n_clusters_
+        merged.clusters_ = np.arange(first.n_clusters_, dtype=np.int64)
+        return merged
 
     def predict(self, X, M_pred, combine: str = "noop", top_k: int = 20,
                 batch_size: int = 8192) -> sp.csr_matrix:
@@ -233,8 +297,12 @@ class Ranker:
                              f"got {getattr(M_pred, 'shape', None)}")
         M_pred = sp.csr_matrix(M_pred)
         W = sp.csr_matrix(self.W_, dtype=np.float32)
+        trained = np.zeros(self.n_clusters_, dtype=bool)
+        trained[self._trained_clusters()] = True
         per_cluster = []
-        for labels in self._cluster_labels():
+        for c, labels in enumerate(self._cluster_labels()):
+            if not trained[c]:  # another shard's labels: not scored here
+                labels = labels[:0]
             Wk = W[labels]
             per_cluster.append((labels, sp.csr_matrix(Wk[:, :d].T), self.bias * Wk[:, d].toarray().ravel()))
         parts = []
@@ -263,12 +331,15 @@ class Ranker:
             return sp.csr_matrix((0, n_labels), dtype=np.float32)
         return sp.vstack(parts, format="csr").astype(np.float32)
 
+    def _trained_clusters(self) -> np.ndarray:
+        return getattr(self, "clusters_", np.arange(self.n_clusters_, dtype=np.int64))
+
     def save(self, path) -> None:
         """npz with W and the settings; ``xmc.io.load_csr(path)`` reads it as the (L, D + 1) weights."""
         save_weights(
             path, self.W_, assignment=self.assignment_, n_clusters=self.n_clusters_,
             negatives=self.negatives, C=self.C, threshold=self.threshold, n_jobs=self.n_jobs,
-            bias=self.bias,
+            bias=self.bias, clusters=self._trained_clusters(),
         )
 
     @classmethod
@@ -279,4 +350,6 @@ class Ranker:
         r.W_ = W.astype(np.float32)
         r.assignment_ = meta["assignment"].astype(np.int64)
         r.n_clusters_ = int(meta["n_clusters"])
+        r.clusters_ = (meta["clusters"].astype(np.int64) if "clusters" in meta
+                       else np.arange(r.n_clusters_, dtype=np.int64))
         return r

@@ -6,14 +6,22 @@ and the pooled embedding phi_neural, ``save``/``load`` round-trip a self-describ
 (encoder + tokenizer as ``save_pretrained`` writes them, ``head.pt``, ``matcher.json``).
 With a ``checkpoint_dir``, training writes ``checkpoint.pt`` there every ``checkpoint_every`` steps
 and a restarted run continues from it, bit-identically on CPU.
+
+Data-parallel training: started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment; see
+``xmc.matcher.launch``), each process takes a rank-strided share of every optimiser step's rows and
+DDP averages the gradients, so the total batch stays ``batch_size x grad_accum`` whatever the number
+of devices and the loss trajectory equals the single-process one (up to float rounding; dropout
+masks differ).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import os
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,11 +37,13 @@ from xmc.io import atomic_path
 from xmc.params import FromDict
 
 POOLINGS = ("auto", "cls", "mean", "last")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 HEAD_FILE, META_FILE, CHECKPOINT_FILE = "head.pt", "matcher.json", "checkpoint.pt"
 # Settings that change neither the trained weights nor the loss history: a checkpoint written under
 # other values of these is still a valid start.
-_NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every", "eval_batch_size", "top_b")
+_NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every", "eval_batch_size", "top_b",
+                       "gradient_checkpointing")
 
 
 def squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
@@ -45,6 +55,12 @@ def squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"scores {tuple(scores.shape)} and M {tuple(M.shape)} must have the same shape")
     signs = 2.0 * M.to(scores.dtype) - 1.0
     return torch.clamp(1.0 - signs * scores, min=0.0).pow(2).mean()
+
+
+def _row_hinge_losses(scores: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """Per-row mean over k of the squared hinge: (B,). Their weighted sum is a share of a batch loss."""
+    signs = 2.0 * M.to(scores.dtype) - 1.0
+    return torch.clamp(1.0 - signs * scores, min=0.0).pow(2).mean(dim=1)
 
 
 def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -87,9 +103,12 @@ class MatcherParams(FromDict):
     """Training and prediction settings of the transformer matcher (defaults: the paper's Eurlex-4K).
 
     ``max_steps`` counts optimiser steps; each takes ``grad_accum`` micro-batches of ``batch_size``.
-    ``precision`` "bf16" runs the forward pass under bfloat16 autocast (an option for GPUs; fp32 is
-    the paper's and the default). ``checkpoint_every`` (optimiser steps; 0: never) applies when
-    :meth:`TransformerMatcher.train` is given a ``checkpoint_dir``.
+    ``precision`` "bf16" / "fp16" runs the forward pass under bfloat16 / float16 autocast (options for
+    GPUs; fp16 adds loss scaling; fp32 is the paper's and the default). ``gradient_checkpointing``
+    recomputes the encoder's activations in the backward pass: less memory, about 30% more time.
+    Under data-parallel training ``batch_size x grad_accum`` stays the total batch of a step.
+    ``checkpoint_every`` (optimiser steps; 0: never) applies when :meth:`TransformerMatcher.train`
+    is given a ``checkpoint_dir``.
     """
 
     config_section = "matcher"
@@ -111,6 +130,7 @@ class MatcherParams(FromDict):
     log_every: int = 10
     precision: str = "fp32"
     checkpoint_every: int = 100
+    gradient_checkpointing: bool = False
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -121,6 +141,8 @@ class MatcherParams(FromDict):
                     value = float(value) if f.type == "float" else int(value)
                 except ValueError:
                     raise ValueError(f"matcher {f.name} must be a number, got {value!r}") from None
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ValueError(f"matcher {f.name} must be true or false, got {value!r}")
             if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if (f.type == "int" and (not isinstance(value, int) or isinstance(value, bool))) or (
@@ -217,7 +239,7 @@ class _EpochBatches:
         self.perm, self.pos = state["perm"], state["pos"]
 
 
-def _fingerprint(p: MatcherParams, encoder_dir, ids, mask, M: sp.csr_matrix) -> dict:
+def _fingerprint(p: MatcherParams, encoder_dir, ids, mask, M: sp.csr_matrix, world: int = 1) -> dict:
     """What a checkpoint must share with this run to be resumed: the training params, the encoder
     and the data (N, K and a digest of tokens and targets)."""
     digest = hashlib.sha256()
@@ -225,18 +247,31 @@ def _fingerprint(p: MatcherParams, encoder_dir, ids, mask, M: sp.csr_matrix) -> 
         digest.update(np.ascontiguousarray(a).tobytes())
     params = {k: v for k, v in p.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
     return {**params, "encoder_dir": str(encoder_dir), "N": M.shape[0], "K": M.shape[1],
-            "data_sha256": digest.hexdigest()}
+            "data_sha256": digest.hexdigest(), "world_size": world}
 
 
-def _write_checkpoint(folder: Path, step: int, fingerprint: dict, net, optimizer, scheduler,
-                      batches: _EpochBatches, history: list, device: torch.device) -> None:
+def _rng_state(device: torch.device) -> tuple:
+    return (torch.get_rng_state(),  # dropout on CPU
+            torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _write_checkpoint(folder: Path, step: int, fingerprint: dict, net, optimizer, scheduler, scaler,
+                      batches: _EpochBatches, history: list, device: torch.device,
+                      rank: int = 0, world: int = 1) -> None:
     """Everything a bit-identical continuation needs, written to a temporary file then renamed:
-    a kill mid-write leaves the previous checkpoint in place."""
+    a kill mid-write leaves the previous checkpoint in place. Under data parallelism every rank
+    calls this (to gather the ranks' RNG states) and rank 0 writes."""
+    rng = [_rng_state(device)]
+    if world > 1:
+        rng = [None] * world
+        torch.distributed.all_gather_object(rng, _rng_state(device))
+    if rank != 0:
+        return
     state = {"step": step, "fingerprint": fingerprint, "net": net.state_dict(),
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "batches": batches.state_dict(), "history": history,
-             "torch_rng": torch.get_rng_state(),  # dropout on CPU
-             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+             "scaler": scaler.state_dict(), "batches": batches.state_dict(), "history": history,
+             "torch_rng": rng[0][0], "cuda_rng": rng[0][1],
+             "rank_rng": [r[0] for r in rng], "rank_cuda_rng": [r[1] for r in rng]}
     with atomic_path(folder / CHECKPOINT_FILE) as tmp:
         torch.save(state, tmp)
 
@@ -261,24 +296,56 @@ def _read_checkpoint(folder: Path, fingerprint: dict, warn: Callable[[str], None
     return state
 
 
-def _restore(state: dict, net, optimizer, scheduler, batches: _EpochBatches,
-             device: torch.device) -> tuple[int, list]:
+def _restore(state: dict, net, optimizer, scheduler, scaler, batches: _EpochBatches,
+             device: torch.device, rank: int = 0) -> tuple[int, list]:
     """Load a checkpoint into freshly built training objects; returns (step, history)."""
     net.load_state_dict(state["net"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     batches.load_state_dict(state["batches"])
-    torch.set_rng_state(state["torch_rng"])
-    if device.type == "cuda" and state["cuda_rng"] is not None:
-        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    torch.set_rng_state(state["rank_rng"][rank])
+    cuda_rng = state["rank_cuda_rng"][rank]
+    if device.type == "cuda" and cuda_rng is not None:
+        torch.cuda.set_rng_state(cuda_rng, device)
     return state["step"], list(state["history"])
+
+
+def distributed_context() -> tuple[int, int, int]:
+    """(rank, world size, local rank) of this process: from torchrun's environment, else (0, 1, 0)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    rank = int(os.environ["RANK"])
+    return rank, world, int(os.environ.get("LOCAL_RANK", rank))
+
+
+def _local_chunks(micro: list[torch.Tensor], rank: int, world: int, batch_size: int, grad_accum: int):
+    """This rank's share of one optimiser step: [(row indices, row weights or None), ...].
+
+    Single process: the micro-batches themselves (weights None: the loss is the batch mean /
+    grad_accum, as always). With ``world`` ranks: the step's rows are dealt out rank-strided and
+    each row weighs ``world / (len(its micro-batch) * grad_accum)``, so that DDP's average of the
+    ranks' gradients is exactly the single-process gradient. A rank left without rows (a tiny last
+    batch of an epoch) runs one row with weight 0: every rank must join the gradient all-reduce.
+    """
+    if world == 1:
+        return [(m, None) for m in micro]
+    idx = torch.cat(micro)
+    weight = torch.cat([torch.full((len(m),), world / (len(m) * grad_accum)) for m in micro])
+    mine, w = idx[rank::world], weight[rank::world]
+    if len(mine) == 0:
+        mine, w = idx[:1], torch.zeros(1)
+    return [(mine[s:s + batch_size], w[s:s + batch_size]) for s in range(0, len(mine), batch_size)]
 
 
 def _out_of_memory_message(p: MatcherParams, step: int, device: torch.device) -> str:
     return (f"matcher ran out of {device.type} memory at step {step}/{p.max_steps} with batch_size "
             f"{p.batch_size} per device and grad_accum {p.grad_accum}; halve batch_size to "
             f"{max(p.batch_size // 2, 1)} and double grad_accum to {2 * p.grad_accum} (the same total "
-            f"batch of {p.batch_size * p.grad_accum}), or use precision bf16 (now {p.precision})")
+            f"batch of {p.batch_size * p.grad_accum}), or use precision bf16 (now {p.precision}) or "
+            f"gradient_checkpointing")
 
 
 class TransformerMatcher:
@@ -322,12 +389,33 @@ class TransformerMatcher:
         if ids.shape[0] == 0:
             raise ValueError("input_ids has no rows; the matcher needs at least one training instance")
         device, n = resolve_device(p.device), ids.shape[0]
+        rank, world, local_rank = distributed_context()
+        if world > 1:
+            if device.type == "cuda":
+                device = torch.device("cuda", local_rank)
+                torch.cuda.set_device(device)
+            if not torch.distributed.is_initialized():
+                torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if rank != 0:  # one voice: rank 0 logs and shows progress
+            log = lambda message: None  # noqa: E731
         say = log or (lambda message: None)
         warn = log or (lambda message: warnings.warn(message, stacklevel=3))
         family = encoder_family(encoder_dir)
         torch.manual_seed(p.seed)  # covers head init, any newly initialised encoder part, dropout
         net = _Net(AutoModel.from_pretrained(str(encoder_dir)), M.shape[1],
                    resolve_pooling(p.pooling, family), p.dropout).to(device).train()
+        if p.gradient_checkpointing:
+            if not getattr(net.encoder, "supports_gradient_checkpointing", False):
+                raise ValueError(f"matcher gradient_checkpointing: the {family} encoder "
+                                 f"{encoder_dir} does not support it; set it to false")
+            net.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = net
+        if world > 1:
+            # The encoder's pooler (unused: phi_neural pools the last layer) gets no gradient.
+            model = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True)
+            torch.manual_seed(p.seed + 1_000_003 * rank)  # own dropout masks per rank
         tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
         # As in BERT: no weight decay on biases and LayerNorm weights (the 1-D parameters). The new
         # head may take its own (larger) learning rate: it starts from random weights.
@@ -340,43 +428,67 @@ class TransformerMatcher:
         optimizer = torch.optim.AdamW(groups, lr=p.learning_rate,
                                       fused=device.type in ("cpu", "cuda"))  # one kernel: ~8x faster on CPU
         scheduler = get_linear_schedule_with_warmup(optimizer, p.warmup_steps, p.max_steps)
+        # fp16 needs loss scaling; disabled, the scaler passes everything through unchanged.
+        scaler = torch.amp.GradScaler(device.type, enabled=p.precision == "fp16")
         batches = _EpochBatches(n, p.batch_size, p.seed)
+        if world > 1:
+            say(f"data-parallel over {world} processes ({device.type}): total batch "
+                f"{p.batch_size * p.grad_accum} = about {-(-p.batch_size * p.grad_accum // world)} rows "
+                f"per process per step, in micro-batches of at most {p.batch_size}")
 
         history, done = [], 0
         checkpointing = checkpoint_dir is not None and p.checkpoint_every > 0
         if checkpointing:
             checkpoint_dir = Path(checkpoint_dir)
-            checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            for stale in checkpoint_dir.glob(".checkpoint.*.tmp.pt"):  # left by a kill mid-write
-                stale.unlink(missing_ok=True)
-            fingerprint = _fingerprint(p, encoder_dir, ids, mask, M)
+            if rank == 0:
+                checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                for stale in checkpoint_dir.glob(".checkpoint.*.tmp.pt"):  # left by a kill mid-write
+                    stale.unlink(missing_ok=True)
+            fingerprint = _fingerprint(p, encoder_dir, ids, mask, M, world)
             state = _read_checkpoint(checkpoint_dir, fingerprint, warn)
             if state is not None:
-                done, history = _restore(state, net, optimizer, scheduler, batches, device)
+                done, history = _restore(state, net, optimizer, scheduler, scaler, batches, device, rank)
                 say(f"resuming from step {done}/{p.max_steps} ({checkpoint_dir / CHECKPOINT_FILE})")
                 del state
 
+        autocast = dict(device_type=device.type, dtype=_AUTOCAST.get(p.precision),
+                        enabled=p.precision in _AUTOCAST)
         start, seen = time.perf_counter(), 0
         bar = tqdm(range(done + 1, p.max_steps + 1), initial=done, total=p.max_steps, desc="matcher",
-                   unit="step", mininterval=1.0)
+                   unit="step", mininterval=1.0, disable=rank != 0)
         for step in bar:
-            step_loss = 0.0
+            micro = [next(batches) for _ in range(p.grad_accum)]
+            chunks = _local_chunks(micro, rank, world, p.batch_size, p.grad_accum)
+            # Summed on the device and read back once per step (a GPU waits for nothing in between).
+            step_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64,
+                                    device=device)
             try:
-                for _ in range(p.grad_accum):
-                    idx = next(batches)
-                    target = torch.from_numpy(M[idx.numpy()].toarray()).to(device)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
-                        scores, _ = net(ids[idx].to(device), mask[idx].to(device))
-                    loss = squared_hinge_loss(scores.float(), target) / p.grad_accum
-                    if not torch.isfinite(loss):  # stop before a NaN reaches the weights
-                        raise FloatingPointError(
-                            f"matcher loss is {loss.item()} at step {step}/{p.max_steps}; lower "
-                            f"learning_rate ({p.learning_rate:g}) or use precision fp32 (now {p.precision})")
-                    loss.backward()
-                    step_loss += loss.item()
-                    seen += len(idx)
+                for j, (idx, weight) in enumerate(chunks):
+                    # Under DDP only the last backward of a step all-reduces the gradients.
+                    sync = nullcontext() if model is net or j == len(chunks) - 1 else model.no_sync()
+                    with sync:
+                        target = torch.from_numpy(M[idx.numpy()].toarray()).to(device)
+                        with torch.autocast(**autocast):
+                            scores, _ = model(ids[idx].to(device), mask[idx].to(device))
+                        if weight is None:
+                            loss = squared_hinge_loss(scores.float(), target) / p.grad_accum
+                        else:
+                            loss = (_row_hinge_losses(scores.float(), target) * weight.to(device)).sum()
+                        scaler.scale(loss).backward()
+                    step_loss += loss.detach().to(step_loss.dtype)
+                if world > 1:  # the step's loss over all ranks (each rank's share is scaled by world)
+                    torch.distributed.all_reduce(step_loss)
+                    step_loss /= world
+                step_loss = step_loss.item()
+                if not np.isfinite(step_loss):  # stop before a NaN reaches the weights
+                    raise FloatingPointError(
+                        f"matcher loss is {step_loss} at step {step}/{p.max_steps}; lower "
+                        f"learning_rate ({p.learning_rate:g}) or use precision fp32 (now {p.precision})")
+                seen += sum(len(m) for m in micro)
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
             except torch.OutOfMemoryError as e:
                 raise RuntimeError(_out_of_memory_message(p, step, device)) from e
             scheduler.step()
@@ -389,8 +501,10 @@ class TransformerMatcher:
                 log(f"step {step}/{p.max_steps} loss {np.mean(recent):.5f} "
                     f"lr {history[-1]['lr']:.3g} examples/s {rate:.1f}")
             if checkpointing and step % p.checkpoint_every == 0:
-                _write_checkpoint(checkpoint_dir, step, fingerprint, net, optimizer, scheduler, batches,
-                                  history, device)
+                _write_checkpoint(checkpoint_dir, step, fingerprint, net, optimizer, scheduler, scaler,
+                                  batches, history, device, rank, world)
+        if p.gradient_checkpointing:
+            net.encoder.gradient_checkpointing_disable()
         net.eval()
         return cls(net, tokenizer, family, p, device, history)
 
@@ -415,8 +529,8 @@ class TransformerMatcher:
         self.net.eval()
         for start in tqdm(range(0, n, batch_size), desc="matcher predict", unit="batch", mininterval=1.0):
             sl = slice(start, start + batch_size)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                enabled=self.params.precision == "bf16"):
+            with torch.autocast(self.device.type, dtype=_AUTOCAST.get(self.params.precision),
+                                enabled=self.params.precision in _AUTOCAST):
                 scores, pooled = self.net(ids[sl].to(self.device), mask[sl].to(self.device))
             scores = scores.float()
             # A stable descending sort keeps the lower cluster index first among equal scores.
