@@ -456,10 +456,27 @@ class TransformerMatcher:
         start, seen = time.perf_counter(), 0
         bar = tqdm(range(done + 1, p.max_steps + 1), initial=done, total=p.max_steps, desc="matcher",
                    unit="step", mininterval=1.0, disable=rank != 0)
+
+        def settle(step_, loss_, lr_):
+            """Read a step's loss back (one step late, so that the host queues the next step while the
+            device still works on this one), stop on NaN/inf, record and log it."""
+            value = loss_.item()
+            if not np.isfinite(value):
+                raise FloatingPointError(
+                    f"matcher loss is {value} at step {step_}/{p.max_steps}; lower "
+                    f"learning_rate ({p.learning_rate:g}) or use precision fp32 (now {p.precision})")
+            history.append({"step": step_, "loss": value, "lr": lr_})
+            bar.set_postfix(loss=f"{value:.4f}", ex_s=f"{seen / (time.perf_counter() - start):.1f}")
+            if log is not None and (step_ % p.log_every == 0 or step_ == p.max_steps):
+                recent = [h["loss"] for h in history[-p.log_every:]]
+                log(f"step {step_}/{p.max_steps} loss {np.mean(recent):.5f} "
+                    f"lr {lr_:.3g} examples/s {seen / (time.perf_counter() - start):.1f}")
+
+        pending = None  # (step, loss on the device, lr) of the step not yet read back
         for step in bar:
             micro = [next(batches) for _ in range(p.grad_accum)]
             chunks = _local_chunks(micro, rank, world, p.batch_size, p.grad_accum)
-            # Summed on the device and read back once per step (a GPU waits for nothing in between).
+            # Summed on the device and read back one step later (a GPU waits for nothing in between).
             step_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64,
                                     device=device)
             try:
@@ -479,11 +496,8 @@ class TransformerMatcher:
                 if world > 1:  # the step's loss over all ranks (each rank's share is scaled by world)
                     torch.distributed.all_reduce(step_loss)
                     step_loss /= world
-                step_loss = step_loss.item()
-                if not np.isfinite(step_loss):  # stop before a NaN reaches the weights
-                    raise FloatingPointError(
-                        f"matcher loss is {step_loss} at step {step}/{p.max_steps}; lower "
-                        f"learning_rate ({p.learning_rate:g}) or use precision fp32 (now {p.precision})")
+                if pending is not None:  # the previous step's loss: a NaN there stops training here
+                    settle(*pending)
                 seen += sum(len(m) for m in micro)
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
@@ -493,16 +507,14 @@ class TransformerMatcher:
                 raise RuntimeError(_out_of_memory_message(p, step, device)) from e
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            rate = seen / (time.perf_counter() - start)
-            history.append({"step": step, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
-            bar.set_postfix(loss=f"{step_loss:.4f}", ex_s=f"{rate:.1f}")
-            if log is not None and (step % p.log_every == 0 or step == p.max_steps):
-                recent = [h["loss"] for h in history[-p.log_every:]]
-                log(f"step {step}/{p.max_steps} loss {np.mean(recent):.5f} "
-                    f"lr {history[-1]['lr']:.3g} examples/s {rate:.1f}")
+            pending = (step, step_loss, scheduler.get_last_lr()[0])
             if checkpointing and step % p.checkpoint_every == 0:
+                settle(*pending)  # a checkpoint only ever holds weights of finite-loss steps
+                pending = None
                 _write_checkpoint(checkpoint_dir, step, fingerprint, net, optimizer, scheduler, scaler,
                                   batches, history, device, rank, world)
+        if pending is not None:
+            settle(*pending)
         if p.gradient_checkpointing:
             net.encoder.gradient_checkpointing_disable()
         net.eval()
