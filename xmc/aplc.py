@@ -292,7 +292,11 @@ class APLC:
         p = model.params
         clusters = [np.asarray(c, dtype=np.int64) for c in meta["clusters"]]
         net = _APLCNet(AutoModel.from_pretrained(str(folder)), p.hidden_size, clusters, p.q, meta["pooling"], p.dropout)
-        net.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True), strict=False)
+        missing, unexpected = net.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True),
+                                                  strict=False)  # the encoder's weights come from save_pretrained
+        missing = [k for k in missing if not k.startswith("encoder.")]
+        if missing or unexpected:
+            raise ValueError(f"{folder / HEAD_FILE}: does not match aplc.json (missing {missing}, unexpected {unexpected})")
         model.device_ = resolve_device(device)
         model.net_, model.family_, model.clusters_ = net.to(model.device_).eval(), meta["family"], clusters
         model.tokenizer_ = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
