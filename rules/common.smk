@@ -156,7 +156,7 @@ def model_description(wildcards):
     name = wildcards.model
     if name in CFG["ensembles"]:
         members = [xmc_config.describe_model(CFG, m) for m in xmc_config.ensemble_members(CFG, name)]
-        join = lambda attr: "+".join(dict.fromkeys(getattr(m, attr) for m in members))
+        join = lambda attr: "+".join(dict.fromkeys(v for m in members if (v := getattr(m, attr))))
         return {"indexer": join("indexer"), "matcher": join("matcher"), "ranker_input": join("input"),
                 "negatives": join("negatives"), "combine": join("combine"),
                 "ensemble": CFG["ensembles"][name]["method"]}

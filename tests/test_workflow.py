@@ -80,7 +80,8 @@ def tiny_run(tmp_path_factory):
         "ensembles": {"ens": {"method": "rank_average", "models": ["all"]}},
         # the related systems as extra rows (issue 5)
         "xr_transformer": {"encoders": ["tiny-bert"], "levels": [2, 8], "top_k": 1},
-        "aplc": {"encoders": ["tiny-bert"], "hidden_size": 16, "max_steps": 10, "aplc_learning_rate": 1e-2},
+        "aplc": {"encoders": ["tiny-bert"], "hidden_size": 16, "max_steps": 20, "aplc_learning_rate": 0.1,
+                 "hidden_learning_rate": 0.01},
     }
     configfile = root / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
