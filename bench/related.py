@@ -32,7 +32,7 @@ import torch  # noqa: E402
 
 def loadavg() -> str:
     try:
-        return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "n/a"
 
@@ -128,6 +128,7 @@ def main(argv=None) -> int:
     rows = {}
     for method in methods:
         say = lambda m, method=method: print(f"[{method}] {m}", flush=True)  # noqa: E731
+        load_method = loadavg()
         t = time.perf_counter()
         if method == "x-transformer":
             M = sp.csr_matrix((np.ones(L, dtype=np.float32), (np.arange(L), km.assignment_)), shape=(L, K))
@@ -160,6 +161,7 @@ def main(argv=None) -> int:
             rows[method] = row
         else:
             raise SystemExit(f"--methods: unknown method {method!r}")
+        rows[method]["loadavg"] = f"{load_method} -> {loadavg()}"  # the CPU may be shared: say how busy
         print(f"[{method}] {rows[method]}", flush=True)
 
     load_end = loadavg()
@@ -174,7 +176,7 @@ def main(argv=None) -> int:
             if key in row:
                 p = row[key]
                 print(f"{method:16s} {key:12s} {p['P@1']:6.2f} {p['P@3']:6.2f} {p['P@5']:6.2f} "
-                      f"{row['train_s']:8.1f} {row['predict_s']:9.1f} {row['ranker_s']:8.1f}")
+                      f"{row['train_s']:8.1f} {row['predict_s']:9.1f} {row['ranker_s']:8.1f}  load {row['loadavg']}")
     if args.out:
         from xmc.io import save_json
         save_json(args.out, {"args": vars(args), "n_train": len(train_texts), "n_test": len(test_texts),
