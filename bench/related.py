@@ -17,7 +17,6 @@ with the load average before and after (the CPU may be shared). Not part of the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
