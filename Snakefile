@@ -21,13 +21,14 @@ wildcard_constraints:
     dataset=_alternatives(DATASETS),
     indexer=_alternatives(xmc_config.INDEXERS),
     encoder=_alternatives(CFG["encoders"]),
-    matcher=_alternatives(list(CFG["encoders"]) + [xmc_config.LINEAR_MATCHER]),
+    matcher=_alternatives(list(CFG["encoders"]) + [xmc_config.LINEAR_MATCHER]
+                          + [xmc_config.XR_MATCHER_PREFIX + e for e in CFG["xr_transformer"]["encoders"]]),
     input=_alternatives(xmc_config.ranker_inputs(CFG)),
     negatives=_alternatives(xmc_config.NEGATIVES),
     combine=_alternatives(xmc_config.COMBINE),
     ensemble=_alternatives(CFG["ensembles"]) if CFG["ensembles"] else "(?!)",
     split="train|test",
-    model=_alternatives([m.name for m in xmc_config.models(CFG)] + list(CFG["ensembles"])),
+    model=_alternatives(model_names()),
 
 
 include: "rules/data.smk"
@@ -36,6 +37,7 @@ include: "rules/indexing.smk"
 include: "rules/matcher.smk"
 include: "rules/ranker.smk"
 include: "rules/ensemble.smk"
+include: "rules/related.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 

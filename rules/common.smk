@@ -39,7 +39,7 @@ def code_version(*modules):
 
 # ---- final targets -------------------------------------------------------------------------
 def model_names():
-    return [m.name for m in xmc_config.models(CFG)] + list(CFG["ensembles"])
+    return [m.name for m in xmc_config.models(CFG)] + xmc_config.aplc_models(CFG) + list(CFG["ensembles"])
 
 
 def get_final_output():
@@ -195,12 +195,12 @@ def model_description(wildcards):
     """Columns of the results table for one model or ensemble."""
     name = wildcards.model
     if name in CFG["ensembles"]:
-        members = [xmc_config.Model.parse(m) for m in xmc_config.ensemble_members(CFG, name)]
-        join = lambda attr: "+".join(dict.fromkeys(getattr(m, attr) for m in members))
+        members = [xmc_config.describe_model(CFG, m) for m in xmc_config.ensemble_members(CFG, name)]
+        join = lambda attr: "+".join(dict.fromkeys(v for m in members if (v := getattr(m, attr))))
         return {"indexer": join("indexer"), "matcher": join("matcher"), "ranker_input": join("input"),
                 "negatives": join("negatives"), "combine": join("combine"),
                 "ensemble": CFG["ensembles"][name]["method"]}
-    m = xmc_config.Model.parse(name)
+    m = xmc_config.describe_model(CFG, name)
     return {"indexer": m.indexer, "matcher": m.matcher, "ranker_input": m.input,
             "negatives": m.negatives, "combine": m.combine, "ensemble": ""}
 
@@ -247,3 +247,8 @@ def figure_model_labels():
 def cluster_assignments(wildcards):
     """C.npz of every indexer, in the order of CFG["indexers"]."""
     return [f"{R}/{wildcards.dataset}/indexer/{ix}/C.npz" for ix in CFG["indexers"]]
+
+
+# ---- related systems (rules/related.smk) ---------------------------------------------------
+def aplc_params(wildcards):
+    return xmc_config.aplc_params(CFG, wildcards.dataset, wildcards.encoder)

@@ -78,6 +78,10 @@ def tiny_run(tmp_path_factory):
         "matcher": {"max_steps": 12, "warmup_steps": 2, "batch_size": 8, "learning_rate": 1e-3, "top_b": 3},
         "ranker": {"inputs": ["tfidf", "tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop", "l3-hinge"]},
         "ensembles": {"ens": {"method": "rank_average", "models": ["all"]}},
+        # the related systems as extra rows (issue 5)
+        "xr_transformer": {"encoders": ["tiny-bert"], "levels": [2, 8], "top_k": 1},
+        "aplc": {"encoders": ["tiny-bert"], "hidden_size": 16, "max_steps": 20, "aplc_learning_rate": 0.1,
+                 "hidden_learning_rate": 0.01},
     }
     configfile = root / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
@@ -93,7 +97,9 @@ def test_end_to_end_results_table(tiny_run):
     table = pd.read_csv(work / "results" / "tables" / "results.csv", keep_default_na=False)
     expected = {f"{ix}.tiny-bert.{inp}.tfn+man.{comb}"
                 for ix in config["indexers"] for inp in ("tfidf", "tfidf+neural") for comb in ("noop", "l3-hinge")}
-    expected |= {"pifa-tfidf.linear.tfidf.tfn+man.noop", "ens"}
+    expected |= {"pifa-tfidf.linear.tfidf.tfn+man.noop", "ens", "aplc-tiny-bert"}
+    expected |= {f"pifa-tfidf.xr-transformer-tiny-bert.{inp}.tfn+man.{comb}"
+                 for inp in ("tfidf", "tfidf+neural") for comb in ("noop", "l3-hinge")}
     assert set(table["model"]) == expected
     assert list(table.columns) == ["dataset", "model", "indexer", "matcher", "ranker_input", "negatives",
                                    "combine", "ensemble", "P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
@@ -133,8 +139,9 @@ def test_ranker_change_reruns_only_rankers_onward(tiny_run):
     plan = planned_jobs(work, configfile)
     assert set(plan) == {"train_ranker", "predict_ranker", "ensemble", "evaluate", "tables",
                          "figure_precision_at_k", "timing", "all"}
-    # 3 indexers x 2 inputs, plus the baseline's ranker (its linear matcher has its own C and stays)
-    assert plan["train_ranker"] == 7
+    # 3 indexers x 2 inputs, XR-Transformer's 2 inputs, plus the baseline's ranker (its linear
+    # matcher has its own C and stays)
+    assert plan["train_ranker"] == 9
 
 
 def test_more_clusters_than_labels_fails_at_start_up(tiny_run):

@@ -35,7 +35,16 @@ DEFAULTS = {
     "ensembles": {},
     "paper": {"roles": {}},
     "resources": {"matcher_gpus": 1},
+    # The related systems (off unless encoders are listed): see xmc.matcher.xr and xmc.aplc.
+    "xr_transformer": {"encoders": [], "indexer": "pifa-tfidf", "levels": None, "steps": None, "top_k": 5,
+                       "bootstrap": "inherit"},
+    "aplc": {"encoders": []},
 }
+XR_MATCHER_PREFIX = "xr-transformer-"  # matcher name of an XR-Transformer matcher: xr-transformer-{encoder}
+APLC_PREFIX = "aplc-"  # model name of an APLC model: aplc-{encoder}
+# APLC settings taken from the encoder's merged matcher settings unless the aplc section sets them.
+_APLC_FROM_MATCHER = ("seed", "max_steps", "batch_size", "pooling", "device", "eval_batch_size", "dropout",
+                      "max_grad_norm", "weight_decay", "log_every")
 
 
 class ConfigError(ValueError):
@@ -132,7 +141,24 @@ def resolve(config: dict) -> dict:
         if k is not None and cfg["ranker"]["shards"] > k:
             raise ConfigError(f"ranker.shards = {cfg['ranker']['shards']} is larger than n_clusters (K) = {k} "
                               f"of dataset {ds}")
-    known = {m.name for m in models(cfg)}
+    xr = cfg["xr_transformer"]
+    for section, names in (("xr_transformer", xr["encoders"]), ("aplc", cfg["aplc"]["encoders"])):
+        for name in names:
+            if name not in encoders:
+                raise ConfigError(f"{section}.encoders: {name!r} is not an encoder; known encoders: {sorted(encoders)}")
+    if xr["encoders"] and xr["indexer"] not in cfg["indexers"]:
+        raise ConfigError(f"xr_transformer.indexer: {xr['indexer']!r} is not among indexers {cfg['indexers']}")
+    for ds in cfg["datasets"]:
+        k = n_clusters(cfg, ds)
+        if xr["encoders"] and k is not None and xr["levels"] is not None and xr["levels"][-1] != k:
+            raise ConfigError(f"xr_transformer.levels {xr['levels']} must end with datasets.{ds}'s n_clusters "
+                              f"(K) = {k}")
+        for enc in xr["encoders"]:
+            top_b = matcher_params(cfg, ds, enc)["top_b"]
+            if k is not None and top_b > k:
+                raise ConfigError(f"datasets.{ds}, xr_transformer encoder {enc}: matcher top_b = {top_b} is larger "
+                                  f"than n_clusters (K) = {k}")
+    known = {m.name for m in models(cfg)} | set(aplc_models(cfg))
     for ens, spec in cfg["ensembles"].items():
         if "." in ens:
             raise ConfigError(f"ensembles: name {ens!r} must not contain '.'")
@@ -206,8 +232,44 @@ def ranker_inputs(cfg: dict) -> list[str]:
     return list(dict.fromkeys(list(RANKER_INPUTS) + [m.input for m in baseline_models(cfg)]))
 
 
+def xr_models(cfg: dict) -> list[Model]:
+    """XR-Transformer rows: its matcher over the ``xr_transformer.indexer`` tree, then the same rankers."""
+    xr, r = cfg["xr_transformer"], cfg["ranker"]
+    return [Model(xr["indexer"], XR_MATCHER_PREFIX + enc, inp, neg, comb)
+            for enc in xr["encoders"] for inp in r["inputs"] for neg in r["negatives"] for comb in r["combine"]]
+
+
+def aplc_models(cfg: dict) -> list[str]:
+    """APLC rows (end to end, no indexer or ranker): ``aplc-{encoder}``."""
+    return [APLC_PREFIX + enc for enc in cfg["aplc"]["encoders"]]
+
+
 def models(cfg: dict) -> list[Model]:
-    return transformer_models(cfg) + baseline_models(cfg)
+    return transformer_models(cfg) + baseline_models(cfg) + xr_models(cfg)
+
+
+def describe_model(cfg: dict, name: str) -> Model:
+    """The grid columns of a model name (an APLC model has only its matcher column)."""
+    if name in aplc_models(cfg):
+        return Model("", name, "", "", "")
+    return Model.parse(name)
+
+
+def xr_params(cfg: dict) -> dict:
+    """The XRParams of the config (without the ``encoders`` and ``indexer`` keys)."""
+    return {k: v for k, v in cfg["xr_transformer"].items() if k not in ("encoders", "indexer")}
+
+
+def aplc_params(cfg: dict, dataset: str, encoder: str) -> dict:
+    """APLCParams: the encoder's merged matcher settings (its learning_rate as the encoder's), then the
+    aplc section; top_k from the ranker's."""
+    m = matcher_params(cfg, dataset, encoder)
+    params = {k: m[k] for k in _APLC_FROM_MATCHER if k in m}
+    if "learning_rate" in m:
+        params["encoder_learning_rate"] = m["learning_rate"]
+    params["top_k"] = cfg["ranker"]["top_k"]
+    params.update({k: v for k, v in cfg["aplc"].items() if k != "encoders"})
+    return params
 
 
 def ensemble_members(cfg: dict, ensemble: str) -> list[str]:

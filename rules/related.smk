@@ -1,0 +1,92 @@
+# The related systems as extra rows of the grid: XR-Transformer (a matcher, then our rankers) and
+# APLC-XLNet (end to end). Enabled per encoder by xr_transformer.encoders and aplc.encoders.
+XR = f"{R}/{{dataset}}/matcher/{{indexer}}/{xmc_config.XR_MATCHER_PREFIX}{{encoder}}"
+APLC = f"{R}/{{dataset}}/aplc/{{encoder}}"
+
+
+rule train_xr_matcher:
+    """XR-Transformer: fine-tune the encoder coarse to fine over the indexer's tree read at several
+    resolutions, with each level's negatives from the previous level's top-k clusters."""
+    input:
+        tokens=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
+        Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
+        C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
+    output:
+        directory(f"{XR}/model"),
+    log:
+        f"{R}/logs/{{dataset}}/train_xr_matcher.{{indexer}}.{{encoder}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/train_xr_matcher.{{indexer}}.{{encoder}}.tsv"
+    params:
+        model=encoder_model,
+        matcher=matcher_params,
+        xr=xmc_config.xr_params(CFG),
+        code=code_version("matcher/xr.py", "matcher/transformer.py"),
+    threads: workflow.cores
+    resources:
+        gpu=CFG["resources"]["matcher_gpus"],
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/train_xr_matcher.py"
+
+
+use rule predict_matcher as predict_xr_matcher with:
+    input:
+        model=f"{XR}/model",
+        tokens_train=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
+        tokens_test=f"{R}/{{dataset}}/tokens/{{encoder}}/test.npz",
+    output:
+        topb_train=f"{XR}/topb.train.npz",
+        topb_test=f"{XR}/topb.test.npz",
+        emb_train=f"{XR}/emb.train.npy",
+        emb_test=f"{XR}/emb.test.npy",
+    log:
+        f"{R}/logs/{{dataset}}/predict_xr_matcher.{{indexer}}.{{encoder}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/predict_xr_matcher.{{indexer}}.{{encoder}}.tsv"
+
+
+rule train_aplc:
+    """APLC-XLNet: encoder -> hidden layer -> adaptive probabilistic label clusters, end to end."""
+    input:
+        tokens=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
+        Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
+    output:
+        directory(f"{APLC}/model"),
+    log:
+        f"{R}/logs/{{dataset}}/train_aplc.{{encoder}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/train_aplc.{{encoder}}.tsv"
+    params:
+        model=encoder_model,
+        aplc=aplc_params,
+        code=code_version("aplc.py", "matcher/transformer.py"),
+    threads: workflow.cores
+    resources:
+        gpu=CFG["resources"]["matcher_gpus"],
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/train_aplc.py"
+
+
+rule predict_aplc:
+    """Top-k labels of the test instances by p(label | x)."""
+    input:
+        model=f"{APLC}/model",
+        tokens=f"{R}/{{dataset}}/tokens/{{encoder}}/test.npz",
+    output:
+        f"{R}/{{dataset}}/predictions/{xmc_config.APLC_PREFIX}{{encoder}}.npz",
+    log:
+        f"{R}/logs/{{dataset}}/predict_aplc.{{encoder}}.log",
+    params:
+        aplc=aplc_params,
+        code=code_version("aplc.py", "matcher/transformer.py"),
+    threads: workflow.cores
+    resources:
+        gpu=CFG["resources"]["matcher_gpus"],
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/predict_aplc.py"

@@ -1,0 +1,152 @@
+"""XR-Transformer: the label tree read at several resolutions, the per-level matcher-aware
+negatives (against a brute-force walk of an explicit tree), and training through three levels."""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+import torch  # noqa: E402
+
+from tiny_models import make_tiny_encoder  # noqa: E402
+from xmc.features import tokenize  # noqa: E402
+from xmc.indexing import BalancedKMeans  # noqa: E402
+from xmc.matcher.transformer import MatcherParams, TransformerMatcher  # noqa: E402
+from xmc.matcher.xr import (XRParams, children_of, default_levels, level_assignment, level_targets,  # noqa: E402
+                            masked_squared_hinge_loss, matcher_aware_candidates, split_steps,
+                            train_xr_matcher)
+
+
+def explicit_tree(Z, k):
+    """Brute force: redo BalancedKMeans' splits level by level, keeping every node's label set."""
+    km = BalancedKMeans(n_clusters=k, seed=0).fit(Z)
+    tree = {}  # (depth, position) -> set of labels
+    for depth in range(int(np.log2(k)) + 1):
+        kd = 2 ** depth
+        if depth == int(np.log2(k)):
+            for c in range(k):
+                tree[(depth, c)] = set(np.flatnonzero(km.assignment_ == c))
+        else:
+            tree.update({(depth, c): set() for c in range(kd)})
+    # Parents from the explicit recursion: re-fit at each coarser K with the same seed gives the
+    # same top splits (node seeds depend on the heap index only).
+    for depth in range(int(np.log2(k))):
+        coarse = BalancedKMeans(n_clusters=2 ** depth, seed=0).fit(Z).assignment_
+        for c in range(2 ** depth):
+            tree[(depth, c)] = set(np.flatnonzero(coarse == c))
+    return km, tree
+
+
+def test_coarse_levels_are_the_tree_nodes():
+    Z = np.random.default_rng(0).normal(size=(40, 6))
+    km, tree = explicit_tree(Z, 16)
+    for depth in range(5):
+        a = level_assignment(km.assignment_, 16, 2 ** depth)
+        for c in range(2 ** depth):
+            assert set(np.flatnonzero(a == c)) == tree[(depth, c)]
+    # children: a node's label set is the union of its children's
+    for depth in range(4):
+        for c in range(2 ** depth):
+            kids = children_of([c], 2 ** depth, 2 ** (depth + 1))
+            assert set().union(*(tree[(depth + 1, int(j))] for j in kids)) == tree[(depth, c)]
+
+
+def test_candidates_match_brute_force():
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(32, 5))
+    km, tree = explicit_tree(Z, 16)
+    n = 12
+    Y = sp.csr_matrix((rng.random((n, 32)) < 0.08).astype(np.float32))
+    parent, child = 4, 16
+    top = sp.csr_matrix((rng.random((n, parent)) < 0.4).astype(np.float32) * rng.random((n, parent)))
+    got = matcher_aware_candidates(level_targets(Y, km.assignment_, 16, child), top, parent, child).toarray()
+    for i in range(n):
+        expected = set()
+        labels = set(Y[i].indices)
+        for c in range(child):  # true clusters at depth 4: nodes holding one of the instance's labels
+            if labels & tree[(4, c)]:
+                expected.add(c)
+        for p in top[i].indices:  # children (in the tree) of each predicted parent node
+            for c in range(child):
+                if tree[(4, c)] <= tree[(2, int(p))]:
+                    expected.add(c)
+        assert set(np.flatnonzero(got[i])) == expected
+
+
+def test_level_schedule():
+    assert default_levels(64) == [16, 64]
+    assert default_levels(8) == [8]
+    assert default_levels(1024) == [16, 64, 256, 1024]
+    assert split_steps(10, 3) == [3, 3, 4]
+    assert XRParams().resolve(256, 200) == ([16, 64, 256], [66, 67, 67])
+    assert XRParams(levels=[2, 8], steps=[5, 7]).resolve(8, 100) == ([2, 8], [5, 7])
+    with pytest.raises(ValueError, match="end with K = 16"):
+        XRParams(levels=[2, 8]).resolve(16, 10)
+    with pytest.raises(ValueError, match="powers of two"):
+        XRParams(levels=[3, 8]).resolve(8, 10)
+    with pytest.raises(ValueError, match="2 entries"):
+        XRParams(levels=[2, 4, 8], steps=[1, 2]).resolve(8, 10)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        XRParams.from_dict({"level": [2]})
+
+
+def test_masked_loss_hand_computed():
+    scores = torch.tensor([[2.0, -0.5, 0.0], [0.3, -2.0, 5.0]])
+    M = torch.tensor([[1, 0, 0], [0, 1, 0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    # kept terms: max(0, 1-2)^2 = 0, (1-0.5)^2 = 0.25, (1+0.3)^2 = 1.69
+    assert masked_squared_hinge_loss(scores, M, mask).item() == pytest.approx((0.25 + 1.69) / 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return str(make_tiny_encoder("bert", tmp_path_factory.mktemp("xr") / "bert"))
+
+
+def test_trains_through_three_levels(tiny_bert, tmp_path):
+    words = ["sports", "politics", "science", "finance", "music", "health", "travel", "food"]
+    rng = np.random.default_rng(0)
+    n = 48
+    texts = [" ".join(rng.choice(["the", "quick", "fox", "one", "two"], 5)) + " " + words[i % 8] for i in range(n)]
+    Y = sp.csr_matrix((np.ones(n, dtype=np.float32), (np.arange(n), np.arange(n) % 8)), shape=(n, 8))
+    assignment = np.arange(8)  # label l in leaf l of a K = 8 tree
+    tok = tokenize(texts, tiny_bert, max_length=16)
+    p = MatcherParams(max_steps=12, warmup_steps=0, learning_rate=3e-3, batch_size=16, dropout=0.0,
+                      device="cpu", log_every=1, top_b=3)
+    lines = []
+    m = train_xr_matcher(tiny_bert, tok["input_ids"], tok["attention_mask"], Y, assignment, 8, p,
+                         XRParams(levels=[2, 4, 8], top_k=1), log=lines.append)
+    assert [h["level"] for h in m.history_] == [2] * 4 + [4] * 4 + [8] * 4
+    assert [h["step"] for h in m.history_] == list(range(1, 13))
+    assert [s["level"] for s in m.xr_levels_] == [2, 4, 8]
+    # top-1 parent gives 2 children, plus the true cluster when it is not among them
+    assert all(2 <= s["candidates"] <= 3 for s in m.xr_levels_[1:])
+    topb, emb = m.predict(tok["input_ids"], tok["attention_mask"])
+    assert topb.shape == (n, 8) and np.all(np.diff(topb.indptr) == 3) and emb.shape == (n, 32)
+    m.save(tmp_path / "xr")
+    again = TransformerMatcher.load(tmp_path / "xr", device="cpu")
+    topb2, _ = again.predict(tok["input_ids"], tok["attention_mask"])
+    np.testing.assert_allclose(topb.toarray(), topb2.toarray(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bootstrap", ["inherit", "none"])
+def test_bootstrap_inherits_the_parent_row(tiny_bert, bootstrap):
+    """With (almost) no learning, the children of one parent keep the parent's row iff inherit."""
+    tok = tokenize(["sports news", "politics news", "science news", "finance news"], tiny_bert, max_length=8)
+    Y = sp.csr_matrix(np.eye(4, dtype=np.float32))
+    p = MatcherParams(max_steps=2, warmup_steps=0, learning_rate=1e-12, head_learning_rate=1e-12, batch_size=4,
+                      dropout=0.0, device="cpu")
+    m = train_xr_matcher(tiny_bert, tok["input_ids"], tok["attention_mask"], Y, np.arange(4), 4, p,
+                         XRParams(levels=[2, 4], top_k=1, bootstrap=bootstrap))
+    W = m.head.weight.detach()
+    same = torch.allclose(W[0], W[1], atol=1e-6) and torch.allclose(W[2], W[3], atol=1e-6)
+    assert same == (bootstrap == "inherit")
+
+
+def test_rejects_bad_assignment(tiny_bert):
+    tok = tokenize(["a b", "c d"], tiny_bert, max_length=8)
+    Y = sp.csr_matrix(np.eye(2, 4, dtype=np.float32))
+    with pytest.raises(ValueError, match="assignment"):
+        train_xr_matcher(tiny_bert, tok["input_ids"], tok["attention_mask"], Y, np.arange(3), 4,
+                         MatcherParams(max_steps=2, warmup_steps=0, device="cpu"))
