@@ -166,16 +166,12 @@ def prepare(args, work: Path) -> dict:
     return meta
 
 
-def run_worker(name: str, python: str, work: Path, threads: int, extra=(), script=None) -> dict:
-    """Run ``script --worker name`` with ``python``; return its times plus peak memory and wall time."""
-    cmd = [python, str(Path(script or __file__).resolve()), "--worker", name, "--work", str(work),
-           "--threads", str(threads), *extra]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    print(f"[{name}] {' '.join(cmd)}  (load {open('/proc/loadavg').read().split()[0]})", flush=True)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
+def _command(name: str, python: str, work: Path, threads: int, extra=(), script=None) -> list[str]:
+    return [python, str(Path(script or __file__).resolve()), "--worker", name, "--work", str(work),
+            "--threads", str(threads), *extra]
+
+
+def _collect(name: str, work: Path, status: int, usage, wall: float) -> dict:
     rc = os.waitstatus_to_exitcode(status)
     if rc != 0:
         raise SystemExit(f"[{name}] worker failed with exit code {rc}")
@@ -183,6 +179,39 @@ def run_worker(name: str, python: str, work: Path, threads: int, extra=(), scrip
     info = json.loads((work / f"times.{name}.json").read_text())
     info.update(peak_mem_mib=usage.ru_maxrss / 1024, worker_wall_s=wall)
     return info
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+
+
+def run_worker(name: str, python: str, work: Path, threads: int, extra=(), script=None) -> dict:
+    """Run ``script --worker name`` with ``python``; return its times plus peak memory and wall time."""
+    cmd = _command(name, python, work, threads, extra, script)
+    print(f"[{name}] {' '.join(cmd)}  (load {open('/proc/loadavg').read().split()[0]})", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=_env())
+    _, status, usage = os.wait4(proc.pid, 0)
+    return _collect(name, work, status, usage, time.perf_counter() - t0)
+
+
+def run_concurrently(jobs: dict, work: Path, threads: int) -> dict:
+    """All workers at once ({name: python}); each one's figures come from its own process tree."""
+    t0 = time.perf_counter()
+    procs = {}
+    for name, python in jobs.items():
+        cmd = _command(name, python, work, threads)
+        print(f"[{name}] {' '.join(cmd)}  (load {open('/proc/loadavg').read().split()[0]})", flush=True)
+        procs[subprocess.Popen(cmd, env=_env()).pid] = name
+    infos = {}
+    while procs:
+        pid, status, usage = os.wait4(-1, 0)
+        if pid in procs:
+            name = procs.pop(pid)
+            infos[name] = _collect(name, work, status, usage, time.perf_counter() - t0)
+            print(f"[{name}] done after {time.perf_counter() - t0:.0f} s "
+                  f"(load {open('/proc/loadavg').read().split()[0]})", flush=True)
+    return infos
 
 
 def main(argv=None):
@@ -206,6 +235,9 @@ def main(argv=None):
     p.add_argument("--top-b", type=int, default=10, help="ours: clusters kept per row (beam)")
     p.add_argument("--threshold", type=float, default=0.01, help="ours: |w| below it becomes 0")
     p.add_argument("--negatives", default="tfn+man", help="ours: ranker negatives")
+    p.add_argument("--concurrent", action="store_true",
+                   help="start all systems at once (on a CPU shared with other jobs, each then sees the "
+                        "same outside load) instead of one after the other")
     p.add_argument("--reuse-features", action="store_true",
                    help="reuse the TF-IDF in --work from an earlier run instead of refitting it")
     p.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
@@ -236,9 +268,11 @@ def main(argv=None):
     print(f"ours: {ours_cfg}", flush=True)
     Y_test = load_csr(work / "Y.test.npz")
     rows = []
+    pythons = {name: sys.executable if name == "ours" else args.peers_python for name in systems}
+    if args.concurrent:
+        done = run_concurrently(pythons, work, args.threads)
     for name in systems:
-        python = sys.executable if name == "ours" else args.peers_python
-        info = run_worker(name, python, work, args.threads)
+        info = done[name] if args.concurrent else run_worker(name, pythons[name], work, args.threads)
         metrics = precision_recall_at_k(load_csr(work / f"pred.{name}.npz"), Y_test, (1, 3, 5))
         row = {"system": name, **{k: round(v, 2) for k, v in metrics.items()},
                "train_s": round(info["train_s"], 1),
