@@ -238,6 +238,10 @@ def main(argv=None):
     p.add_argument("--concurrent", action="store_true",
                    help="start all systems at once (on a CPU shared with other jobs, each then sees the "
                         "same outside load) instead of one after the other")
+    p.add_argument("--collect", metavar="MEM_JSON", nargs="?", const="",
+                   help="only build the table from the workers' files already in --work (for a run "
+                        "whose driver did not finish); peak memory in MiB per system from MEM_JSON "
+                        "({name: MiB}, e.g. VmHWM read from /proc while the workers ran)")
     p.add_argument("--reuse-features", action="store_true",
                    help="reuse the TF-IDF in --work from an earlier run instead of refitting it")
     p.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
@@ -253,7 +257,9 @@ def main(argv=None):
         raise SystemExit(f"--systems: unknown {bad}; expected some of {SYSTEMS}")
     work.mkdir(parents=True, exist_ok=True)
     load_start = open("/proc/loadavg").read().strip()
-    if args.reuse_features and (work / "meta.json").is_file():
+    if args.collect is not None:
+        meta = json.loads((work / "meta.json").read_text())
+    elif args.reuse_features and (work / "meta.json").is_file():
         meta = json.loads((work / "meta.json").read_text())
         print(f"reusing features in {work}: {meta}", flush=True)
     else:
@@ -264,15 +270,22 @@ def main(argv=None):
 
     ours_cfg = {"n_clusters": args.n_clusters or None, "branching": args.branching or None,
                 "top_b": args.top_b, "threshold": args.threshold, "negatives": args.negatives}
-    save_json(work / "ours.json", ours_cfg)
+    if args.collect is None:
+        save_json(work / "ours.json", ours_cfg)
     print(f"ours: {ours_cfg}", flush=True)
     Y_test = load_csr(work / "Y.test.npz")
     rows = []
     pythons = {name: sys.executable if name == "ours" else args.peers_python for name in systems}
-    if args.concurrent:
+    if args.collect is not None:
+        mem = json.loads(Path(args.collect).read_text()) if args.collect else {}
+        systems = [n for n in systems if (work / f"times.{n}.json").is_file()]
+        done = {n: {**json.loads((work / f"times.{n}.json").read_text()),
+                    "peak_mem_mib": float(mem.get(n, "nan"))} for n in systems}
+    elif args.concurrent:
         done = run_concurrently(pythons, work, args.threads)
     for name in systems:
-        info = done[name] if args.concurrent else run_worker(name, pythons[name], work, args.threads)
+        info = done[name] if args.concurrent or args.collect is not None else run_worker(
+            name, pythons[name], work, args.threads)
         metrics = precision_recall_at_k(load_csr(work / f"pred.{name}.npz"), Y_test, (1, 3, 5))
         row = {"system": name, **{k: round(v, 2) for k, v in metrics.items()},
                "train_s": round(info["train_s"], 1),
