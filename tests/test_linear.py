@@ -16,18 +16,70 @@ def _problem(n=120, d=15, t=4, seed=0):
     return X, Y
 
 
-def test_matches_direct_linearsvc():
+def _reference(X, y, bias=1.0, C=1.0, tol=0.1, max_iter=100):
+    return LinearSVC(loss="squared_hinge", dual=True, C=C, fit_intercept=False, tol=tol,
+                     max_iter=max_iter, random_state=0).fit(augment_bias(X, bias), y)
+
+
+def test_liblinear_solver_matches_direct_linearsvc():
     X, Y = _problem()
-    W = fit_ova(X, Y, C=1.0, threshold=0.0)
+    W = fit_ova(X, Y, C=1.0, threshold=0.0, solver="liblinear")
     assert sp.isspmatrix_csr(W) and W.dtype == np.float32 and W.shape == (4, X.shape[1] + 1)
-    Xb = augment_bias(X, 1.0)
     for t in range(Y.shape[1]):
         y = np.where(Y[:, t].toarray().ravel() > 0, 1, -1)
-        ref = LinearSVC(loss="squared_hinge", dual=True, C=1.0, fit_intercept=False, tol=0.1,
-                        max_iter=100, random_state=0).fit(Xb, y)
+        ref = _reference(X, y)
         np.testing.assert_allclose(W[t].toarray().ravel(), ref.coef_.ravel(), rtol=1e-5, atol=1e-6)
         ours = decision_function(X, W)[:, t]
-        np.testing.assert_array_equal(ours > 0, ref.decision_function(Xb) > 0)
+        np.testing.assert_array_equal(ours > 0, ref.decision_function(augment_bias(X)) > 0)
+
+
+@pytest.mark.parametrize("C, bias, dtype", [(1.0, 1.0, np.float64), (0.3, 2.0, np.float32), (4.0, 0.5, np.float32)])
+def test_dcd_reaches_linearsvc_optimum(C, bias, dtype):
+    """Converged, both solvers find the unique optimum of the same (strictly convex) problem."""
+    X, Y = _problem(n=200, d=30, t=5, seed=3)
+    X = X.astype(dtype)
+    W = fit_ova(X, Y, C=C, bias=bias, threshold=0.0, tol=1e-7, max_iter=20000)
+    for t in range(Y.shape[1]):
+        y = np.where(Y[:, t].toarray().ravel() > 0, 1, -1)
+        ref = _reference(X.astype(np.float64), y, bias=bias, C=C, tol=1e-7, max_iter=20000)
+        np.testing.assert_allclose(W[t].toarray().ravel(), ref.coef_.ravel(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(decision_function(X, W, bias=bias)[:, t] > 0,
+                                      ref.decision_function(augment_bias(X, bias)) > 0)
+
+
+def test_dcd_default_tolerance_close_to_linearsvc():
+    """At the PECOS defaults (tol 0.1, 100 iterations) the two solvers visit the rows in different
+    random orders, so the weights differ a little, and the decisions almost never."""
+    X, Y = _problem(n=400, d=50, t=6, seed=4)
+    W = fit_ova(X, Y, threshold=0.0)
+    agree = []
+    for t in range(Y.shape[1]):
+        y = np.where(Y[:, t].toarray().ravel() > 0, 1, -1)
+        ref = _reference(X, y)
+        w = W[t].toarray().ravel()
+        assert np.linalg.norm(w - ref.coef_.ravel()) < 0.1 * np.linalg.norm(ref.coef_)
+        agree.append(np.mean((decision_function(X, W)[:, t] > 0) == (ref.decision_function(augment_bias(X)) > 0)))
+    assert np.mean(agree) > 0.97
+
+
+def test_dcd_unused_columns_map_back():
+    """Columns that no row uses get no weight; the others land on their original positions."""
+    X, Y = _problem(n=150, d=12, t=3, seed=5)
+    wide = sp.hstack([sp.csr_matrix((150, 7)), X, sp.csr_matrix((150, 5))], format="csr")
+    W = fit_ova(wide, Y, threshold=0.0, tol=1e-6, max_iter=5000)
+    W_narrow = fit_ova(X, Y, threshold=0.0, tol=1e-6, max_iter=5000)
+    assert W.shape == (3, 7 + 12 + 5 + 1)
+    assert W[:, :7].nnz == 0 and W[:, 19:24].nnz == 0
+    np.testing.assert_allclose(W[:, 7:19].toarray(), W_narrow[:, :12].toarray(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(W[:, 24].toarray(), W_narrow[:, 12].toarray(), rtol=1e-5, atol=1e-7)
+
+
+def test_target_does_not_depend_on_the_others():
+    """Each target restarts the random order from the seed: solving a subset gives the same rows."""
+    X, Y = _problem(n=200, d=20, t=5, seed=6)
+    W = fit_ova(X, Y, threshold=0.0)
+    W_sub = fit_ova(X, Y[:, [1, 3]], threshold=0.0, n_jobs=2)
+    assert (W[[1, 3]] != W_sub).nnz == 0
 
 
 def test_threshold_sparsifies_including_bias():
@@ -64,6 +116,8 @@ def test_bad_arguments():
         fit_ova(X, Y, threshold=-1)
     with pytest.raises(ValueError, match="rows"):
         fit_ova(X[:10], Y)
+    with pytest.raises(ValueError, match="solver"):
+        fit_ova(X, Y, solver="sgd")
     W = fit_ova(X, Y)
     with pytest.raises(ValueError, match="features"):
         decision_function(X[:, :5], W)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import Parallel, delayed
 from scipy.special import expit
 from sklearn.preprocessing import normalize
 from tqdm.auto import tqdm
@@ -174,7 +173,7 @@ class Ranker:
     """Per-label squared-hinge linear SVMs trained on cluster candidates.
 
     Parameters: negatives ("tfn", "man", "tfn+man"), C, threshold (|w| < threshold -> 0),
-    n_jobs (worker processes over the labels of a cluster), bias (value of the bias feature).
+    n_jobs (threads over the labels of a cluster), bias (value of the bias feature).
 
     Attributes after fit: ``W_`` CSR float32 (L, D + 1), last column = bias weight;
     ``assignment_`` int64 (L,) cluster of each label; ``n_clusters_`` K; ``clusters_`` int64, the
@@ -223,16 +222,15 @@ class Ranker:
         wanted[self.clusters_] = True
         clusters = [(c, labels) for c, labels in enumerate(self._cluster_labels()) if labels.size and wanted[c]]
 
-        def jobs():  # lazily, so that only a few clusters' blocks are in memory at once
+        def blocks_of():  # lazily, so that only one cluster's block is in memory at a time
             for c, labels in clusters:
                 rows = cand.indices[cand.indptr[c] : cand.indptr[c + 1]]
-                yield delayed(fit_ova)(X[rows], Y[rows][:, labels], C=self.C, threshold=self.threshold,
-                                       bias=self.bias, n_jobs=1)
+                yield fit_ova(X[rows], Y[rows][:, labels], C=self.C, threshold=self.threshold,
+                              bias=self.bias, n_jobs=self.n_jobs)
 
-        # Workers take whole clusters: each cluster's block is sent once, and liblinear reseeds at
-        # every fit, so the weights do not depend on n_jobs.
-        results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs())
-        blocks = list(tqdm(results, total=len(clusters), desc="ranker fit", unit="cluster",
+        # fit_ova solves the labels of a cluster in n_jobs threads over the cluster's shared rows;
+        # its random order restarts for every label, so the weights do not depend on n_jobs.
+        blocks = list(tqdm(blocks_of(), total=len(clusters), desc="ranker fit", unit="cluster",
                            disable=not progress))
         order = np.concatenate([labels for _, labels in clusters] + [np.zeros(0, dtype=np.int64)])
         # Labels outside the trained clusters (another shard's) get empty rows.

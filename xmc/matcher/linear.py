@@ -2,6 +2,15 @@
 
 Its output has the transformer matcher's contract: CSR (N, K) holding the scores g of each row's
 top-b clusters.
+
+With ``branching`` set, the matcher is a tree like PECOS XR-Linear's: the K clusters are grouped
+into coarser levels of branching, branching^2, ... nodes (groups of *consecutive* clusters, i.e.
+siblings in the recursive 2-means tree of :class:`xmc.indexing.BalancedKMeans`, whose leaves are
+numbered left to right). The top level is trained on all rows, each deeper node only on the rows
+that have a true cluster under its parent (the "tfn" rows), and prediction is a beam search that
+keeps ``top_b`` nodes per level. This cuts training from K classifiers over all N rows to
+``branching`` over N plus small per-parent problems. A cluster's score g is then the product of
+PECOS's l3-hinge transform exp(-max(0, 1 - s)^3) of the decision values s along its path, in (0, 1].
 """
 from __future__ import annotations
 
@@ -9,8 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmc.linear import decision_function, fit_ova, load_weights, save_weights
+from xmc.metrics import csr_row_top_k
 
-__all__ = ["LinearMatcher", "top_b_dense"]
+__all__ = ["LinearMatcher", "level_sizes", "top_b_dense"]
 
 
 def top_b_dense(scores: np.ndarray, b: int) -> sp.csr_matrix:
@@ -29,17 +39,45 @@ def top_b_dense(scores: np.ndarray, b: int) -> sp.csr_matrix:
     return sp.csr_matrix((vals_sorted, cols_sorted.astype(np.int32), indptr), shape=(n, k))
 
 
-class LinearMatcher:
-    """Parameters: C (SVM cost), threshold (weight sparsification), top_b (clusters kept per row).
+def level_sizes(n_clusters: int, branching: int | None) -> list[int]:
+    """Node counts of the matcher's levels, coarse to fine, ending with ``n_clusters``.
 
-    Attributes after fit: ``W_`` CSR float32 (K, D + 1), last column = bias weight.
+    ``branching=None`` (or >= n_clusters) gives the flat matcher ``[n_clusters]``. Otherwise the
+    sizes are branching, branching^2, ... capped at n_clusters; each must divide the next.
+    """
+    if branching is None or branching >= n_clusters:
+        return [int(n_clusters)]
+    if isinstance(branching, bool) or not isinstance(branching, (int, np.integer)) or branching < 2:
+        raise ValueError(f"branching: expected an integer >= 2 or None, got {branching!r}")
+    sizes = [int(branching)]
+    while sizes[-1] < n_clusters:
+        sizes.append(min(sizes[-1] * int(branching), int(n_clusters)))
+    if any(b % a for a, b in zip(sizes, sizes[1:])):
+        raise ValueError(f"branching: {branching} does not split {n_clusters} clusters evenly "
+                         f"(levels {sizes}); use powers of two for both")
+    return sizes
+
+
+def _l3_hinge(s):
+    return np.exp(-np.maximum(0.0, 1.0 - s) ** 3)
+
+
+class LinearMatcher:
+    """Parameters: C (SVM cost), threshold (weight sparsification), top_b (clusters kept per row),
+    n_jobs (solver threads), branching (None: flat one-vs-all over the K clusters; an integer:
+    tree matcher with levels of branching, branching^2, ... nodes and a beam of top_b).
+
+    Attributes after fit: ``W_`` CSR float32 (K, D + 1), last column = bias weight (the finest
+    level); ``levels_`` list of CSR (n_j, D + 1), one per level, coarse to fine (``[W_]`` if flat).
     """
 
-    def __init__(self, C: float = 1.0, threshold: float = 0.01, top_b: int = 10, n_jobs: int = 1):
+    def __init__(self, C: float = 1.0, threshold: float = 0.01, top_b: int = 10, n_jobs: int = 1,
+                 branching: int | None = None):
         self.C = C
         self.threshold = threshold
         self.top_b = top_b
         self.n_jobs = n_jobs
+        self.branching = branching
 
     @staticmethod
     def _check_b(b) -> int:
@@ -52,28 +90,93 @@ class LinearMatcher:
         self._check_b(self.top_b)
         if X.shape[0] != M.shape[0]:
             raise ValueError(f"X and M must have the same number of rows; got {X.shape[0]} and {M.shape[0]}")
-        self.W_ = fit_ova(X, M, C=self.C, threshold=self.threshold, n_jobs=self.n_jobs)
+        sizes = level_sizes(M.shape[1], self.branching)
+        kw = dict(C=self.C, threshold=self.threshold, n_jobs=self.n_jobs)
+        if len(sizes) == 1:
+            self.W_ = fit_ova(X, M, **kw)
+            self.levels_ = [self.W_]
+            return self
+        X = sp.csr_matrix(X)
+        M = sp.csr_matrix(M)
+        k = M.shape[1]
+        targets = []  # binarised (N, n_j) targets of each level
+        for n_j in sizes:
+            group = sp.csr_matrix((np.ones(k), (np.arange(k), np.arange(k) // (k // n_j))), shape=(k, n_j))
+            T = sp.csr_matrix(M @ group)
+            T.eliminate_zeros()
+            T.data[:] = 1.0
+            targets.append(T)
+        levels = [fit_ova(X, targets[0], **kw)]
+        for j in range(1, len(sizes)):
+            parent = targets[j - 1].tocsc()
+            r = sizes[j] // sizes[j - 1]
+            blocks = []
+            for p in range(sizes[j - 1]):
+                rows = parent.indices[parent.indptr[p] : parent.indptr[p + 1]]
+                blocks.append(fit_ova(X[rows], targets[j][rows][:, p * r : (p + 1) * r], **kw))
+            levels.append(sp.vstack(blocks, format="csr"))
+        self.levels_ = [sp.csr_matrix(W, dtype=np.float32) for W in levels]
+        self.W_ = self.levels_[-1]
         return self
+
+    def _beam(self, X, b: int) -> sp.csr_matrix:
+        """Beam search over the levels for one batch: CSR (N, K) path scores of <= b clusters per row."""
+        levels = self.levels_
+        d = X.shape[1]
+        S = _l3_hinge(decision_function(X, levels[0]))
+        beam = top_b_dense(S, b)
+        for j in range(1, len(levels)):
+            W = levels[j]
+            r = W.shape[0] // levels[j - 1].shape[0]
+            Bc = beam.tocsc()
+            rows_l, cols_l, vals_l = [], [], []
+            for p in range(Bc.shape[1]):
+                rows = Bc.indices[Bc.indptr[p] : Bc.indptr[p + 1]]
+                if rows.size == 0:
+                    continue
+                Wp = W[p * r : (p + 1) * r]
+                s = (X[rows] @ Wp[:, :d].T).toarray() + Wp[:, d].toarray().ravel()[None, :]
+                g = Bc.data[Bc.indptr[p] : Bc.indptr[p + 1]][:, None] * _l3_hinge(s)
+                rows_l.append(np.repeat(rows, r))
+                cols_l.append(np.tile(np.arange(p * r, (p + 1) * r), rows.size))
+                vals_l.append(g.ravel())
+            cand = sp.csr_matrix((np.concatenate(vals_l), (np.concatenate(rows_l), np.concatenate(cols_l))),
+                                 shape=(X.shape[0], W.shape[0]))
+            beam = csr_row_top_k(cand, b)
+        return beam
 
     def predict(self, X, top_b: int | None = None, batch_size: int = 8192) -> sp.csr_matrix:
         """Scores of each row's top-b clusters: CSR float32 (N, K), b stored entries per row."""
         b = self._check_b(self.top_b if top_b is None else top_b)
         X = sp.csr_matrix(X)
-        parts = [
-            top_b_dense(decision_function(X[i : i + batch_size], self.W_), b)
-            for i in range(0, X.shape[0], batch_size)
-        ]
+        levels = getattr(self, "levels_", [self.W_])
+        if len(levels) == 1:
+            one = lambda Xc: top_b_dense(decision_function(Xc, self.W_), b)  # noqa: E731
+        else:
+            X = sp.csr_matrix(X, dtype=np.float32)
+            one = lambda Xc: self._beam(Xc, b)  # noqa: E731
+        parts = [one(X[i : i + batch_size]) for i in range(0, X.shape[0], batch_size)]
         if not parts:
             return sp.csr_matrix((0, self.W_.shape[0]), dtype=np.float32)
-        return sp.vstack(parts, format="csr")
+        return sp.vstack(parts, format="csr").astype(np.float32)
 
     def save(self, path) -> None:
-        """npz readable by :func:`load` (and as the plain (K, D + 1) weights by ``load_csr``)."""
-        save_weights(path, self.W_, C=self.C, threshold=self.threshold, top_b=self.top_b)
+        """npz readable by :func:`load` (and as the plain (K, D + 1) weights by ``load_csr`` when flat;
+        a tree matcher stores its levels stacked, coarse to fine)."""
+        levels = getattr(self, "levels_", [self.W_])
+        sizes = [W.shape[0] for W in levels]
+        save_weights(path, sp.vstack(levels, format="csr"), C=self.C, threshold=self.threshold,
+                     top_b=self.top_b, level_sizes=np.asarray(sizes, dtype=np.int64),
+                     branching=-1 if self.branching is None else int(self.branching))
 
     @classmethod
     def load(cls, path) -> "LinearMatcher":
         W, meta = load_weights(path)
-        m = cls(C=float(meta["C"]), threshold=float(meta["threshold"]), top_b=int(meta["top_b"]))
-        m.W_ = W
+        branching = int(meta["branching"]) if "branching" in meta else -1
+        m = cls(C=float(meta["C"]), threshold=float(meta["threshold"]), top_b=int(meta["top_b"]),
+                branching=None if branching < 0 else branching)
+        sizes = [int(s) for s in meta["level_sizes"]] if "level_sizes" in meta else [W.shape[0]]
+        bounds = np.cumsum([0, *sizes])
+        m.levels_ = [sp.csr_matrix(W[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        m.W_ = m.levels_[-1]
         return m

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from xmc.io import load_csr
+from xmc.linear import fit_ova
+from xmc.matcher.linear import LinearMatcher, level_sizes
+
+
+def _clustered(n=400, d=60, k=16, seed=0):
+    """Rows drawn around one of k cluster centres (plus noise features); M marks the centre."""
+    rng = np.random.default_rng(seed)
+    centres = rng.random((k, d)) * (rng.random((k, d)) < 0.15)
+    which = rng.integers(0, k, size=n)
+    X = centres[which] + 0.3 * rng.random((n, d)) * (rng.random((n, d)) < 0.1)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    M = sp.csr_matrix((np.ones(n), (np.arange(n), which)), shape=(n, k))
+    return sp.csr_matrix(X), M, which
+
+
+def test_level_sizes():
+    assert level_sizes(64, None) == [64]
+    assert level_sizes(64, 64) == [64]
+    assert level_sizes(64, 16) == [16, 64]
+    assert level_sizes(256, 4) == [4, 16, 64, 256]
+    with pytest.raises(ValueError, match="evenly"):
+        level_sizes(64, 3)
+    with pytest.raises(ValueError, match="branching"):
+        level_sizes(64, 1)
+
+
+def test_tree_matcher_finds_the_true_cluster():
+    X, M, which = _clustered()
+    tree = LinearMatcher(top_b=3, branching=4).fit(X, M)
+    assert [W.shape[0] for W in tree.levels_] == [4, 16] and tree.W_ is tree.levels_[-1]
+    P = tree.predict(X)
+    assert P.shape == M.shape and np.all(np.diff(P.indptr) == 3)
+    assert np.all((P.data > 0) & (P.data <= 1))
+    top1 = np.asarray(P.argmax(axis=1)).ravel()
+    assert np.mean(top1 == which) > 0.9
+    flat_top1 = np.asarray(LinearMatcher(top_b=3).fit(X, M).predict(X).argmax(axis=1)).ravel()
+    assert np.mean(top1 == flat_top1) > 0.9
+
+
+def test_deeper_nodes_train_on_their_parents_rows_only():
+    X, M, which = _clustered(seed=1)
+    tree = LinearMatcher(top_b=2, branching=4, threshold=0.0).fit(X, M)
+    rows = np.flatnonzero(which // 4 == 2)  # true clusters 8..11 share parent 2
+    expected = fit_ova(X[rows], M[rows][:, 8:12], threshold=0.0)
+    np.testing.assert_allclose(tree.W_[8:12].toarray(), expected.toarray(), rtol=1e-6)
+
+
+def test_save_load_roundtrip(tmp_path):
+    X, M, _ = _clustered(seed=2)
+    tree = LinearMatcher(top_b=2, branching=4).fit(X, M)
+    tree.save(tmp_path / "tree.npz")
+    again = LinearMatcher.load(tmp_path / "tree.npz")
+    assert again.branching == 4 and len(again.levels_) == 2
+    assert (tree.predict(X) != again.predict(X)).nnz == 0
+    flat = LinearMatcher(top_b=2).fit(X, M)
+    flat.save(tmp_path / "flat.npz")
+    assert (load_csr(tmp_path / "flat.npz") != flat.W_).nnz == 0
+    assert LinearMatcher.load(tmp_path / "flat.npz").branching is None
