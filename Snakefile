@@ -34,6 +34,7 @@ include: "rules/matcher.smk"
 include: "rules/ranker.smk"
 include: "rules/ensemble.smk"
 include: "rules/evaluate.smk"
+include: "rules/export.smk"
 
 
 rule all:

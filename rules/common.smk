@@ -42,7 +42,7 @@ def model_names():
 
 
 def get_final_output():
-    return [f"{R}/tables/results.csv", f"{R}/tables/results.md"]
+    return [f"{R}/tables/results.csv", f"{R}/tables/results.md"] + all_bundles()
 
 
 def all_metrics():
@@ -163,3 +163,52 @@ def model_description(wildcards):
     m = xmc_config.Model.parse(name)
     return {"indexer": m.indexer, "matcher": m.matcher, "ranker_input": m.input,
             "negatives": m.negatives, "combine": m.combine, "ensemble": ""}
+
+
+# ---- exported bundles ----------------------------------------------------------------------
+def all_bundles():
+    return [f"{R}/{ds}/models/{name}" for ds in DATASETS for name in model_names()]
+
+
+def export_inputs(wildcards):
+    """A model's trained parts, or an ensemble's member bundles; its metrics go in the manifest."""
+    ds, name = wildcards.dataset, wildcards.model
+    files = {"labels": f"{R}/{ds}/prepared/label_names.txt", "metrics": f"{R}/{ds}/metrics/{name}.json"}
+    if name in CFG["ensembles"]:
+        files["members"] = [f"{R}/{ds}/models/{m}" for m in xmc_config.ensemble_members(CFG, name)]
+        return files
+    m = xmc_config.Model.parse(name)
+    base = f"{R}/{ds}/matcher/{m.indexer}/{m.matcher}"
+    files.update({
+        "vectorizer": f"{R}/{ds}/tfidf/vectorizer.pkl",
+        "assignment": f"{R}/{ds}/indexer/{m.indexer}/C.npz",
+        "matcher": f"{base}/model.npz" if m.matcher == xmc_config.LINEAR_MATCHER else f"{base}/model",
+        "ranker": f"{R}/{ds}/ranker/{m.indexer}/{m.matcher}/{m.input}.{m.negatives}/model.npz",
+    })
+    return files
+
+
+def export_settings(wildcards):
+    """What the bundle needs to predict as the workflow did, and the config sections behind it."""
+    ds, name = wildcards.dataset, wildcards.model
+    top_k = CFG["ranker"]["top_k"]
+    if name in CFG["ensembles"]:
+        return {"kind": "ensemble", "method": CFG["ensembles"][name]["method"], "top_k": top_k,
+                "config": {"ensemble": CFG["ensembles"][name], "seed": CFG["seed"]}}
+    m = xmc_config.Model.parse(name)
+    config = {"seed": CFG["seed"], "tfidf": CFG["tfidf"], "indexing": CFG["indexing"],
+              "n_clusters": xmc_config.n_clusters(CFG, ds),
+              "ranker": {"C": CFG["ranker"]["C"], "threshold": CFG["ranker"]["threshold"], "top_k": top_k}}
+    if m.matcher == xmc_config.LINEAR_MATCHER:
+        config["linear_baseline"] = CFG["linear_baseline"]
+        top_b, max_length = CFG["matcher"]["top_b"], None
+    else:
+        config["encoder"] = CFG["encoders"][m.matcher]
+        config["matcher"] = xmc_config.matcher_params(CFG, ds, m.matcher)
+        top_b, max_length = config["matcher"]["top_b"], CFG["encoders"][m.matcher].get("max_length", 128)
+    if m.indexer == "text-emb":
+        config["text_emb"] = CFG["text_emb"]
+    if m.indexer == "pifa-neural":
+        config["pifa_neural"] = CFG["pifa_neural"]
+    return {"kind": "model", "ranker_input": m.input, "combine": m.combine, "top_b": top_b, "top_k": top_k,
+            "max_length": max_length, "config": config}
