@@ -16,12 +16,14 @@ import scipy.sparse as sp
 import xmc
 from tiny_models import make_tiny_encoder
 from xmc.bundle import BundleError, export_bundle, export_ensemble, load
+from xmc.cli import main
 from xmc.ensemble import ensemble
 from xmc.features import TfidfParams, fit_tfidf, tokenize, transform_tfidf
 from xmc.indexing import BalancedKMeans
 from xmc.io import save_csr, write_lines
 from xmc.label_repr import pifa
-from xmc.matcher.linear import LinearMatcher
+from xmc.linear import decision_function
+from xmc.matcher.linear import LinearMatcher, top_b_dense
 from xmc.matcher.transformer import MatcherParams, TransformerMatcher
 from xmc.ranker import Ranker, cluster_targets, ranker_features
 
@@ -230,9 +232,36 @@ def test_predict_command(pipeline, tmp_path):
     assert [json.loads(line)["labels"] for line in target.read_text().splitlines()] == [
         [name for name, _ in row] for row in want]
 
-    source.write_text(f"{texts[0]}\n\n{texts[1]}\n")
-    out = _cli(bundle, "--input", source, "--output", tmp_path / "never.jsonl")
-    assert out.returncode == 2 and "line 2: empty line" in out.stderr
-    assert not (tmp_path / "never.jsonl").exists()
-    out = _cli(tmp_path / "no-such-bundle", stdin="apple\n")
-    assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def test_predict_command_errors(pipeline, tmp_path, capsys):
+    """In-process (the same main() as `python -m xmc`): an error is one line and exit status 2."""
+    source, target = tmp_path / "texts.txt", tmp_path / "never.jsonl"
+    source.write_text("apple banana\n\nmusic sports\n")
+    assert main(["predict", str(pipeline["bundles"] / "linear"), "-i", str(source), "-o", str(target)]) == 2
+    assert f"{source}, line 2: empty line" in capsys.readouterr().err
+    assert not target.exists() and not list(tmp_path.glob(".*"))
+    source.write_text("apple banana\n")
+    assert main(["predict", str(tmp_path / "no-such-bundle"), "-i", str(source)]) == 2
+    assert "no-such-bundle does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", str(pipeline["bundles"] / "linear"), "--top-k", "0"])
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_cached_weights_give_the_same_scores_and_follow_new_weights(pipeline):
+    """The linear matcher and the ranker keep their transposed weights between calls (latency);
+    the scores are those of the uncached formula, and new weights are picked up."""
+    root = pipeline["root"]
+    with open(root / "vectorizer.pkl", "rb") as f:
+        X = transform_tfidf(pickle.load(f), pipeline["test"])
+    matcher = LinearMatcher.load(root / "linear.npz")
+    for _ in range(2):
+        want = top_b_dense(decision_function(X, matcher.W_), TOP_B)
+        assert (matcher.predict(X, top_b=TOP_B) != want).nnz == 0
+        matcher.W_ = sp.csr_matrix(matcher.W_ * -2.0)
+    ranker = Ranker.load(root / "ranker-linear.npz")
+    M = LinearMatcher.load(root / "linear.npz").predict(X)
+    first = ranker.predict(X, M, top_k=TOP_K)
+    ranker.W_ = sp.csr_matrix(ranker.W_ * 2.0)
+    np.testing.assert_allclose(ranker.predict(X, M, top_k=TOP_K).toarray(), 2.0 * first.toarray(), rtol=1e-6)

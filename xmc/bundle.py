@@ -76,7 +76,9 @@ def _place(src, dst: Path) -> None:
         raise FileNotFoundError(f"export: {src} does not exist")
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.is_dir():
-        shutil.copytree(src, dst, copy_function=_link_or_copy)
+        # Snakemake marks its directory outputs with a timestamp file; it is not part of a bundle.
+        shutil.copytree(src, dst, copy_function=_link_or_copy,
+                        ignore=shutil.ignore_patterns(".snakemake_timestamp"))
     else:
         _link_or_copy(src, dst)
 

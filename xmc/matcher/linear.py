@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.linear import decision_function, fit_ova, load_weights, save_weights
+from xmc.linear import fit_ova, load_weights, save_weights
 
 __all__ = ["LinearMatcher", "top_b_dense"]
 
@@ -47,6 +47,16 @@ class LinearMatcher:
             raise ValueError(f"top_b: expected a positive integer, got {b!r}")
         return int(b)
 
+    def _weights(self):
+        """(W[:, :D].T as CSR (D, K), bias weights (K,)), built once per weights: transposing W at
+        every call dominated the time of one-text predictions."""
+        key = getattr(self, "_weights_key", None)  # holds W_, so its id cannot be reused
+        if key is not self.W_:
+            W = sp.csr_matrix(self.W_)
+            d = W.shape[1] - 1
+            self._WT, self._bias, self._weights_key = sp.csr_matrix(W[:, :d].T), W[:, d].toarray().ravel(), self.W_
+        return self._WT, self._bias
+
     def fit(self, X, M) -> "LinearMatcher":
         """X : CSR (N, D) TF-IDF; M : CSR (N, K) 0/1 instance->cluster targets. Returns self."""
         self._check_b(self.top_b)
@@ -59,10 +69,15 @@ class LinearMatcher:
         """Scores of each row's top-b clusters: CSR float32 (N, K), b stored entries per row."""
         b = self._check_b(self.top_b if top_b is None else top_b)
         X = sp.csr_matrix(X)
-        parts = [
-            top_b_dense(decision_function(X[i : i + batch_size], self.W_), b)
-            for i in range(0, X.shape[0], batch_size)
-        ]
+        WT, bias = self._weights()
+        if X.shape[1] != WT.shape[0]:
+            raise ValueError(f"X has {X.shape[1]} features but the matcher was fit on {WT.shape[0]}")
+        parts = []
+        for i in range(0, X.shape[0], batch_size):
+            # As xmc.linear.decision_function ([X, 1] @ W.T), with W's transpose built once.
+            scores = np.asarray((X[i : i + batch_size] @ WT).todense(), dtype=np.float64)
+            scores += bias[None, :]
+            parts.append(top_b_dense(scores.astype(np.float32), b))
         if not parts:
             return sp.csr_matrix((0, self.W_.shape[0]), dtype=np.float32)
         return sp.vstack(parts, format="csr")
