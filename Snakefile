@@ -40,6 +40,7 @@ include: "rules/ensemble.smk"
 include: "rules/related.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/export.smk"
 
 
 rule all:

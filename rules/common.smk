@@ -43,7 +43,7 @@ def model_names():
 
 
 def get_final_output():
-    return [f"{R}/tables/results.csv", f"{R}/tables/results.md"] + report_outputs()
+    return [f"{R}/tables/results.csv", f"{R}/tables/results.md"] + report_outputs() + all_bundles()
 
 
 def all_metrics():
@@ -252,3 +252,60 @@ def cluster_assignments(wildcards):
 # ---- related systems (rules/related.smk) ---------------------------------------------------
 def aplc_params(wildcards):
     return xmc_config.aplc_params(CFG, wildcards.dataset, wildcards.encoder)
+
+
+# ---- exported bundles ----------------------------------------------------------------------
+def all_bundles():
+    """Every model and ensemble but APLC's (its end-to-end model has no bundle format yet)."""
+    aplc = set(xmc_config.aplc_models(CFG))
+    return [f"{R}/{ds}/models/{name}" for ds in DATASETS for name in model_names()
+            if name not in aplc and not set(_ensemble_members_or_empty(name)) & aplc]
+
+
+def _ensemble_members_or_empty(name):
+    return xmc_config.ensemble_members(CFG, name) if name in CFG["ensembles"] else []
+
+
+def export_inputs(wildcards):
+    """A model's trained parts, or an ensemble's member bundles; its metrics go in the manifest."""
+    ds, name = wildcards.dataset, wildcards.model
+    files = {"labels": f"{R}/{ds}/prepared/label_names.txt", "metrics": f"{R}/{ds}/metrics/{name}.json"}
+    if name in CFG["ensembles"]:
+        files["members"] = [f"{R}/{ds}/models/{m}" for m in xmc_config.ensemble_members(CFG, name)]
+        return files
+    m = xmc_config.Model.parse(name)
+    base = f"{R}/{ds}/matcher/{m.indexer}/{m.matcher}"
+    files.update({
+        "vectorizer": f"{R}/{ds}/tfidf/vectorizer.pkl",
+        "assignment": f"{R}/{ds}/indexer/{m.indexer}/C.npz",
+        "matcher": f"{base}/model.npz" if m.matcher == xmc_config.LINEAR_MATCHER else f"{base}/model",
+        "ranker": f"{R}/{ds}/ranker/{m.indexer}/{m.matcher}/{m.input}.{m.negatives}/model.npz",
+    })
+    return files
+
+
+def export_settings(wildcards):
+    """What the bundle needs to predict as the workflow did, and the config sections behind it."""
+    ds, name = wildcards.dataset, wildcards.model
+    top_k = CFG["ranker"]["top_k"]
+    if name in CFG["ensembles"]:
+        return {"kind": "ensemble", "method": CFG["ensembles"][name]["method"], "top_k": top_k,
+                "config": {"ensemble": CFG["ensembles"][name], "seed": CFG["seed"]}}
+    m = xmc_config.Model.parse(name)
+    config = {"seed": CFG["seed"], "tfidf": CFG["tfidf"], "indexing": CFG["indexing"],
+              "n_clusters": xmc_config.n_clusters(CFG, ds),
+              "ranker": {"C": CFG["ranker"]["C"], "threshold": CFG["ranker"]["threshold"], "top_k": top_k}}
+    if m.matcher == xmc_config.LINEAR_MATCHER:
+        config["linear_baseline"] = CFG["linear_baseline"]
+        top_b, max_length = CFG["matcher"]["top_b"], None
+    else:
+        encoder = m.matcher.removeprefix(xmc_config.XR_MATCHER_PREFIX)  # an XR matcher fine-tunes its encoder
+        config["encoder"] = CFG["encoders"][encoder]
+        config["matcher"] = xmc_config.matcher_params(CFG, ds, encoder)
+        top_b, max_length = config["matcher"]["top_b"], CFG["encoders"][encoder].get("max_length", 128)
+    if m.indexer == "text-emb":
+        config["text_emb"] = CFG["text_emb"]
+    if m.indexer == "pifa-neural":
+        config["pifa_neural"] = CFG["pifa_neural"]
+    return {"kind": "model", "ranker_input": m.input, "combine": m.combine, "top_b": top_b, "top_k": top_k,
+            "max_length": max_length, "config": config}

@@ -15,7 +15,9 @@ import yaml
 
 from tiny_models import make_tiny_encoder
 from xmc.data.download import fetch
+from xmc.bundle import load
 from xmc.data.readers import read_eurlex57k
+from xmc.io import read_lines
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "eurlex57k-sample" / "eurlex57k-sample.tar.gz"
@@ -114,6 +116,23 @@ def test_end_to_end_results_table(tiny_run):
     assert not list((work / "results").rglob(".*.tmp*"))
 
 
+@pytest.mark.parametrize("model", ["pifa-neural.tiny-bert.tfidf+neural.tfn+man.l3-hinge",
+                                   "pifa-tfidf.linear.tfidf.tfn+man.noop", "ens"])
+def test_exported_bundle_reproduces_the_workflow_predictions(tiny_run, model):
+    """xmc.load(results/tiny/models/{model}) on the test texts gives predictions/{model}.npz."""
+    _, work, _, _ = tiny_run
+    results = work / "results" / "tiny"
+    bundle = load(results / "models" / model, device="cpu")
+    assert bundle.manifest["metrics"]["model"] == model
+    got = bundle.predict_scores(read_lines(results / "prepared" / "test.txt"))
+    want = sp.load_npz(results / "predictions" / f"{model}.npz").tocsr()
+    got.sort_indices()
+    want.sort_indices()
+    assert want.nnz > 0 and got.shape == want.shape
+    assert (got.indptr == want.indptr).all() and (got.indices == want.indices).all()
+    assert abs(got.data - want.data).max() <= 1e-5 * max(1.0, abs(want.data).max())
+
+
 def test_same_seed_gives_identical_clusters_and_metrics(tiny_run):
     """A second run from scratch in another folder reproduces the first one exactly (CPU)."""
     root, work, _, configfile = tiny_run
@@ -138,7 +157,7 @@ def test_ranker_change_reruns_only_rankers_onward(tiny_run):
     configfile = config_variant(root, config, "ranker-changed", lambda c: c["ranker"].update(C=0.5))
     plan = planned_jobs(work, configfile)
     assert set(plan) == {"train_ranker", "predict_ranker", "ensemble", "evaluate", "tables",
-                         "figure_precision_at_k", "timing", "all"}
+                         "figure_precision_at_k", "timing", "export", "all"}
     # 3 indexers x 2 inputs, XR-Transformer's 2 inputs, plus the baseline's ranker (its linear
     # matcher has its own C and stays)
     assert plan["train_ranker"] == 9

@@ -7,3 +7,10 @@ Stages, one module each: ``xmc.data`` (download, readers, canonical form), ``xmc
 """
 
 __version__ = "0.1.0"
+
+
+def load(path, device: str = "auto"):
+    """Load an exported model bundle (see :mod:`xmc.bundle`): ``xmc.load(path).predict(texts)``."""
+    from xmc.bundle import load as _load
+
+    return _load(path, device=device)

@@ -193,6 +193,26 @@ class Ranker:
         bounds = np.searchsorted(self.assignment_[order], np.arange(self.n_clusters_ + 1))
         return [order[bounds[k] : bounds[k + 1]] for k in range(self.n_clusters_)]
 
+    def _cluster_blocks(self):
+        """Per cluster: (labels, W_k^T CSR (D, |labels|), bias weights (|labels|,)). Built once per
+        set of weights and kept: rebuilding them dominated the time of one-text predictions."""
+        key = getattr(self, "_blocks_key", None)  # holds the objects, so their ids cannot be reused
+        clusters = self._trained_clusters()
+        if (key is None or key[0] is not self.W_ or key[1] is not self.assignment_ or key[2] != self.bias
+                or not np.array_equal(key[3], clusters)):
+            W = sp.csr_matrix(self.W_, dtype=np.float32)
+            d = W.shape[1] - 1
+            trained = np.zeros(self.n_clusters_, dtype=bool)
+            trained[clusters] = True
+            blocks = []
+            for c, labels in enumerate(self._cluster_labels()):
+                if not trained[c]:  # another shard's labels: not scored here
+                    labels = labels[:0]
+                Wk = W[labels]
+                blocks.append((labels, sp.csr_matrix(Wk[:, :d].T), self.bias * Wk[:, d].toarray().ravel()))
+            self._blocks, self._blocks_key = blocks, (self.W_, self.assignment_, self.bias, clusters.copy())
+        return self._blocks
+
     def fit(self, X, Y, C_assign, M_pred=None, progress: bool = True, clusters=None) -> "Ranker":
         """X : CSR (N, D) ranker features; Y : CSR (N, L) 0/1; C_assign : CSR (L, K) 0/1 with one
         cluster per label; M_pred : CSR (N, K) matcher top-b (needed for "man" / "tfn+man").
@@ -294,15 +314,7 @@ class Ranker:
             raise ValueError(f"M_pred: expected sparse shape ({X.shape[0]}, {self.n_clusters_}), "
                              f"got {getattr(M_pred, 'shape', None)}")
         M_pred = sp.csr_matrix(M_pred)
-        W = sp.csr_matrix(self.W_, dtype=np.float32)
-        trained = np.zeros(self.n_clusters_, dtype=bool)
-        trained[self._trained_clusters()] = True
-        per_cluster = []
-        for c, labels in enumerate(self._cluster_labels()):
-            if not trained[c]:  # another shard's labels: not scored here
-                labels = labels[:0]
-            Wk = W[labels]
-            per_cluster.append((labels, sp.csr_matrix(Wk[:, :d].T), self.bias * Wk[:, d].toarray().ravel()))
+        per_cluster = self._cluster_blocks()
         parts = []
         for s in range(0, X.shape[0], batch_size):
             Xc, Mc = X[s : s + batch_size], M_pred[s : s + batch_size].tocsc()

@@ -85,6 +85,16 @@ class LinearMatcher:
             raise ValueError(f"top_b: expected a positive integer, got {b!r}")
         return int(b)
 
+    def _weights(self):
+        """(W[:, :D].T as CSR (D, K), bias weights (K,)), built once per weights: transposing W at
+        every call dominated the time of one-text predictions."""
+        key = getattr(self, "_weights_key", None)  # holds W_, so its id cannot be reused
+        if key is not self.W_:
+            W = sp.csr_matrix(self.W_)
+            d = W.shape[1] - 1
+            self._WT, self._bias, self._weights_key = sp.csr_matrix(W[:, :d].T), W[:, d].toarray().ravel(), self.W_
+        return self._WT, self._bias
+
     def fit(self, X, M) -> "LinearMatcher":
         """X : CSR (N, D) TF-IDF; M : CSR (N, K) 0/1 instance->cluster targets. Returns self."""
         self._check_b(self.top_b)
@@ -150,12 +160,19 @@ class LinearMatcher:
         b = self._check_b(self.top_b if top_b is None else top_b)
         X = sp.csr_matrix(X)
         levels = getattr(self, "levels_", [self.W_])
-        if len(levels) == 1:
-            one = lambda Xc: top_b_dense(decision_function(Xc, self.W_), b)  # noqa: E731
-        else:
+        if len(levels) > 1:  # a tree: beam search from the coarsest level
             X = sp.csr_matrix(X, dtype=np.float32)
-            one = lambda Xc: self._beam(Xc, b)  # noqa: E731
-        parts = [one(X[i : i + batch_size]) for i in range(0, X.shape[0], batch_size)]
+            parts = [self._beam(X[i : i + batch_size], b) for i in range(0, X.shape[0], batch_size)]
+        else:
+            WT, bias = self._weights()
+            if X.shape[1] != WT.shape[0]:
+                raise ValueError(f"X has {X.shape[1]} features but the matcher was fit on {WT.shape[0]}")
+            parts = []
+            for i in range(0, X.shape[0], batch_size):
+                # As xmc.linear.decision_function ([X, 1] @ W.T), with W's transpose built once.
+                scores = np.asarray((X[i : i + batch_size] @ WT).todense(), dtype=np.float64)
+                scores += bias[None, :]
+                parts.append(top_b_dense(scores.astype(np.float32), b))
         if not parts:
             return sp.csr_matrix((0, self.W_.shape[0]), dtype=np.float32)
         return sp.vstack(parts, format="csr").astype(np.float32)

@@ -1,0 +1,267 @@
+"""Model bundles: a small real pipeline built in-process (tiny random BERT, TF-IDF, PIFA clusters,
+transformer and linear matchers, rankers), exported, loaded and compared with its own predictions;
+the `python -m xmc predict` command; the errors for bad bundles and bad input."""
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import xmc
+from tiny_models import make_tiny_encoder
+from xmc.bundle import BundleError, export_bundle, export_ensemble, load
+from xmc.cli import main
+from xmc.ensemble import ensemble
+from xmc.features import TfidfParams, fit_tfidf, tokenize, transform_tfidf
+from xmc.indexing import BalancedKMeans
+from xmc.io import save_csr, write_lines
+from xmc.label_repr import pifa
+from xmc.linear import decision_function
+from xmc.matcher.linear import LinearMatcher, top_b_dense
+from xmc.matcher.transformer import MatcherParams, TransformerMatcher
+from xmc.ranker import Ranker, cluster_targets, ranker_features
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+TOPICS = [
+    "apple banana cherry grape lemon mango".split(),
+    "music sports football match results".split(),
+    "politics elections government policy".split(),
+    "physics chemistry biology space research".split(),
+    "finance markets stocks bonds bank rates".split(),
+    "agriculture fisheries trade regulation".split(),
+    "red green blue yellow purple pink".split(),
+    "alpha beta gamma delta epsilon zeta".split(),
+]
+MAX_LENGTH, TOP_B, TOP_K = 16, 2, 5
+
+
+def _corpus(n, rng):
+    """Texts of 1-2 topics; label t*2 + (word choice) so that there are 16 labels over 8 topics."""
+    texts, rows = [], []
+    for _ in range(n):
+        topics = rng.choice(len(TOPICS), size=rng.integers(1, 3), replace=False)
+        words, labels = [], set()
+        for t in topics:
+            words += list(rng.choice(TOPICS[t], size=4))
+            labels.add(2 * t + int(rng.integers(0, 2)))
+        texts.append(" ".join(words))
+        rows.append(sorted(labels))
+    Y = sp.lil_matrix((n, 2 * len(TOPICS)), dtype=np.float32)
+    for i, labels in enumerate(rows):
+        Y[i, labels] = 1.0
+    return texts, Y.tocsr()
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Run the workflow's stages by hand, writing the files the workflow writes, and keep the test
+    predictions each model makes (the reference for the bundles)."""
+    root = tmp_path_factory.mktemp("pipeline")
+    rng = np.random.default_rng(0)
+    train, Y_train = _corpus(48, rng)
+    test, _ = _corpus(16, rng)
+    names = [f"label {j} ({TOPICS[j // 2][0]})" for j in range(Y_train.shape[1])]
+    write_lines(root / "label_names.txt", names)
+
+    vectorizer, X_train = fit_tfidf(train, TfidfParams(min_df=1))
+    with open(root / "vectorizer.pkl", "wb") as f:
+        pickle.dump(vectorizer, f)
+    X_test = transform_tfidf(vectorizer, test)
+    C = BalancedKMeans(n_clusters=4, seed=0).fit(pifa(Y_train, X_train)).C_
+    save_csr(root / "C.npz", C)
+    M = cluster_targets(Y_train, C)
+
+    encoder = make_tiny_encoder("bert", root / "encoder")
+    tok_train, tok_test = (tokenize(t, str(encoder), MAX_LENGTH) for t in (train, test))
+    params = MatcherParams(max_steps=4, warmup_steps=1, batch_size=8, learning_rate=1e-3, top_b=TOP_B,
+                           device="cpu", checkpoint_every=0, pooling="mean")
+    TransformerMatcher.train(str(encoder), tok_train["input_ids"], tok_train["attention_mask"], M,
+                             params).save(root / "matcher")
+    matcher = TransformerMatcher.load(root / "matcher", device="cpu")  # as predict_matcher does
+    topb_train, emb_train = matcher.predict(tok_train["input_ids"], tok_train["attention_mask"])
+    topb_test, emb_test = matcher.predict(tok_test["input_ids"], tok_test["attention_mask"])
+    ranker = Ranker().fit(ranker_features(X_train, emb_train), Y_train, C, topb_train)
+    ranker.save(root / "ranker.npz")
+    neural = Ranker.load(root / "ranker.npz").predict(ranker_features(X_test, emb_test), topb_test,
+                                                      combine="l3-hinge", top_k=TOP_K)
+
+    linear = LinearMatcher(top_b=TOP_B).fit(X_train, M)
+    linear.save(root / "linear.npz")
+    lin_ranker = Ranker().fit(X_train, Y_train, C, linear.predict(X_train))
+    lin_ranker.save(root / "ranker-linear.npz")
+    baseline = lin_ranker.predict(X_test, LinearMatcher.load(root / "linear.npz").predict(X_test),
+                                  combine="l3-hinge", top_k=TOP_K)
+
+    common = dict(vectorizer=root / "vectorizer.pkl", assignment=root / "C.npz",
+                  label_names=root / "label_names.txt", combine="l3-hinge", top_b=TOP_B, top_k=TOP_K,
+                  dataset="synthetic")
+    bundles = root / "models"
+    export_bundle(bundles / "neural", name="pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge",
+                  matcher=root / "matcher", ranker=root / "ranker.npz", ranker_input="tfidf+neural",
+                  max_length=MAX_LENGTH, metrics={"P@1": 50.0}, config={"matcher": params.to_dict()}, **common)
+    export_bundle(bundles / "linear", name="pifa-tfidf.linear.tfidf.tfn+man.l3-hinge",
+                  matcher=root / "linear.npz", ranker=root / "ranker-linear.npz", ranker_input="tfidf",
+                  **common)
+    export_ensemble(bundles / "ens", name="ens", members=[bundles / "neural", bundles / "linear"],
+                    method="rank_average", top_k=TOP_K)
+    return {"root": root, "test": test, "names": names, "bundles": bundles,
+            "neural": neural, "linear": baseline, "ens": ensemble([neural, baseline], "rank_average", TOP_K)}
+
+
+def assert_same_predictions(got, want):
+    """The same top-k labels in every row, scores equal within float tolerance."""
+    got, want = sp.csr_matrix(got), sp.csr_matrix(want)
+    got.sort_indices()
+    want.sort_indices()
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_allclose(got.data, want.data, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["neural", "linear", "ens"])
+def test_loaded_bundle_reproduces_the_pipeline(pipeline, kind):
+    bundle = xmc.load(pipeline["bundles"] / kind, device="cpu")
+    assert bundle.kind == ("ensemble" if kind == "ens" else "model")
+    assert bundle.label_names == pipeline["names"]
+    assert pipeline[kind].nnz > 0
+    assert_same_predictions(bundle.predict_scores(pipeline["test"]), pipeline[kind])
+    # Batch size only changes how the encoder is fed.
+    assert_same_predictions(bundle.predict_scores(pipeline["test"], batch_size=3), pipeline[kind])
+
+
+def test_predict_lists_names_best_first(pipeline):
+    bundle = load(pipeline["bundles"] / "neural", device="cpu")
+    want = pipeline["neural"]
+    rows = bundle.predict(pipeline["test"], top_k=3)
+    assert len(rows) == len(pipeline["test"])
+    for i, row in enumerate(rows):
+        scores = want[i].toarray().ravel()
+        order = sorted(np.flatnonzero(want[i].toarray().ravel() != 0), key=lambda j: (-scores[j], j))[:3]
+        assert [name for name, _ in row] == [pipeline["names"][j] for j in order]
+        np.testing.assert_allclose([s for _, s in row], scores[order], rtol=1e-5)
+    # More labels than the workflow kept: the ranker scores every label of the top-b clusters.
+    wide = bundle.predict(pipeline["test"][:2], top_k=50)
+    assert all(len(row) > TOP_K for row in wide)
+
+
+def test_manifest_records_the_model(pipeline):
+    manifest = json.loads((pipeline["bundles"] / "neural" / "manifest.json").read_text())
+    assert manifest["format"] == "xmc-bundle" and manifest["n_labels"] == len(pipeline["names"])
+    assert manifest["metrics"] == {"P@1": 50.0} and manifest["config"]["matcher"]["top_b"] == TOP_B
+    assert {"xmc", "torch", "transformers", "scikit-learn"} <= set(manifest["versions"])
+    assert {"tfidf/vectorizer.pkl", "indexer/C.npz", "ranker/model.npz", "label_names.txt",
+            "matcher/head.pt", "matcher/config.json"} <= set(manifest["files"])
+    ens = json.loads((pipeline["bundles"] / "ens" / "manifest.json").read_text())
+    assert ens["members"] == ["pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge",
+                              "pifa-tfidf.linear.tfidf.tfn+man.l3-hinge"]
+    assert "members/pifa-tfidf.linear.tfidf.tfn+man.l3-hinge/matcher.npz" in ens["files"]
+
+
+def test_bundle_files_are_hard_links_and_the_bundle_stands_alone(pipeline, tmp_path):
+    root, bundle = pipeline["root"], pipeline["bundles"] / "neural"
+    assert (bundle / "ranker/model.npz").stat().st_ino == (root / "ranker.npz").stat().st_ino
+    # Moved elsewhere, with the pipeline's own files gone, it still predicts the same.
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(bundle, copy)
+    hidden = root.with_name(root.name + "-hidden")
+    root.rename(hidden)
+    try:
+        assert_same_predictions(load(copy, device="cpu").predict_scores(pipeline["test"]), pipeline["neural"])
+    finally:
+        hidden.rename(root)
+
+
+def test_bundle_errors(pipeline, tmp_path):
+    with pytest.raises(BundleError, match="does not exist"):
+        load(tmp_path / "no-such-bundle")
+    broken = tmp_path / "broken"
+    shutil.copytree(pipeline["bundles"] / "linear", broken)
+    (broken / "ranker" / "model.npz").unlink()
+    with pytest.raises(BundleError, match="incomplete bundle .*ranker/model.npz"):
+        load(broken)
+    (broken / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="manifest.json is missing"):
+        load(broken)
+    newer = tmp_path / "newer"
+    shutil.copytree(pipeline["bundles"] / "linear", newer)
+    manifest = json.loads((newer / "manifest.json").read_text())
+    (newer / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(BundleError, match="format version 99"):
+        load(newer)
+    bundle = load(pipeline["bundles"] / "linear")
+    with pytest.raises(ValueError, match=r"texts\[1\] is empty"):
+        bundle.predict(["apple banana", "  "])
+    with pytest.raises(ValueError, match="single string"):
+        bundle.predict("apple banana")
+    with pytest.raises(FileNotFoundError, match="no-such-ranker"):
+        export_bundle(tmp_path / "bad", name="x", vectorizer=pipeline["root"] / "vectorizer.pkl",
+                      assignment=pipeline["root"] / "C.npz", matcher=pipeline["root"] / "linear.npz",
+                      ranker=tmp_path / "no-such-ranker.npz", label_names=pipeline["root"] / "label_names.txt",
+                      ranker_input="tfidf", combine="noop", top_b=2, top_k=5)
+    assert not (tmp_path / "bad").exists()
+
+
+def _cli(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "xmc", "predict", *map(str, args)], input=stdin,
+                          capture_output=True, text=True, env=ENV)
+
+
+def test_predict_command(pipeline, tmp_path):
+    bundle, texts = pipeline["bundles"] / "linear", pipeline["test"][:4]
+    want = load(bundle).predict(texts, top_k=3)
+    out = _cli(bundle, "--top-k", "3", stdin="\n".join(texts) + "\n")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["labels"] for r in rows] == [[name for name, _ in row] for row in want]
+    np.testing.assert_allclose([r["scores"] for r in rows], [[s for _, s in row] for row in want], rtol=1e-6)
+
+    source, target = tmp_path / "texts.txt", tmp_path / "out.jsonl"
+    source.write_text("\n".join(texts) + "\n")
+    out = _cli(pipeline["bundles"] / "ens", "--input", source, "--output", target, "--batch-size", "2",
+               "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    want = load(pipeline["bundles"] / "ens").predict(texts)
+    assert [json.loads(line)["labels"] for line in target.read_text().splitlines()] == [
+        [name for name, _ in row] for row in want]
+
+
+
+def test_predict_command_errors(pipeline, tmp_path, capsys):
+    """In-process (the same main() as `python -m xmc`): an error is one line and exit status 2."""
+    source, target = tmp_path / "texts.txt", tmp_path / "never.jsonl"
+    source.write_text("apple banana\n\nmusic sports\n")
+    assert main(["predict", str(pipeline["bundles"] / "linear"), "-i", str(source), "-o", str(target)]) == 2
+    assert f"{source}, line 2: empty line" in capsys.readouterr().err
+    assert not target.exists() and not list(tmp_path.glob(".*"))
+    source.write_text("apple banana\n")
+    assert main(["predict", str(tmp_path / "no-such-bundle"), "-i", str(source)]) == 2
+    assert "no-such-bundle does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", str(pipeline["bundles"] / "linear"), "--top-k", "0"])
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_cached_weights_give_the_same_scores_and_follow_new_weights(pipeline):
+    """The linear matcher and the ranker keep their transposed weights between calls (latency);
+    the scores are those of the uncached formula, and new weights are picked up."""
+    root = pipeline["root"]
+    with open(root / "vectorizer.pkl", "rb") as f:
+        X = transform_tfidf(pickle.load(f), pipeline["test"])
+    matcher = LinearMatcher.load(root / "linear.npz")
+    for _ in range(2):
+        want = top_b_dense(decision_function(X, matcher.W_), TOP_B)
+        assert (matcher.predict(X, top_b=TOP_B) != want).nnz == 0
+        matcher.W_ = sp.csr_matrix(matcher.W_ * -2.0)
+    ranker = Ranker.load(root / "ranker-linear.npz")
+    M = LinearMatcher.load(root / "linear.npz").predict(X)
+    first = ranker.predict(X, M, top_k=TOP_K)
+    ranker.W_ = sp.csr_matrix(ranker.W_ * 2.0)
+    np.testing.assert_allclose(ranker.predict(X, M, top_k=TOP_K).toarray(), 2.0 * first.toarray(), rtol=1e-6)

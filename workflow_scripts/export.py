@@ -1,0 +1,15 @@
+from xmc.bundle import export_bundle, export_ensemble
+from xmc.io import load_json
+from xmc.runlog import start
+
+log = start(snakemake.log[0], "export")
+inp, s, name = snakemake.input, snakemake.params.bundle, snakemake.wildcards.model
+common = dict(name=name, dataset=snakemake.wildcards.dataset, top_k=s["top_k"], config=s["config"],
+              metrics=load_json(inp.metrics))
+if s["kind"] == "ensemble":
+    export_ensemble(snakemake.output[0], members=list(inp.members), method=s["method"], **common)
+else:
+    export_bundle(snakemake.output[0], vectorizer=inp.vectorizer, assignment=inp.assignment, matcher=inp.matcher,
+                  ranker=inp.ranker, label_names=inp.labels, ranker_input=s["ranker_input"],
+                  combine=s["combine"], top_b=s["top_b"], max_length=s["max_length"], **common)
+log.info("%s bundle %s written to %s", s["kind"], name, snakemake.output[0])

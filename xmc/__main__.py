@@ -1,0 +1,6 @@
+"""``python -m xmc``: see :mod:`xmc.cli`."""
+import sys
+
+from xmc.cli import main
+
+sys.exit(main())

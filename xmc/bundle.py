@@ -1,0 +1,363 @@
+"""Self-contained model bundles: export a trained model or ensemble, load it, tag new texts.
+
+A bundle is a folder holding everything prediction needs, and nothing outside it:
+
+model bundle (one ``indexer.matcher.input.negatives.combine`` model)::
+
+    manifest.json          format + version, library versions, model settings, config, metrics, files
+    label_names.txt        one label name per line, row order = column of the score matrix
+    tfidf/vectorizer.pkl   the fitted TF-IDF vectorizer (phi_tfidf)
+    indexer/C.npz          CSR (L, K) 0/1 cluster assignment
+    matcher/               transformer matcher folder (encoder + tokenizer + head.pt + matcher.json)
+    matcher.npz            or: the linear matcher's weights (phi_tfidf + linear baseline)
+    ranker/model.npz       ranker weights (L, D + 1) and settings
+
+ensemble bundle::
+
+    manifest.json, label_names.txt
+    members/<model>/       one model bundle per member
+
+Files are hard-linked from their source where the file system allows (so a bundle beside the
+workflow's results costs no extra disk) and copied otherwise. Never edit a bundle's files in place:
+a hard link shares the bytes with the workflow's own file.
+
+Prediction reuses the workflow's code paths (:func:`xmc.features.transform_tfidf`,
+:class:`~xmc.matcher.transformer.TransformerMatcher`, :class:`~xmc.matcher.linear.LinearMatcher`,
+:class:`~xmc.ranker.Ranker`, :func:`xmc.ensemble.ensemble`), so a loaded bundle reproduces the
+workflow's ``predictions/{model}.npz`` for the same texts. The vectorizer is a pickle: load only
+bundles you trust.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import platform
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from xmc.io import atomic_path, load_csr, read_lines
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "Bundle", "BundleError", "export_bundle", "export_ensemble", "load"]
+
+FORMAT = "xmc-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LABELS = "label_names.txt"
+VECTORIZER = "tfidf/vectorizer.pkl"
+ASSIGNMENT = "indexer/C.npz"
+TRANSFORMER_DIR = "matcher"
+LINEAR_FILE = "matcher.npz"
+RANKER = "ranker/model.npz"
+MEMBERS = "members"
+RANKER_INPUTS = ("tfidf", "tfidf+neural")
+
+
+class BundleError(ValueError):
+    """A bundle folder that is missing, incomplete or of another format version."""
+
+
+# ---- export ---------------------------------------------------------------------------------
+def _link_or_copy(src, dst) -> None:
+    """Hard link (no extra disk on the same file system), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _place(src, dst: Path) -> None:
+    src = Path(src)
+    if not src.exists():
+        raise FileNotFoundError(f"export: {src} does not exist")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        # Snakemake marks its directory outputs with a timestamp file; it is not part of a bundle.
+        shutil.copytree(src, dst, copy_function=_link_or_copy,
+                        ignore=shutil.ignore_patterns(".snakemake_timestamp"))
+    else:
+        _link_or_copy(src, dst)
+
+
+def _versions() -> dict:
+    import sklearn
+    import torch
+    import transformers
+
+    import xmc
+
+    return {"xmc": xmc.__version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": __import__("scipy").__version__, "scikit-learn": sklearn.__version__,
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _file_list(folder: Path) -> list[str]:
+    files = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return sorted(f for f in files if f != MANIFEST)
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
+                "versions": _versions(), "files": _file_list(folder)}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, label_names,
+                  ranker_input: str, combine: str, top_b: int, top_k: int, max_length: int | None = None,
+                  dataset: str | None = None, config: dict | None = None,
+                  metrics: dict | None = None) -> Path:
+    """Write the bundle of one model to the folder ``dest`` (replaced if present; atomic).
+
+    vectorizer : path of the pickled TF-IDF vectorizer; assignment : path of C.npz (L, K);
+    matcher : a transformer matcher folder (then ``max_length``, the token length it was trained
+    with, is required) or a linear matcher ``.npz``; ranker : path of the ranker ``model.npz``;
+    label_names : path of label_names.txt (L lines); ranker_input : "tfidf" or "tfidf+neural";
+    combine : sigma(g, h) method; top_b : clusters kept per text; top_k : labels kept per text.
+    config / metrics : JSON-able records of the run, kept in the manifest.
+    """
+    from xmc.ranker import COMBINE_METHODS
+
+    matcher = Path(matcher)
+    transformer = matcher.is_dir()
+    if ranker_input not in RANKER_INPUTS:
+        raise ValueError(f"ranker_input: expected one of {RANKER_INPUTS}, got {ranker_input!r}")
+    if combine not in COMBINE_METHODS:
+        raise ValueError(f"combine: expected one of {COMBINE_METHODS}, got {combine!r}")
+    if ranker_input == "tfidf+neural" and not transformer:
+        raise ValueError("ranker_input 'tfidf+neural' needs a transformer matcher folder, "
+                         f"got the file {matcher}")
+    if transformer:
+        max_length = _positive_int(max_length, "max_length")
+    n_labels = len(read_lines(label_names))
+    with atomic_path(dest, is_dir=True) as tmp:
+        _place(label_names, tmp / LABELS)
+        _place(vectorizer, tmp / VECTORIZER)
+        _place(assignment, tmp / ASSIGNMENT)
+        _place(matcher, tmp / (TRANSFORMER_DIR if transformer else LINEAR_FILE))
+        _place(ranker, tmp / RANKER)
+        _write_manifest(tmp, {
+            "kind": "model", "name": name, "dataset": dataset, "n_labels": n_labels,
+            "matcher": "transformer" if transformer else "linear", "ranker_input": ranker_input,
+            "combine": combine, "top_b": _positive_int(top_b, "top_b"),
+            "top_k": _positive_int(top_k, "top_k"), "max_length": max_length,
+            "config": config or {}, "metrics": metrics or {},
+        })
+    return Path(dest)
+
+
+def export_ensemble(dest, *, name: str, members: Sequence, method: str, top_k: int,
+                    dataset: str | None = None, config: dict | None = None,
+                    metrics: dict | None = None) -> Path:
+    """Write an ensemble bundle to ``dest``: the member bundles (folders written by
+    :func:`export_bundle`) go to ``members/<their name>/``; ``method`` is an
+    :data:`xmc.ensemble.ENSEMBLE_METHODS` rule, ``top_k`` the labels it keeps per text."""
+    from xmc.ensemble import ENSEMBLE_METHODS
+
+    if method not in ENSEMBLE_METHODS:
+        raise ValueError(f"method: expected one of {ENSEMBLE_METHODS}, got {method!r}")
+    members = [Path(m) for m in members]
+    if not members:
+        raise ValueError("members: expected at least one member bundle")
+    manifests = [_read_manifest(m) for m in members]
+    names = [m["name"] for m in manifests]
+    if len(set(names)) != len(names):
+        raise ValueError(f"members: the same model appears twice in {names}")
+    for path, m in zip(members, manifests):
+        if m["kind"] != "model":
+            raise ValueError(f"members: {path} is an ensemble bundle; members must be model bundles")
+        if m["n_labels"] != manifests[0]["n_labels"]:
+            raise ValueError(f"members: {path} has {m['n_labels']} labels, {members[0]} has "
+                             f"{manifests[0]['n_labels']}")
+    with atomic_path(dest, is_dir=True) as tmp:
+        _place(members[0] / LABELS, tmp / LABELS)
+        for path, member in zip(members, names):
+            _place(path, tmp / MEMBERS / member)
+        _write_manifest(tmp, {
+            "kind": "ensemble", "name": name, "dataset": dataset, "n_labels": manifests[0]["n_labels"],
+            "method": method, "members": names, "top_k": _positive_int(top_k, "top_k"),
+            "config": config or {}, "metrics": metrics or {},
+        })
+    return Path(dest)
+
+
+# ---- load -----------------------------------------------------------------------------------
+def _read_manifest(path) -> dict:
+    folder = Path(path)
+    if not folder.exists():
+        raise BundleError(f"bundle {folder} does not exist")
+    if not folder.is_dir():
+        raise BundleError(f"bundle {folder} is not a folder (expected a folder written by xmc export)")
+    if not (folder / MANIFEST).is_file():
+        raise BundleError(f"incomplete bundle {folder}: {MANIFEST} is missing")
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise BundleError(f"bundle {folder}: {MANIFEST} is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"bundle {folder}: {MANIFEST} is not an {FORMAT} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"bundle {folder} has format version {manifest.get('format_version')!r}; this "
+                          f"xmc ({_versions()['xmc']}) reads version {FORMAT_VERSION}: export it again "
+                          "with this version")
+    missing = [f for f in manifest.get("files", []) if not (folder / f).is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise BundleError(f"incomplete bundle {folder}: missing {shown}")
+    return manifest
+
+
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        raise ValueError("texts: expected a sequence of strings, got a single string")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ValueError(f"texts[{i}] is {type(t).__name__}, expected str")
+        if not t.strip():
+            raise ValueError(f"texts[{i}] is empty; every text needs at least one non-blank character")
+    return texts
+
+
+class _Model:
+    """Prediction state of one model bundle."""
+
+    def __init__(self, folder: Path, manifest: dict, device: str):
+        from xmc.matcher.linear import LinearMatcher
+        from xmc.matcher.transformer import TransformerMatcher
+        from xmc.ranker import Ranker
+
+        self.manifest = manifest
+        with open(folder / VECTORIZER, "rb") as f:
+            self.vectorizer = pickle.load(f)
+        if manifest["matcher"] == "transformer":
+            self.matcher = TransformerMatcher.load(folder / TRANSFORMER_DIR, device=device)
+        else:
+            self.matcher = LinearMatcher.load(folder / LINEAR_FILE)
+        self.ranker = Ranker.load(folder / RANKER)
+        C = load_csr(folder / ASSIGNMENT)
+        n_labels = manifest["n_labels"]
+        if self.ranker.W_.shape[0] != n_labels or C.shape[0] != n_labels:
+            raise BundleError(f"bundle {folder}: {n_labels} label names but the ranker has "
+                              f"{self.ranker.W_.shape[0]} labels and C {C.shape[0]}")
+        if not np.array_equal(C.tocsr().indices, self.ranker.assignment_):
+            raise BundleError(f"bundle {folder}: the ranker's clusters differ from {ASSIGNMENT}")
+
+    def to(self, device: str) -> None:
+        if self.manifest["matcher"] == "transformer":
+            from xmc.matcher.transformer import resolve_device
+
+            dev = resolve_device(device)
+            self.matcher.net.to(dev)
+            self.matcher.device = dev
+
+    def tokens(self, texts: list[str]):
+        """Token ids exactly as :func:`xmc.features.tokenize` makes them (padded to max_length), with
+        the tokenizer kept in memory instead of re-read per call."""
+        enc = self.matcher.tokenizer(texts, padding="max_length", truncation=True,
+                                     max_length=self.manifest["max_length"], return_attention_mask=True,
+                                     return_token_type_ids=False, return_tensors="np")
+        return enc["input_ids"].astype(np.int32), enc["attention_mask"].astype(np.int32)
+
+    def scores(self, texts: list[str], top_k: int, batch_size: int) -> sp.csr_matrix:
+        from xmc.features import transform_tfidf
+        from xmc.ranker import ranker_features
+
+        m = self.manifest
+        X = transform_tfidf(self.vectorizer, texts)
+        if m["matcher"] == "transformer":
+            ids, mask = self.tokens(texts)
+            topb, emb = self.matcher.predict(ids, mask, top_b=m["top_b"], batch_size=batch_size)
+        else:
+            topb, emb = self.matcher.predict(X, top_b=m["top_b"]), None
+        features = ranker_features(X, emb if m["ranker_input"] == "tfidf+neural" else None)
+        return self.ranker.predict(features, topb, combine=m["combine"], top_k=top_k)
+
+
+class Bundle:
+    """A loaded bundle. Build it with :func:`load`.
+
+    Attributes: ``path``, ``manifest`` (dict), ``name``, ``kind`` ("model" or "ensemble"),
+    ``label_names`` (list of L str), ``top_k`` (labels per text the workflow kept).
+    """
+
+    def __init__(self, path, device: str = "auto"):
+        self.path = Path(path)
+        self.manifest = _read_manifest(self.path)
+        self.name, self.kind = self.manifest["name"], self.manifest["kind"]
+        self.top_k = self.manifest["top_k"]
+        self.label_names = read_lines(self.path / LABELS)
+        if len(self.label_names) != self.manifest["n_labels"]:
+            raise BundleError(f"bundle {self.path}: {LABELS} has {len(self.label_names)} lines, the "
+                              f"manifest says {self.manifest['n_labels']} labels")
+        if self.kind == "model":
+            self._models = [_Model(self.path, self.manifest, device)]
+        else:
+            self._models = []
+            for member in self.manifest["members"]:
+                folder = self.path / MEMBERS / member
+                self._models.append(_Model(folder, _read_manifest(folder), device))
+        self._device = device
+
+    def __repr__(self) -> str:
+        return f"Bundle({self.name!r}, kind={self.kind!r}, labels={len(self.label_names)})"
+
+    def to(self, device: str) -> "Bundle":
+        """Move the transformer matchers to ``device`` ("cpu", "cuda", "cuda:N", "auto")."""
+        for model in self._models:
+            model.to(device)
+        self._device = device
+        return self
+
+    def predict_scores(self, texts: Sequence[str], top_k: int | None = None,
+                       batch_size: int = 64) -> sp.csr_matrix:
+        """Scores of each text's ``top_k`` best labels: CSR float32 (N, L), the workflow's
+        ``predictions/{model}.npz`` format. ``top_k`` defaults to the workflow's (``self.top_k``);
+        ensemble members keep at least the workflow's top-k before they are combined, as in the
+        workflow. ``batch_size``: texts per encoder forward pass."""
+        texts = _check_texts(texts)
+        top_k = self.top_k if top_k is None else _positive_int(top_k, "top_k")
+        batch_size = _positive_int(batch_size, "batch_size")
+        n_labels = len(self.label_names)
+        if not texts:
+            return sp.csr_matrix((0, n_labels), dtype=np.float32)
+        if self.kind == "model":
+            return self._models[0].scores(texts, top_k, batch_size)
+        from xmc.ensemble import ensemble
+
+        preds = [m.scores(texts, max(top_k, m.manifest["top_k"]), batch_size) for m in self._models]
+        return ensemble(preds, self.manifest["method"], top_k=top_k)
+
+    def predict(self, texts: Sequence[str], top_k: int = 10, batch_size: int = 64,
+                device: str | None = None) -> list[list[tuple[str, float]]]:
+        """Per text, its ``top_k`` labels as ``(label_name, score)``, best first (ties: lower
+        label index first). ``device`` moves the model first (see :meth:`to`)."""
+        if device is not None and device != self._device:
+            self.to(device)
+        S = self.predict_scores(texts, top_k=top_k, batch_size=batch_size)
+        out = []
+        for i in range(S.shape[0]):
+            lo, hi = S.indptr[i], S.indptr[i + 1]
+            cols, vals = S.indices[lo:hi], S.data[lo:hi]
+            order = np.lexsort((cols, -vals.astype(np.float64)))
+            out.append([(self.label_names[cols[j]], float(vals[j])) for j in order])
+        return out
+
+
+def load(path, device: str = "auto") -> Bundle:
+    """Load a bundle folder written by :func:`export_bundle` or :func:`export_ensemble`.
+
+    Raises :class:`BundleError` (a ValueError) for a missing folder, a missing file, or a
+    manifest of another format version. ``device`` places the transformer matchers.
+    """
+    return Bundle(path, device=device)
+
