@@ -165,8 +165,11 @@ def test_ranker_change_reruns_only_rankers_onward(tiny_run):
 
 def test_more_clusters_than_labels_fails_at_start_up(tiny_run):
     root, work, config, _ = tiny_run
-    configfile = config_variant(root, config, "too-many-clusters",
-                                lambda c: c["indexing"].update(n_clusters=4096))
+    def too_many(c):  # XR's explicit levels end at the fixture's K: let them follow the new K
+        c["indexing"].update(n_clusters=4096)
+        c["xr_transformer"].update(levels=None)
+
+    configfile = config_variant(root, config, "too-many-clusters", too_many)
     out = snakemake(work, configfile, "-n")
     assert out.returncode != 0
     assert "n_clusters (K) = 4096 is larger than its number of labels" in out.stdout + out.stderr

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from xmc.encoders import encoder_family
 from xmc.matcher.transformer import (MatcherParams, TransformerMatcher, _check_tokens, _EpochBatches, _Net,
-                                     resolve_device, resolve_pooling)
+                                     make_optimizer, resolve_device, resolve_pooling)
 from xmc.params import FromDict
 
 __all__ = ["XRParams", "default_levels", "level_assignment", "level_targets", "children_of",
@@ -159,16 +159,6 @@ def masked_squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor, mask: torch
     return (torch.clamp(1.0 - signs * scores, min=0.0).pow(2) * w).sum() / w.sum().clamp(min=1.0)
 
 
-def _optimizer(net, p: MatcherParams, device):
-    head_lr = p.head_learning_rate or p.learning_rate
-    groups = []
-    for module, lr in ((net.encoder, p.learning_rate), (net.head, head_lr)):
-        params = list(module.parameters())
-        groups += [{"params": [q for q in params if q.ndim >= 2], "weight_decay": p.weight_decay, "lr": lr},
-                   {"params": [q for q in params if q.ndim < 2], "weight_decay": 0.0, "lr": lr}]
-    return torch.optim.AdamW(groups, lr=p.learning_rate, fused=device.type in ("cpu", "cuda"))
-
-
 def train_xr_matcher(encoder_dir: str, input_ids, attention_mask, Y, assignment, n_clusters: int,
                      params: MatcherParams | None = None, xr: XRParams | None = None,
                      log: Callable[[str], None] | None = None) -> TransformerMatcher:
@@ -216,7 +206,7 @@ def train_xr_matcher(encoder_dir: str, input_ids, attention_mask, Y, assignment,
                     net.head.weight.copy_(old.weight[parent])
                     net.head.bias.copy_(old.bias[parent])
         net.train()
-        optimizer = _optimizer(net, p, device)
+        optimizer = make_optimizer(net, p, device)
         scheduler = get_linear_schedule_with_warmup(optimizer, round(warmup_frac * n_steps), n_steps)
         batches = _EpochBatches(ids.shape[0], p.batch_size, p.seed + t)
         mean_support = level if support is None else support.nnz / support.shape[0]
