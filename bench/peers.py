@@ -265,7 +265,7 @@ def main(argv=None):
     else:
         meta = prepare(args, work)
 
-    from xmc.io import atomic_path, load_csr, save_json
+    from xmc.io import load_csr, save_json
     from xmc.metrics import precision_recall_at_k
 
     ours_cfg = {"n_clusters": args.n_clusters or None, "branching": args.branching or None,
@@ -305,19 +305,29 @@ def main(argv=None):
         for peer in [s for s in table.index if s != "ours"]:
             ratio = table.loc["ours"] / table.loc[peer]
             table.loc[f"ours/{peer}"] = ratio.round(3)
+    write_table(table, Path(args.out), load_start, load_end,
+                f"data: {meta['n_train']} train / {meta['n_test']} test, {meta['n_labels']} labels, "
+                f"{meta['n_features']} TF-IDF features; threads for ours: {args.threads}")
+
+
+
+def write_table(table, out: Path, load_start: str, load_end: str, about: str) -> None:
+    """Write the side-by-side table as CSV (with the load averages) and print it (bench/peers.py and
+    bench/xtransformer.py)."""
+    import pandas as pd
+
+    from xmc.io import atomic_path
+
     table["load_start"] = load_start.split()[0]
     table["load_end"] = load_end.split()[0]
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         table.to_csv(tmp)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.drop(columns=["load_start", "load_end"]).to_string())
-    print(f"data: {meta['n_train']} train / {meta['n_test']} test, {meta['n_labels']} labels, "
-          f"{meta['n_features']} TF-IDF features; threads for ours: {args.threads}")
+    print(about)
     print(f"load average at start: {load_start}; at end: {load_end}")
     print(f"wrote {out}")
-
 
 if __name__ == "__main__":
     main()

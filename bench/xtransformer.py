@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import ROOT, TOP_K, _finish  # noqa: E402  (bench/ is not a package)
+from peers import ROOT, TOP_K, _finish, write_table  # noqa: E402  (bench/ is not a package)
 
 SYSTEMS = ("xr-transformer", "ours")
 
@@ -178,7 +178,7 @@ def main(argv=None):
     from peers import run_worker
 
     from xmc.encoders import resolve_encoder
-    from xmc.io import atomic_path, load_csr
+    from xmc.io import load_csr
     from xmc.metrics import precision_recall_at_k
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -209,18 +209,9 @@ def main(argv=None):
     table = pd.DataFrame(rows).set_index("system")
     for ours in ("ours", "ours-l3-hinge"):
         table.loc[f"{ours}/xr-transformer"] = (table.loc[ours] / table.loc["xr-transformer"]).round(3)
-    table["load_start"] = load_start.split()[0]
-    table["load_end"] = load_end.split()[0]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(table.drop(columns=["load_start", "load_end"]).to_string())
-    print(f"data: {meta}; steps per PECOS level {args.steps}, batch {args.batch_size}, "
-          f"max length {args.max_length}, device {args.device}, threads {args.threads}")
-    print(f"load average at start: {load_start}; at end: {load_end}")
-    print(f"wrote {out}")
+    write_table(table, Path(args.out), load_start, load_end,
+                f"data: {meta}; steps per PECOS level {args.steps}, batch {args.batch_size}, "
+                f"max length {args.max_length}, device {args.device}, threads {args.threads}")
 
 
 if __name__ == "__main__":
