@@ -17,6 +17,7 @@ with the load average before and after (the CPU may be shared). Not part of the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -63,7 +64,12 @@ def main(argv=None) -> int:
     ap.add_argument("--hidden-lr", type=float, default=1e-3, help="APLC hidden layer learning rate")
     ap.add_argument("--levels", default=None, help="XR levels, comma separated (default: 16, 64, ..., K)")
     ap.add_argument("--xr-top-k", type=int, default=5)
+    ap.add_argument("--xr-steps", default=None,
+                    help="XR-Transformer's total steps, comma separated for one run each (default: --steps); "
+                         "e.g. 200,100 compares XR at the same and at half X-Transformer's budget")
+    ap.add_argument("--xr-negatives", default="online", choices=["online", "pass"])
     ap.add_argument("--aplc-hidden", type=int, default=512)
+    ap.add_argument("--aplc-steps", type=int, default=0, help="APLC's steps (0: --steps)")
     ap.add_argument("--aplc-proportions", default="0.5,0.5")
     ap.add_argument("--top-b", type=int, default=10)
     ap.add_argument("--methods", default="x-transformer,xr-transformer,aplc")
@@ -125,7 +131,13 @@ def main(argv=None) -> int:
         return row
 
     rows = {}
-    for method in methods:
+    runs = []
+    for method in methods:  # one XR run per --xr-steps value
+        if method == "xr-transformer" and args.xr_steps:
+            runs += [(f"xr-transformer@{v}", int(v)) for v in args.xr_steps.split(",")]
+        else:
+            runs.append((method, args.aplc_steps or args.steps if method == "aplc" else args.steps))
+    for method, n_steps in runs:
         say = lambda m, method=method: print(f"[{method}] {m}", flush=True)  # noqa: E731
         load_method = loadavg()
         t = time.perf_counter()
@@ -135,11 +147,12 @@ def main(argv=None) -> int:
             matcher = TransformerMatcher.train(encoder, tok_tr["input_ids"], tok_tr["attention_mask"],
                                                cluster_targets(Ytr, M), mp, log=say)
             rows[method] = with_ranker(matcher, {"train_s": round(time.perf_counter() - t, 1), "levels": [K]})
-        elif method == "xr-transformer":
+        elif method.startswith("xr-transformer"):
             levels = [int(v) for v in args.levels.split(",")] if args.levels else None
-            xr = XRParams(levels=levels, top_k=args.xr_top_k)
+            xr = XRParams(levels=levels, top_k=args.xr_top_k, negatives=args.xr_negatives)
+            xmp = dataclasses.replace(mp, max_steps=n_steps, warmup_steps=max(1, n_steps // 10))
             matcher = train_xr_matcher(encoder, tok_tr["input_ids"], tok_tr["attention_mask"], Ytr, km.assignment_,
-                                       K, mp, xr, log=say)
+                                       K, xmp, xr, log=say)
             rows[method] = with_ranker(matcher, {"train_s": round(time.perf_counter() - t, 1),
                                                  "levels": [s["level"] for s in matcher.xr_levels_],
                                                  "level_steps": [s["steps"] for s in matcher.xr_levels_],
@@ -147,10 +160,10 @@ def main(argv=None) -> int:
         elif method == "aplc":
             ap_params = APLCParams(hidden_size=args.aplc_hidden,
                                    proportions=[float(v) for v in args.aplc_proportions.split(",")],
-                                   max_steps=args.steps, batch_size=args.batch_size, encoder_learning_rate=args.lr,
+                                   max_steps=n_steps, batch_size=args.batch_size, encoder_learning_rate=args.lr,
                                    hidden_learning_rate=args.hidden_lr, aplc_learning_rate=args.head_lr,
                                    pooling=args.pooling, seed=args.seed, device=args.device,
-                                   log_every=max(1, args.steps // 10))
+                                   log_every=max(1, n_steps // 10))
             model = APLC(ap_params).fit(encoder, tok_tr["input_ids"], tok_tr["attention_mask"], Ytr, log=say)
             row = {"train_s": round(time.perf_counter() - t, 1)}
             t = time.perf_counter()
@@ -160,6 +173,7 @@ def main(argv=None) -> int:
             rows[method] = row
         else:
             raise SystemExit(f"--methods: unknown method {method!r}")
+        rows[method]["steps"] = n_steps
         rows[method]["loadavg"] = f"{load_method} -> {loadavg()}"  # the CPU may be shared: say how busy
         print(f"[{method}] {rows[method]}", flush=True)
 

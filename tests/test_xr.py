@@ -12,10 +12,10 @@ import torch  # noqa: E402
 from tiny_models import make_tiny_encoder  # noqa: E402
 from xmc.features import tokenize  # noqa: E402
 from xmc.indexing import BalancedKMeans  # noqa: E402
-from xmc.matcher.transformer import MatcherParams, TransformerMatcher  # noqa: E402
+from xmc.matcher.transformer import MatcherParams, TransformerMatcher, beam_scores  # noqa: E402
 from xmc.matcher.xr import (XRParams, children_of, default_levels, level_assignment, level_targets,  # noqa: E402
-                            masked_squared_hinge_loss, matcher_aware_candidates, split_steps,
-                            train_xr_matcher)
+                            masked_squared_hinge_loss, matcher_aware_candidates, online_candidates,
+                            split_steps, train_xr_matcher)
 
 
 def explicit_tree(Z, k):
@@ -74,6 +74,62 @@ def test_candidates_match_brute_force():
         assert set(np.flatnonzero(got[i])) == expected
 
 
+def _random_tree(levels, hidden=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tree = []
+    for k in levels:
+        h = torch.nn.Linear(hidden, k)
+        with torch.no_grad():
+            h.weight.copy_(torch.randn(k, hidden, generator=g))
+            h.bias.copy_(torch.randn(k, generator=g))
+        tree.append((k, h))
+    return tree
+
+
+def _brute_beam(emb_row, tree, final_head, beam):
+    """Walk the tree one level at a time with Python sets: the clusters scored at the last level."""
+    allowed = None
+    levels = [k for k, _ in tree] + [final_head.out_features]
+    for t, (k, h) in enumerate(tree):
+        s = h(emb_row).detach().numpy()
+        cand = range(k) if allowed is None else sorted(allowed)
+        best = sorted(cand, key=lambda c: -s[c])[:beam]
+        r = levels[t + 1] // k
+        allowed = {c * r + j for c in best for j in range(r)}
+    return allowed
+
+
+def test_beam_scores_match_a_walk_of_the_tree():
+    *tree, (_, final) = _random_tree([2, 8, 32, 64])
+    emb = torch.randn(10, 6, generator=torch.Generator().manual_seed(3))
+    raw = final(emb).detach()
+    got = beam_scores(emb, tree, raw, beam=3)
+    for i in range(emb.shape[0]):
+        allowed = _brute_beam(emb[i], tree, final, 3)
+        finite = set(np.flatnonzero(torch.isfinite(got[i]).numpy()))
+        assert finite == allowed and len(allowed) == 3 * 2  # the last beam's 3 parents x 2 children
+        idx = sorted(allowed)
+        np.testing.assert_array_equal(got[i, idx].numpy(), raw[i, idx].numpy())
+    assert torch.equal(beam_scores(emb, [], raw, beam=3), raw)  # a flat matcher scores all K
+
+
+def test_online_candidates_equal_the_pass_candidates():
+    """Per batch from the batch's embeddings == matcher_aware_candidates over the beam's top-k."""
+    tree = _random_tree([2, 8])
+    emb = torch.randn(12, 6, generator=torch.Generator().manual_seed(4))
+    rng = np.random.default_rng(5)
+    target = torch.from_numpy((rng.random((12, 32)) < 0.1).astype(np.float32))
+    got = online_candidates(emb, tree, target, top_k=3).numpy()
+    (_, h0), (_, h1) = tree
+    prev = beam_scores(emb, tree[:1], h1(emb).detach(), 3)  # level-8 scores through the beam
+    top = torch.topk(prev, 3, dim=1)
+    prev_top = sp.csr_matrix((top.values.numpy().ravel(), top.indices.numpy().ravel(),
+                              np.arange(0, 12 * 3 + 1, 3)), shape=(12, 8))
+    expected = matcher_aware_candidates(sp.csr_matrix(target.numpy()), prev_top, 8, 32).toarray()
+    np.testing.assert_array_equal(got, expected)
+    assert np.all(got[target.numpy() > 0])
+
+
 def test_level_schedule():
     assert default_levels(64) == [16, 64]
     assert default_levels(8) == [8]
@@ -104,7 +160,8 @@ def tiny_bert(tmp_path_factory):
     return str(make_tiny_encoder("bert", tmp_path_factory.mktemp("xr") / "bert"))
 
 
-def test_trains_through_three_levels(tiny_bert, tmp_path):
+@pytest.mark.parametrize("negatives", ["online", "pass"])
+def test_trains_through_three_levels(tiny_bert, tmp_path, negatives):
     words = ["sports", "politics", "science", "finance", "music", "health", "travel", "food"]
     rng = np.random.default_rng(0)
     n = 48
@@ -116,18 +173,29 @@ def test_trains_through_three_levels(tiny_bert, tmp_path):
                       device="cpu", log_every=1, top_b=3)
     lines = []
     m = train_xr_matcher(tiny_bert, tok["input_ids"], tok["attention_mask"], Y, assignment, 8, p,
-                         XRParams(levels=[2, 4, 8], top_k=1), log=lines.append)
+                         XRParams(levels=[2, 4, 8], top_k=1, negatives=negatives), log=lines.append)
     assert [h["level"] for h in m.history_] == [2] * 4 + [4] * 4 + [8] * 4
     assert [h["step"] for h in m.history_] == list(range(1, 13))
     assert [s["level"] for s in m.xr_levels_] == [2, 4, 8]
     # top-1 parent gives 2 children, plus the true cluster when it is not among them
     assert all(2 <= s["candidates"] <= 3 for s in m.xr_levels_[1:])
+    assert [k for k, _ in m.tree_] == [2, 4]
     topb, emb = m.predict(tok["input_ids"], tok["attention_mask"])
     assert topb.shape == (n, 8) and np.all(np.diff(topb.indptr) == 3) and emb.shape == (n, 32)
+    # beam search: with a beam of 3 every level keeps at most 3 clusters, their children the rest
+    with torch.no_grad():
+        e = torch.from_numpy(emb)
+        for i in range(n):
+            allowed = _brute_beam(e[i], m.tree_, m.head, 3)
+            assert set(topb[i].indices) <= allowed
     m.save(tmp_path / "xr")
     again = TransformerMatcher.load(tmp_path / "xr", device="cpu")
+    assert [k for k, _ in again.tree_] == [2, 4]
     topb2, _ = again.predict(tok["input_ids"], tok["attention_mask"])
     np.testing.assert_allclose(topb.toarray(), topb2.toarray(), rtol=1e-5, atol=1e-6)
+    (tmp_path / "xr" / "tree_heads.pt").unlink()
+    with pytest.raises(ValueError, match="tree_heads.pt is missing"):
+        TransformerMatcher.load(tmp_path / "xr", device="cpu")
 
 
 @pytest.mark.parametrize("bootstrap", ["inherit", "none"])

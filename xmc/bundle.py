@@ -256,9 +256,7 @@ class _Model:
         if self.manifest["matcher"] == "transformer":
             from xmc.matcher.transformer import resolve_device
 
-            dev = resolve_device(device)
-            self.matcher.net.to(dev)
-            self.matcher.device = dev
+            self.matcher.to(resolve_device(device))
 
     def tokens(self, texts: list[str]):
         """Token ids exactly as :func:`xmc.features.tokenize` makes them (padded to max_length), with

@@ -37,7 +37,7 @@ DEFAULTS = {
     "resources": {"matcher_gpus": 1},
     # The related systems (off unless encoders are listed): see xmc.matcher.xr and xmc.aplc.
     "xr_transformer": {"encoders": [], "indexer": "pifa-tfidf", "levels": None, "steps": None, "top_k": 5,
-                       "bootstrap": "inherit"},
+                       "bootstrap": "inherit", "negatives": "online"},
     "aplc": {"encoders": []},
 }
 XR_MATCHER_PREFIX = "xr-transformer-"  # matcher name of an XR-Transformer matcher: xr-transformer-{encoder}

@@ -39,7 +39,7 @@ from xmc.params import FromDict
 POOLINGS = ("auto", "cls", "mean", "last")
 PRECISIONS = ("fp32", "bf16", "fp16")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-HEAD_FILE, META_FILE, CHECKPOINT_FILE = "head.pt", "matcher.json", "checkpoint.pt"
+HEAD_FILE, META_FILE, CHECKPOINT_FILE, TREE_FILE = "head.pt", "matcher.json", "checkpoint.pt", "tree_heads.pt"
 # Settings that change neither the trained weights nor the loss history: a checkpoint written under
 # other values of these is still a valid start.
 _NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every", "eval_batch_size", "top_b",
@@ -356,10 +356,22 @@ class TransformerMatcher:
     ``history_`` (one dict per optimiser step: step, loss, lr).
     """
 
-    def __init__(self, net: _Net, tokenizer, family: str, params: MatcherParams, device, history=()):
+    def __init__(self, net: _Net, tokenizer, family: str, params: MatcherParams, device, history=(),
+                 tree=None):
         self.net, self.tokenizer, self.family, self.params = net, tokenizer, family, params
         self.device = torch.device(device)
         self.history_ = list(history)
+        # XR-Transformer: the coarser levels' heads as [(K_t, nn.Linear)], coarse to fine; prediction
+        # then beam-searches through them (see beam_scores). None: a flat matcher scoring all K.
+        self.tree_ = None if tree is None else [(int(k), h.to(self.device).eval()) for k, h in tree]
+
+    def to(self, device) -> "TransformerMatcher":
+        """Move the encoder and heads (the tree's included) to ``device`` (a torch.device)."""
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        for _, head in self.tree_ or ():
+            head.to(self.device)
+        return self
 
     encoder = property(lambda self: self.net.encoder)
     head = property(lambda self: self.net.head)
@@ -514,7 +526,8 @@ class TransformerMatcher:
     @torch.no_grad()
     def predict(self, input_ids, attention_mask, top_b: int | None = None,
                 batch_size: int | None = None):
-        """Score all K clusters; keep each row's top-b.
+        """Score all K clusters (a tree matcher: the children of its beam, see :func:`beam_scores`);
+        keep each row's top-b.
 
         Returns ``(topb, emb)``: topb CSR float32 (N, K) with exactly min(b, K) stored scores g
         per row (ties broken by the lower cluster index; column indices sorted), and emb float32
@@ -536,6 +549,8 @@ class TransformerMatcher:
                                 enabled=self.params.precision in _AUTOCAST):
                 scores, pooled = self.net(ids[sl].to(self.device), mask[sl].to(self.device))
             scores = scores.float()
+            if self.tree_:
+                scores = beam_scores(pooled.float(), self.tree_, scores, b)
             # A stable descending sort keeps the lower cluster index first among equal scores.
             top_scores, top_idx = torch.sort(scores, dim=1, descending=True, stable=True)
             top_idx, order = torch.sort(top_idx[:, :b], dim=1)  # CSR wants sorted columns
@@ -552,7 +567,11 @@ class TransformerMatcher:
             self.encoder.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
             torch.save({k: v.detach().cpu() for k, v in self.head.state_dict().items()}, tmp / HEAD_FILE)
+            if self.tree_:
+                torch.save([{k: v.detach().cpu() for k, v in h.state_dict().items()} for _, h in self.tree_],
+                           tmp / TREE_FILE)
             meta = {"params": self.params.to_dict(), "n_clusters": self.n_clusters,
+                    "tree_levels": [k for k, _ in self.tree_] if self.tree_ else None,
                     "pooling": self.pooling, "family": self.family,
                     "hidden_size": self.encoder.config.hidden_size,
                     # the loss curve at the logging interval keeps the file small on long runs
@@ -574,9 +593,40 @@ class TransformerMatcher:
         net = _Net(AutoModel.from_pretrained(str(folder)), meta["n_clusters"], meta["pooling"],
                    params.dropout)
         net.head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
+        tree = None
+        if meta.get("tree_levels"):
+            if not (folder / TREE_FILE).is_file():
+                raise ValueError(f"{folder} is not a saved TransformerMatcher: {TREE_FILE} is missing "
+                                 f"(matcher.json names tree levels {meta['tree_levels']})")
+            states = torch.load(folder / TREE_FILE, map_location="cpu", weights_only=True)
+            tree = []
+            for k, state in zip(meta["tree_levels"], states):
+                h = nn.Linear(net.head.in_features, int(k))
+                h.load_state_dict(state)
+                tree.append((int(k), h))
         dev = resolve_device(device)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True)
-        return cls(net.to(dev).eval(), tokenizer, meta["family"], params, dev, meta.get("history", ()))
+        return cls(net.to(dev).eval(), tokenizer, meta["family"], params, dev, meta.get("history", ()), tree)
+
+
+def beam_scores(emb: torch.Tensor, tree, scores: torch.Tensor, beam: int) -> torch.Tensor:
+    """Beam search down a label tree (XR-Transformer / PECOS prediction): the first level's head
+    scores all its clusters, each next level scores only the children of the previous level's top
+    ``beam``; ``scores`` (B, K), the last level's raw scores, come back with -inf outside the
+    children of the last beam. tree : [(K_t, head)] of the coarser levels, coarse to fine, each
+    K_t a power of two dividing the next; emb (B, H) the pooled embeddings."""
+    levels = [k for k, _ in tree] + [scores.shape[1]]
+    allowed = None
+    for t, (k, head) in enumerate(tree):
+        s = head(emb.to(head.weight.dtype)).float()
+        if allowed is not None:
+            s = s.masked_fill(~allowed, float("-inf"))
+        top = torch.topk(s, min(beam, k), dim=1).indices  # (B, beam)
+        r = levels[t + 1] // k
+        children = (top[:, :, None] * r + torch.arange(r, device=top.device)).reshape(top.shape[0], -1)
+        allowed = torch.zeros(s.shape[0], levels[t + 1], dtype=torch.bool, device=s.device)
+        allowed.scatter_(1, children, True)
+    return scores if allowed is None else scores.masked_fill(~allowed, float("-inf"))
 
 
 def make_optimizer(net, p: MatcherParams, device) -> torch.optim.AdamW:

@@ -11,8 +11,11 @@ Level t fine-tunes the encoder carried over from level t - 1 with a new linear h
 ``K_t`` clusters (initialised from the parent's row when ``bootstrap="inherit"``), on the squared
 hinge loss restricted to the matcher-aware candidates of each instance: its true clusters plus the
 children of the top-k clusters the level t - 1 matcher predicts for it (all clusters at the first
-level). After the last level (``K_T = K``) the result is an ordinary
-:class:`~xmc.matcher.transformer.TransformerMatcher` over the K clusters, so the prediction and
+level). A finished level's head is frozen and kept. After the last level (``K_T = K``) the result is
+a :class:`~xmc.matcher.transformer.TransformerMatcher` over the K clusters that carries the coarser
+heads (``tree_``) and predicts by beam search through them, as PECOS does: only the children of
+each level's top-b are scored, which is where the masked loss trained the finer heads (scoring
+all K with the last head ranked clusters that were never anyone's negative). The prediction and
 ranker stages run on it unchanged.
 """
 from __future__ import annotations
@@ -29,13 +32,14 @@ from tqdm.auto import tqdm
 
 from xmc.encoders import encoder_family
 from xmc.matcher.transformer import (MatcherParams, TransformerMatcher, _check_tokens, _EpochBatches, _Net,
-                                     make_optimizer, resolve_device, resolve_pooling)
+                                     beam_scores, make_optimizer, resolve_device, resolve_pooling)
 from xmc.params import FromDict
 
 __all__ = ["XRParams", "default_levels", "level_assignment", "level_targets", "children_of",
-           "matcher_aware_candidates", "masked_squared_hinge_loss", "split_steps", "train_xr_matcher"]
+           "matcher_aware_candidates", "online_candidates", "masked_squared_hinge_loss", "split_steps", "train_xr_matcher"]
 
 BOOTSTRAPS = ("inherit", "none")
+NEGATIVES = ("online", "pass")
 
 
 @dataclass
@@ -46,8 +50,13 @@ class XRParams(FromDict):
     levels : increasing powers of two, the last = K (null: 16, 64, 256, ... below K, then K).
     steps : optimiser steps per level (null: the matcher's ``max_steps`` split evenly, so the
         total budget equals X-Transformer's). Warm-up per level: the matcher's warm-up fraction.
-    top_k : clusters of the previous level whose children are each instance's negatives.
+    top_k : clusters of the previous level whose children are each instance's negatives (and the
+        beam of the negatives' search through the coarser levels).
     bootstrap : "inherit" starts a child's head row from its parent's, "none" from random.
+    negatives : "online" takes each batch's previous-level top-k from the batch's own embeddings
+        (the coarser levels' frozen heads, beam search), so no extra pass over the data;
+        "pass" predicts the whole training set with the finished previous level first (PECOS's
+        order; one encoder forward pass over the training set per non-final level).
     """
 
     config_section = "xr_transformer"
@@ -56,8 +65,11 @@ class XRParams(FromDict):
     steps: list | None = None
     top_k: int = 5
     bootstrap: str = "inherit"
+    negatives: str = "online"
 
     def __post_init__(self):
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"xr_transformer negatives must be one of {NEGATIVES}, got {self.negatives!r}")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
             raise ValueError(f"xr_transformer top_k must be a positive integer, got {self.top_k!r}")
         if self.bootstrap not in BOOTSTRAPS:
@@ -152,6 +164,21 @@ def matcher_aware_candidates(M_true, prev_top, parent_level: int, child_level: i
     return sp.csr_matrix(P @ E + T, dtype=bool)
 
 
+@torch.no_grad()
+def online_candidates(emb: torch.Tensor, tree, target: torch.Tensor, top_k: int) -> torch.Tensor:
+    """:func:`matcher_aware_candidates` for one batch, from its own embeddings: the previous level's
+    top-k by beam search through the coarser levels' heads ``tree`` [(K_t, head)], their children at
+    the current level (``target.shape[1]`` clusters), plus the true clusters. Returns bool (B, K_t)."""
+    *coarse, (k_prev, head_prev) = tree
+    scores = beam_scores(emb, coarse, head_prev(emb.to(head_prev.weight.dtype)).float(), top_k)
+    top = torch.topk(scores, min(top_k, k_prev), dim=1).indices
+    r = target.shape[1] // k_prev
+    children = (top[:, :, None] * r + torch.arange(r, device=top.device)).reshape(top.shape[0], -1)
+    support = target > 0
+    support.scatter_(1, children, True)
+    return support
+
+
 def masked_squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the masked (i, k) of max(0, 1 - M~_ik g_ik)^2, M~ = 2M - 1. All tensors (B, K)."""
     signs = 2.0 * M.to(scores.dtype) - 1.0
@@ -191,14 +218,15 @@ def train_xr_matcher(encoder_dir: str, input_ids, attention_mask, Y, assignment,
                p.dropout).to(device)
     tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
     warmup_frac = p.warmup_steps / p.max_steps
-    history, done, summary, prev_top = [], 0, [], None
+    history, done, summary, prev_top, tree = [], 0, [], None, []
     for t, (level, n_steps) in enumerate(zip(levels, steps)):
         M = level_targets(Y, assignment, n_clusters, level)
-        if t == 0:
-            support = None  # the coarsest level sees all its clusters
-        else:
-            support = matcher_aware_candidates(M, prev_top, levels[t - 1], level)
+        support = None  # the coarsest level sees all its clusters; online: per batch
+        if t > 0:
+            if xr.negatives == "pass":
+                support = matcher_aware_candidates(M, prev_top, levels[t - 1], level)
             old = net.head
+            tree.append((levels[t - 1], old))  # frozen from now on: the beam's and negatives' level
             net.head = torch.nn.Linear(old.in_features, level).to(device)
             if xr.bootstrap == "inherit":
                 with torch.no_grad():
@@ -209,19 +237,25 @@ def train_xr_matcher(encoder_dir: str, input_ids, attention_mask, Y, assignment,
         optimizer = make_optimizer(net, p, device)
         scheduler = get_linear_schedule_with_warmup(optimizer, round(warmup_frac * n_steps), n_steps)
         batches = _EpochBatches(ids.shape[0], p.batch_size, p.seed + t)
-        mean_support = level if support is None else support.nnz / support.shape[0]
-        say(f"level {t + 1}/{len(levels)}: K_t = {level}, {n_steps} steps, "
-            f"{mean_support:.1f} candidate clusters per instance")
-        start = time.perf_counter()
+        online = t > 0 and xr.negatives == "online"
+        say(f"level {t + 1}/{len(levels)}: K_t = {level}, {n_steps} steps"
+            + ("" if support is None else f", {support.nnz / support.shape[0]:.1f} candidate clusters per instance"))
+        start, n_support, n_rows = time.perf_counter(), 0, 0
         for _ in tqdm(range(n_steps), desc=f"xr level {level}", unit="step", mininterval=1.0):
             step_loss = 0.0
             for _ in range(p.grad_accum):
                 idx = next(batches).numpy()
                 target = torch.from_numpy(M[idx].toarray()).to(device)
-                weight = (torch.ones_like(target) if support is None
-                          else torch.from_numpy(support[idx].toarray()).to(device))
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
-                    scores, _ = net(ids[idx].to(device), mask[idx].to(device))
+                    scores, emb = net(ids[idx].to(device), mask[idx].to(device))
+                if online:
+                    weight = online_candidates(emb.detach().float(), tree, target, xr.top_k)
+                elif support is None:
+                    weight = torch.ones_like(target)
+                else:
+                    weight = torch.from_numpy(support[idx].toarray()).to(device)
+                n_support += int(weight.sum())
+                n_rows += len(idx)
                 loss = masked_squared_hinge_loss(scores.float(), target, weight) / p.grad_accum
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"xr matcher loss is {loss.item()} at level {level}; lower "
@@ -238,12 +272,15 @@ def train_xr_matcher(encoder_dir: str, input_ids, attention_mask, Y, assignment,
                 say(f"level {level} step {done}/{sum(steps)} loss "
                     f"{np.mean([h['loss'] for h in history[-p.log_every:]]):.5f}")
         net.eval()
-        matcher = TransformerMatcher(net, tokenizer, family, p, device, history)
-        if t + 1 < len(levels):  # the next level's negatives: this level's top-k on the training set
+        if t + 1 < len(levels) and xr.negatives == "pass":
+            # the next level's negatives: this level's top-k (beam search) on the training set
+            matcher = TransformerMatcher(net, tokenizer, family, p, device, history, tree=list(tree))
             prev_top, _ = matcher.predict(input_ids, attention_mask, top_b=min(xr.top_k, level))
         summary.append({"level": level, "steps": n_steps, "seconds": time.perf_counter() - start,
-                        "candidates": mean_support})
+                        "candidates": n_support / max(n_rows, 1)})
+    for _, head in tree:
+        head.requires_grad_(False)
     final_params = dataclasses.replace(p, max_steps=sum(steps), warmup_steps=0)
-    matcher = TransformerMatcher(net, tokenizer, family, final_params, device, history)
+    matcher = TransformerMatcher(net, tokenizer, family, final_params, device, history, tree=tree)
     matcher.xr_levels_ = summary
     return matcher
