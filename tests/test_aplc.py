@@ -72,6 +72,28 @@ def test_loss_hand_checked():
     assert aplc_loss(head, tails, Y, layer).item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
 
 
+def test_prior_init_starts_at_the_label_prior():
+    """With a zero hidden state only the biases speak: p(l) = the smoothed training frequency of l
+    (head), and p(tail node) * p(l | tail) = the same for a tail label."""
+    rng = np.random.default_rng(0)
+    Y = sp.csr_matrix((rng.random((200, 12)) < np.linspace(0.6, 0.02, 12)).astype(np.float32))
+    freq = np.asarray(Y.sum(axis=0)).ravel()
+    clusters = partition_labels(freq, [0.5, 0.25, 0.25])
+    layer = APLCLayer(8, clusters, q=2.0)
+    layer.init_prior(Y)
+    p = layer.log_probs(torch.zeros(1, 8)).exp().detach().numpy().ravel()
+    for l in clusters[0]:
+        assert p[l] == pytest.approx((freq[l] + 0.5) / 201, rel=1e-5)
+    for c in clusters[1:]:
+        needs = np.count_nonzero(np.asarray(Y[:, c].sum(axis=1)).ravel())
+        for l in c:
+            expected = (needs + 0.5) / 201 * (freq[l] + 0.5) / (needs + 1)
+            assert p[l] == pytest.approx(expected, rel=1e-5)
+    assert APLCParams(prior_init=False).prior_init is False
+    with pytest.raises(ValueError, match="prior_init"):
+        APLCParams(prior_init="yes")
+
+
 def test_slanted_triangular():
     m = [slanted_triangular(s, 100, cut_frac=0.1, ratio=32) for s in range(100)]
     assert max(m) == pytest.approx(1.0) and int(np.argmax(m)) == 9  # peak at step cut = 10

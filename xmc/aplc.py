@@ -59,6 +59,7 @@ class APLCParams(FromDict):
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     dropout: float = 0.1
+    prior_init: bool = True
     pooling: str = "auto"
     seed: int = 0
     eval_batch_size: int = 64
@@ -93,6 +94,8 @@ class APLCParams(FromDict):
                 or abs(sum(props) - 1.0) > 1e-6):
             raise ValueError(f"aplc proportions must be positive numbers summing to 1 (head first), got {props!r}")
         self.proportions = [float(v) for v in props]
+        if not isinstance(self.prior_init, bool):
+            raise ValueError(f"aplc prior_init must be true or false, got {self.prior_init!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"aplc pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
@@ -138,6 +141,26 @@ class APLCLayer(nn.Module):
 
     def forward(self, h):
         return self.head(h), [tail(h) for tail in self.tails]
+
+    @torch.no_grad()
+    def init_prior(self, Y) -> None:
+        """Output biases to the smoothed log-odds of the training label prior: a head label's
+        frequency, a tail node's share of instances needing its cluster, a tail label's frequency
+        among those instances. From zero biases every output starts at p = 0.5 for ~all-negative
+        targets, and the first steps of a short schedule go to pushing them all down."""
+        Y = sp.csr_matrix(Y) > 0
+        n = Y.shape[0]
+        freq = np.asarray(Y.sum(axis=0)).ravel()
+
+        def logit(count, total):
+            q = (np.asarray(count, dtype=np.float64) + 0.5) / (total + 1.0)
+            return torch.as_tensor(np.log(q / (1.0 - q))).to(self.head.bias)
+
+        self.head.bias[:self.n_head] = logit(freq[self.clusters[0]], n)
+        for i, c in enumerate(self.clusters[1:]):
+            needs = int(np.count_nonzero(np.asarray(Y[:, c].sum(axis=1)).ravel()))
+            self.head.bias[self.n_head + i] = logit(needs, n)
+            self.tails[i][1].bias.copy_(logit(freq[c], needs))
 
     def log_probs(self, h) -> torch.Tensor:
         """log p(l | x) for every label, in label order: (B, L)."""
@@ -218,7 +241,10 @@ class APLC:
         freq = np.asarray((Y > 0).sum(axis=0)).ravel()
         clusters = partition_labels(freq, p.proportions)
         net = _APLCNet(AutoModel.from_pretrained(str(encoder_dir)), p.hidden_size, clusters, p.q,
-                       resolve_pooling(p.pooling, family), p.dropout).to(device).train()
+                       resolve_pooling(p.pooling, family), p.dropout)
+        if p.prior_init:
+            net.aplc.init_prior(Y)
+        net = net.to(device).train()
         groups = [{"params": list(net.encoder.parameters()), "lr": p.encoder_learning_rate},
                   {"params": list(net.hidden.parameters()), "lr": p.hidden_learning_rate},
                   {"params": list(net.aplc.parameters()), "lr": p.aplc_learning_rate}]

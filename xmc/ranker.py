@@ -169,6 +169,26 @@ def shard_clusters(n_clusters: int, n_shards: int, shard: int) -> np.ndarray:
     return np.array_split(np.arange(n_clusters, dtype=np.int64), n_shards)[shard]
 
 
+def _place_rows(row_ids: list, blocks: list, n_rows: int, n_cols: int) -> sp.csr_matrix:
+    """CSR float32 (n_rows, n_cols) whose row ``row_ids[i][j]`` is row j of ``blocks[i]``; other rows
+    empty. Empties ``blocks`` while filling, so that the weights exist about once in memory (a
+    vstack then a row permutation held three copies at the peak)."""
+    lengths = np.zeros(n_rows, dtype=np.int64)
+    for ids, B in zip(row_ids, blocks):
+        lengths[ids] = np.diff(B.indptr)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    data = np.empty(indptr[-1], dtype=np.float32)
+    indices = np.empty(indptr[-1], dtype=np.int32)
+    for i, ids in enumerate(row_ids):
+        B, blocks[i] = blocks[i], None
+        # destination of each stored entry: its row's start in W plus its offset within the row
+        dest = np.repeat(indptr[ids] - B.indptr[:-1], np.diff(B.indptr)) + np.arange(B.nnz)
+        data[dest] = B.data
+        indices[dest] = B.indices
+    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+
+
 class Ranker:
     """Per-label squared-hinge linear SVMs trained on cluster candidates.
 
@@ -252,12 +272,8 @@ class Ranker:
         # its random order restarts for every label, so the weights do not depend on n_jobs.
         blocks = list(tqdm(blocks_of(), total=len(clusters), desc="ranker fit", unit="cluster",
                            disable=not progress))
-        order = np.concatenate([labels for _, labels in clusters] + [np.zeros(0, dtype=np.int64)])
-        # Labels outside the trained clusters (another shard's) get empty rows.
-        rest = np.setdiff1d(np.arange(Y.shape[1]), order)
-        blocks.append(sp.csr_matrix((rest.size, X.shape[1] + 1), dtype=np.float32))
-        order = np.concatenate([order, rest])
-        self.W_ = sp.csr_matrix(sp.vstack(blocks, format="csr")[np.argsort(order)], dtype=np.float32)
+        # Labels outside the trained clusters (another shard's) keep empty rows.
+        self.W_ = _place_rows([labels for _, labels in clusters], blocks, Y.shape[1], X.shape[1] + 1)
         return self
 
     @classmethod
