@@ -160,6 +160,24 @@ def test_ranker_scores_only_selected_clusters(fitted):
         np.testing.assert_allclose(np.sort(P2[i].data)[::-1], best)
 
 
+def test_kept_blocks_predict_the_same(fitted):
+    """keep_blocks (a served bundle) caches the transposed weights; scores are identical, and
+    the cache follows new weights."""
+    import copy
+
+    X, Y, C, Mp, ranker = fitted
+    lazy = ranker.predict(X, Mp, top_k=5)
+    kept = copy.deepcopy(ranker)
+    kept.keep_blocks = True
+    first = kept.predict(X, Mp, top_k=5)
+    assert kept._blocks is not None
+    np.testing.assert_array_equal(first.toarray(), lazy.toarray())
+    np.testing.assert_array_equal(kept.predict(X, Mp, top_k=5).toarray(), lazy.toarray())
+    kept.W_ = sp.csr_matrix(kept.W_ * 2.0, dtype=np.float32)
+    np.testing.assert_allclose(kept.predict(X, Mp, top_k=5).toarray(), 2 * lazy.toarray(), rtol=1e-6)
+    assert ranker._blocks is None  # the default keeps nothing
+
+
 def test_tfn_trains_on_fewer_rows_than_man_union(fitted):
     X, Y, C, Mp, _ = fitted
     n_tfn = candidate_matrix(cluster_targets(Y, C), Mp, "tfn").nnz

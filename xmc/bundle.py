@@ -244,6 +244,7 @@ class _Model:
         else:
             self.matcher = LinearMatcher.load(folder / LINEAR_FILE)
         self.ranker = Ranker.load(folder / RANKER)
+        self.ranker.keep_blocks = True  # served queries are small: keep the transposed weights
         C = load_csr(folder / ASSIGNMENT)
         n_labels = manifest["n_labels"]
         if self.ranker.W_.shape[0] != n_labels or C.shape[0] != n_labels:

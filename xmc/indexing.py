@@ -123,7 +123,8 @@ class BalancedKMeans:
         for _ in range(int(math.log2(k))):
             next_nodes, next_ids = [], []
             for idx, nid in zip(nodes, node_ids):
-                left, it = self._split(Zn[idx], nid)
+                # the root is all of Zn: no row-sliced copy of the largest node
+                left, it = self._split(Zn if idx.size == n_labels else Zn[idx], nid)
                 n_iter.append(it)
                 next_nodes += [idx[left], idx[~left]]
                 next_ids += [2 * nid, 2 * nid + 1]
@@ -150,9 +151,10 @@ class BalancedKMeans:
             # Only the node's own feature columns: the centroids live there, and dense (D, 2)
             # centroids over the whole vocabulary made every deep split cost O(D) per iteration.
             used = np.flatnonzero(np.bincount(Zs.indices, minlength=Zs.shape[1]))
-            local = np.zeros(Zs.shape[1], dtype=np.int32)
-            local[used] = np.arange(used.size, dtype=np.int32)
-            Zs = sp.csr_matrix((Zs.data, local[Zs.indices], Zs.indptr), shape=(n, used.size))
+            if used.size < Zs.shape[1]:
+                local = np.zeros(Zs.shape[1], dtype=np.int32)
+                local[used] = np.arange(used.size, dtype=np.int32)
+                Zs = sp.csr_matrix((Zs.data, local[Zs.indices], Zs.indptr), shape=(n, used.size))
             nonzero = np.flatnonzero(np.diff(Zs.indptr))
         else:
             nonzero = np.flatnonzero(np.any(Zs != 0, axis=1))

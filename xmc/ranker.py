@@ -169,6 +169,25 @@ def shard_clusters(n_clusters: int, n_shards: int, shard: int) -> np.ndarray:
     return np.array_split(np.arange(n_clusters, dtype=np.int64), n_shards)[shard]
 
 
+class _LazyBlocks:
+    """:meth:`Ranker._cluster_blocks` without keeping them: block c is built when asked for."""
+
+    def __init__(self, ranker):
+        self.W = sp.csr_matrix(ranker.W_, dtype=np.float32)
+        self.bias = ranker.bias
+        trained = np.zeros(ranker.n_clusters_, dtype=bool)
+        trained[ranker._trained_clusters()] = True
+        self.labels = [labels if trained[c] else labels[:0] for c, labels in enumerate(ranker._cluster_labels())]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, c):
+        d = self.W.shape[1] - 1
+        Wk = self.W[self.labels[c]]
+        return self.labels[c], sp.csr_matrix(Wk[:, :d].T), self.bias * Wk[:, d].toarray().ravel()
+
+
 def _place_rows(row_ids: list, blocks: list, n_rows: int, n_cols: int) -> sp.csr_matrix:
     """CSR float32 (n_rows, n_cols) whose row ``row_ids[i][j]`` is row j of ``blocks[i]``; other rows
     empty. Empties ``blocks`` while filling, so that the weights exist about once in memory (a
@@ -198,7 +217,11 @@ class Ranker:
     Attributes after fit: ``W_`` CSR float32 (L, D + 1), last column = bias weight;
     ``assignment_`` int64 (L,) cluster of each label; ``n_clusters_`` K; ``clusters_`` int64, the
     clusters whose labels were trained (all K, or one shard's; :meth:`merge` joins shards).
+    ``keep_blocks`` (default False): keep the per-cluster transposed weights between predict
+    calls (a second copy of the weights; worth it for many small queries, as a served bundle).
     """
+
+    keep_blocks = False
 
     def __init__(self, negatives: str = "tfn+man", C: float = 1.0, threshold: float = 0.01,
                  n_jobs: int = 1, bias: float = 1.0):
@@ -214,8 +237,12 @@ class Ranker:
         return [order[bounds[k] : bounds[k + 1]] for k in range(self.n_clusters_)]
 
     def _cluster_blocks(self):
-        """Per cluster: (labels, W_k^T CSR (D, |labels|), bias weights (|labels|,)). Built once per
-        set of weights and kept: rebuilding them dominated the time of one-text predictions."""
+        """Per cluster: (labels, W_k^T CSR (D, |labels|), bias weights (|labels|,)). With
+        ``keep_blocks`` built once per set of weights and kept (rebuilding them dominated the time
+        of one-text predictions); otherwise built lazily, one cluster at a time."""
+        if not self.keep_blocks:
+            self._blocks = self._blocks_key = None
+            return _LazyBlocks(self)
         key = getattr(self, "_blocks_key", None)  # holds the objects, so their ids cannot be reused
         clusters = self._trained_clusters()
         if (key is None or key[0] is not self.W_ or key[1] is not self.assignment_ or key[2] != self.bias
@@ -335,9 +362,12 @@ class Ranker:
         for s in range(0, X.shape[0], batch_size):
             Xc, Mc = X[s : s + batch_size], M_pred[s : s + batch_size].tocsc()
             rows_l, cols_l, vals_l = [], [], []
-            for c, (labels, WkT, bk) in enumerate(per_cluster):
+            for c in range(len(per_cluster)):
                 r = Mc.indices[Mc.indptr[c] : Mc.indptr[c + 1]]
-                if r.size == 0 or labels.size == 0:
+                if r.size == 0:
+                    continue
+                labels, WkT, bk = per_cluster[c]
+                if labels.size == 0:
                     continue
                 g = Mc.data[Mc.indptr[c] : Mc.indptr[c + 1]]
                 h = (Xc[r] @ WkT).toarray() + bk[None, :]

@@ -62,6 +62,17 @@ def _l3_hinge(s):
     return np.exp(-np.maximum(0.0, 1.0 - s) ** 3)
 
 
+def _dense_scores(X, W) -> np.ndarray:
+    """[X, 1] @ W.T for a few nodes W (n, D + 1) of one beam step: W's transpose made dense first
+    (n x D floats, small), so that the product is sparse x dense (scipy's sparse x sparse product
+    with a sparse result took most of the beam's time)."""
+    d = X.shape[1]
+    if W.shape[0] * d > 2**25:  # a wide level (large branching): keep it sparse
+        return decision_function(X, W)
+    WT = W[:, :d].T.toarray()  # (D, n)
+    return np.asarray(X @ WT) + W[:, d].toarray().ravel()[None, :]
+
+
 class LinearMatcher:
     """Parameters: C (SVM cost), threshold (weight sparsification), top_b (clusters kept per row),
     n_jobs (solver threads), branching (None: flat one-vs-all over the K clusters; an integer:
@@ -132,8 +143,7 @@ class LinearMatcher:
     def _beam(self, X, b: int) -> sp.csr_matrix:
         """Beam search over the levels for one batch: CSR (N, K) path scores of <= b clusters per row."""
         levels = self.levels_
-        d = X.shape[1]
-        S = _l3_hinge(decision_function(X, levels[0]))
+        S = _l3_hinge(_dense_scores(X, levels[0]))
         beam = top_b_dense(S, b)
         for j in range(1, len(levels)):
             W = levels[j]
@@ -144,8 +154,7 @@ class LinearMatcher:
                 rows = Bc.indices[Bc.indptr[p] : Bc.indptr[p + 1]]
                 if rows.size == 0:
                     continue
-                Wp = W[p * r : (p + 1) * r]
-                s = (X[rows] @ Wp[:, :d].T).toarray() + Wp[:, d].toarray().ravel()[None, :]
+                s = _dense_scores(X[rows], W[p * r : (p + 1) * r])
                 g = Bc.data[Bc.indptr[p] : Bc.indptr[p + 1]][:, None] * _l3_hinge(s)
                 rows_l.append(np.repeat(rows, r))
                 cols_l.append(np.tile(np.arange(p * r, (p + 1) * r), rows.size))
