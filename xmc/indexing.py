@@ -42,10 +42,13 @@ def _l2_normalize_rows(Z):
     becomes float32 (norms summed in float64): half the memory and bandwidth of the 2-means."""
     if sp.issparse(Z):
         Z = sp.csr_matrix(Z, dtype=np.float32, copy=True)
-        rows = np.repeat(np.arange(Z.shape[0]), np.diff(Z.indptr))
-        norms = np.sqrt(np.bincount(rows, weights=np.square(Z.data, dtype=np.float64), minlength=Z.shape[0]))
+        lengths = np.diff(Z.indptr)
+        norms = np.zeros(Z.shape[0])
+        filled = lengths > 0
+        if Z.nnz:  # row sums over the non-empty rows' segments (no per-entry row-id array)
+            norms[filled] = np.sqrt(np.add.reduceat(np.square(Z.data), Z.indptr[:-1][filled], dtype=np.float64))
         scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-        Z.data *= np.repeat(scale, np.diff(Z.indptr)).astype(np.float32)
+        Z.data *= np.repeat(scale.astype(np.float32), lengths)
         return Z
     Z = np.array(Z, dtype=np.float64)
     norms = np.linalg.norm(Z, axis=1)

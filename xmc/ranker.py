@@ -205,7 +205,21 @@ def _place_rows(row_ids: list, blocks: list, n_rows: int, n_cols: int) -> sp.csr
         dest = np.repeat(indptr[ids] - B.indptr[:-1], np.diff(B.indptr)) + np.arange(B.nnz)
         data[dest] = B.data
         indices[dest] = B.indices
+        del B, dest
+        if i % 32 == 31:
+            _release_freed_memory()
     return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc): the blocks freed so far are small
+    allocations that would otherwise stay resident while the weights are filled in."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 class Ranker:
