@@ -170,13 +170,15 @@ def shard_clusters(n_clusters: int, n_shards: int, shard: int) -> np.ndarray:
 
 
 class _LazyBlocks:
-    """:meth:`Ranker._cluster_blocks` without keeping them: block c is built when asked for."""
+    """The blocks of :meth:`Ranker._cluster_blocks`, block c built when asked for (kept ones are
+    built from it too)."""
 
     def __init__(self, ranker):
         self.W = sp.csr_matrix(ranker.W_, dtype=np.float32)
         self.bias = ranker.bias
         trained = np.zeros(ranker.n_clusters_, dtype=bool)
         trained[ranker._trained_clusters()] = True
+        # another shard's labels (a sharded fit) are not scored here
         self.labels = [labels if trained[c] else labels[:0] for c, labels in enumerate(ranker._cluster_labels())]
 
     def __len__(self):
@@ -261,16 +263,8 @@ class Ranker:
         clusters = self._trained_clusters()
         if (key is None or key[0] is not self.W_ or key[1] is not self.assignment_ or key[2] != self.bias
                 or not np.array_equal(key[3], clusters)):
-            W = sp.csr_matrix(self.W_, dtype=np.float32)
-            d = W.shape[1] - 1
-            trained = np.zeros(self.n_clusters_, dtype=bool)
-            trained[clusters] = True
-            blocks = []
-            for c, labels in enumerate(self._cluster_labels()):
-                if not trained[c]:  # another shard's labels: not scored here
-                    labels = labels[:0]
-                Wk = W[labels]
-                blocks.append((labels, sp.csr_matrix(Wk[:, :d].T), self.bias * Wk[:, d].toarray().ravel()))
+            lazy = _LazyBlocks(self)
+            blocks = [lazy[c] for c in range(len(lazy))]
             self._blocks, self._blocks_key = blocks, (self.W_, self.assignment_, self.bias, clusters.copy())
         return self._blocks
 

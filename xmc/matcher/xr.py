@@ -169,14 +169,9 @@ def online_candidates(emb: torch.Tensor, tree, target: torch.Tensor, top_k: int)
     """:func:`matcher_aware_candidates` for one batch, from its own embeddings: the previous level's
     top-k by beam search through the coarser levels' heads ``tree`` [(K_t, head)], their children at
     the current level (``target.shape[1]`` clusters), plus the true clusters. Returns bool (B, K_t)."""
-    *coarse, (k_prev, head_prev) = tree
-    scores = beam_scores(emb, coarse, head_prev(emb.to(head_prev.weight.dtype)).float(), top_k)
-    top = torch.topk(scores, min(top_k, k_prev), dim=1).indices
-    r = target.shape[1] // k_prev
-    children = (top[:, :, None] * r + torch.arange(r, device=top.device)).reshape(top.shape[0], -1)
-    support = target > 0
-    support.scatter_(1, children, True)
-    return support
+    # beam_scores leaves exactly the children of the previous level's top-k finite at this level
+    reached = torch.isfinite(beam_scores(emb, tree, torch.zeros_like(target, dtype=torch.float32), top_k))
+    return reached | (target > 0)
 
 
 def masked_squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
