@@ -5,7 +5,9 @@ The same data, encoder, token length, batch size and total optimiser-step budget
 - X-Transformer: pifa-tfidf clusters, the flat matcher (TransformerMatcher, K clusters), then the
   TFN+MAN ranker on [TF-IDF ; fine-tuned embedding];
 - XR-Transformer: the same tree read at several resolutions, fine-tuned coarse to fine
-  (xmc.matcher.xr, steps split over the levels), then the same ranker;
+  (xmc.matcher.xr, steps split over the levels), then (``--xr-shortlist linear``, PECOS's design) a
+  linear tree matcher over [TF-IDF ; fine-tuned embedding] whose top-b feed the same ranker; its
+  time is reported in ``matcher s`` with the fine-tuning (``train s``);
 - APLC: the end-to-end model (xmc.aplc), no ranker.
 
 Prints P@1,3,5 and the wall times (matcher training, matcher prediction, ranker) side by side,
@@ -68,6 +70,9 @@ def main(argv=None) -> int:
                     help="XR-Transformer's total steps, comma separated for one run each (default: --steps); "
                          "e.g. 200,100 compares XR at the same and at half X-Transformer's budget")
     ap.add_argument("--xr-negatives", default="online", choices=["online", "pass"])
+    ap.add_argument("--xr-shortlist", default="linear", choices=["linear", "neural"],
+                    help="the rankers' clusters for XR: a linear tree over [TF-IDF ; fine-tuned embedding] "
+                         "(PECOS's concat model; its time counts as matcher time) or the heads' beam search")
     ap.add_argument("--aplc-hidden", type=int, default=512)
     ap.add_argument("--aplc-steps", type=int, default=0, help="APLC's steps (0: --steps)")
     ap.add_argument("--aplc-proportions", default="0.5,0.5")
@@ -86,10 +91,11 @@ def main(argv=None) -> int:
     from xmc.features import TfidfParams, fit_tfidf, tokenize, transform_tfidf
     from xmc.indexing import BalancedKMeans, default_n_clusters
     from xmc.label_repr import pifa
+    from xmc.matcher.linear import LinearMatcher
     from xmc.matcher.transformer import MatcherParams, TransformerMatcher
     from xmc.matcher.xr import XRParams, train_xr_matcher
     from xmc.metrics import precision_recall_at_k
-    from xmc.ranker import Ranker, ranker_features
+    from xmc.ranker import Ranker, cluster_targets, ranker_features
 
     methods = args.methods.split(",")
     load_start = loadavg()
@@ -117,11 +123,18 @@ def main(argv=None) -> int:
         r = precision_recall_at_k(pred, Yte, ks=(1, 3, 5))
         return {k: round(float(v), 2) for k, v in r.items() if k.startswith("P@")}
 
-    def with_ranker(matcher, row):
+    def with_ranker(matcher, row, shortlist="neural"):
         t = time.perf_counter()
         Mtr, Etr = matcher.predict(tok_tr["input_ids"], tok_tr["attention_mask"])
         Mte, Ete = matcher.predict(tok_te["input_ids"], tok_te["attention_mask"])
         row["predict_s"] = round(time.perf_counter() - t, 1)
+        if shortlist == "linear":  # PECOS's XR-Transformer: a linear tree on [TF-IDF ; embedding]
+            t = time.perf_counter()
+            lin = LinearMatcher(top_b=args.top_b, n_jobs=torch.get_num_threads()).fit(
+                ranker_features(Xtr, Etr), cluster_targets(Ytr, km.C_))
+            Mtr, Mte = lin.predict(ranker_features(Xtr, Etr)), lin.predict(ranker_features(Xte, Ete))
+            row["shortlist_s"] = round(time.perf_counter() - t, 1)
+            row["matcher_s"] = round(row["train_s"] + row["shortlist_s"], 1)
         t = time.perf_counter()
         ranker = Ranker(negatives="tfn+man").fit(ranker_features(Xtr, Etr), Ytr, km.C_, Mtr, progress=False)
         Fte = ranker_features(Xte, Ete)
@@ -143,7 +156,6 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         if method == "x-transformer":
             M = sp.csr_matrix((np.ones(L, dtype=np.float32), (np.arange(L), km.assignment_)), shape=(L, K))
-            from xmc.ranker import cluster_targets
             matcher = TransformerMatcher.train(encoder, tok_tr["input_ids"], tok_tr["attention_mask"],
                                                cluster_targets(Ytr, M), mp, log=say)
             rows[method] = with_ranker(matcher, {"train_s": round(time.perf_counter() - t, 1), "levels": [K]})
@@ -156,7 +168,8 @@ def main(argv=None) -> int:
             rows[method] = with_ranker(matcher, {"train_s": round(time.perf_counter() - t, 1),
                                                  "levels": [s["level"] for s in matcher.xr_levels_],
                                                  "level_steps": [s["steps"] for s in matcher.xr_levels_],
-                                                 "level_s": [round(s["seconds"], 1) for s in matcher.xr_levels_]})
+                                                 "level_s": [round(s["seconds"], 1) for s in matcher.xr_levels_]},
+                                         shortlist=args.xr_shortlist)
         elif method == "aplc":
             ap_params = APLCParams(hidden_size=args.aplc_hidden,
                                    proportions=[float(v) for v in args.aplc_proportions.split(",")],
@@ -182,14 +195,14 @@ def main(argv=None) -> int:
           f"{args.encoder}, max_length {args.max_length}, {args.steps} steps x batch {args.batch_size}, "
           f"device {args.device}, torch threads {torch.get_num_threads()}")
     print(f"load average: start {load_start}, end {load_end}")
-    header = f"{'method':16s} {'scores':12s} {'P@1':>6s} {'P@3':>6s} {'P@5':>6s} {'train s':>8s} {'predict s':>9s} {'ranker s':>8s}"
+    header = f"{'method':16s} {'scores':12s} {'P@1':>6s} {'P@3':>6s} {'P@5':>6s} {'train s':>8s} {'matcher s':>9s} {'predict s':>9s} {'ranker s':>8s}"
     print(header)
     for method, row in rows.items():
         for key in ("noop", "l3-hinge", "end-to-end"):
             if key in row:
                 p = row[key]
                 print(f"{method:16s} {key:12s} {p['P@1']:6.2f} {p['P@3']:6.2f} {p['P@5']:6.2f} "
-                      f"{row['train_s']:8.1f} {row['predict_s']:9.1f} {row['ranker_s']:8.1f}  load {row['loadavg']}")
+                      f"{row['train_s']:8.1f} {row.get('matcher_s', row['train_s']):9.1f} {row['predict_s']:9.1f} {row['ranker_s']:8.1f}  load {row['loadavg']}")
     if args.out:
         from xmc.io import save_json
         save_json(args.out, {"args": vars(args), "n_train": len(train_texts), "n_test": len(test_texts),

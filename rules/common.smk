@@ -163,6 +163,8 @@ def ranker_features(wildcards):
     w = wildcards
     base = matcher_dir(w.dataset, w.indexer, w.matcher, w.input)
     files = feature_files(w.dataset, w.indexer, w.matcher, w.input)
+    if xmc_config.uses_xr_shortlist(CFG, w.matcher):  # PECOS's concat linear tree picks the clusters
+        base = f"{base}/shortlist"
     files.update(M_train=f"{base}/topb.train.npz", M_test=f"{base}/topb.test.npz")
     return files
 
@@ -257,10 +259,11 @@ def aplc_params(wildcards):
 # ---- exported bundles ----------------------------------------------------------------------
 def all_bundles():
     """Every model and ensemble but those a bundle cannot hold yet: APLC's end-to-end models, and the
-    linear baselines on phi_pre / phi_fnt features (a bundle would need their encoder beside the
-    linear matcher)."""
+    linear matchers over encoder features, i.e. the baselines on phi_pre / phi_fnt and XR-Transformer's
+    linear shortlist (a bundle would need the encoder beside the linear matcher)."""
     skip = set(xmc_config.aplc_models(CFG)) | {
-        m.name for m in xmc_config.baseline_models(CFG) if m.input != "tfidf"}
+        m.name for m in xmc_config.baseline_models(CFG) if m.input != "tfidf"} | {
+        m.name for m in xmc_config.xr_models(CFG) if xmc_config.uses_xr_shortlist(CFG, m.matcher)}
     return [f"{R}/{ds}/models/{name}" for ds in DATASETS for name in model_names()
             if name not in skip and not set(_ensemble_members_or_empty(name)) & skip]
 

@@ -47,6 +47,40 @@ use rule predict_matcher as predict_xr_matcher with:
         f"{R}/benchmarks/{{dataset}}/predict_xr_matcher.{{indexer}}.{{encoder}}.tsv"
 
 
+# XR-Transformer's final matcher (PECOS's concat model, `xr_transformer.shortlist: linear`): the linear
+# tree over [TF-IDF ; the fine-tuned embedding]; its top-b clusters give the rankers their MAN
+# negatives and prediction shortlist.
+use rule train_linear_matcher_features as train_xr_shortlist with:
+    input:
+        X_train=f"{R}/{{dataset}}/tfidf/X.train.npz",
+        emb_train=f"{XR}/emb.train.npy",
+        Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
+        C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
+    output:
+        f"{XR}/shortlist/model.npz",
+    log:
+        f"{R}/logs/{{dataset}}/train_xr_shortlist.{{indexer}}.{{encoder}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/train_xr_shortlist.{{indexer}}.{{encoder}}.tsv"
+
+
+use rule predict_linear_matcher_features as predict_xr_shortlist with:
+    input:
+        model=f"{XR}/shortlist/model.npz",
+        X_train=f"{R}/{{dataset}}/tfidf/X.train.npz",
+        X_test=f"{R}/{{dataset}}/tfidf/X.test.npz",
+        emb_train=f"{XR}/emb.train.npy",
+        emb_test=f"{XR}/emb.test.npy",
+    output:
+        topb_train=f"{XR}/shortlist/topb.train.npz",
+        topb_test=f"{XR}/shortlist/topb.test.npz",
+    log:
+        f"{R}/logs/{{dataset}}/predict_xr_shortlist.{{indexer}}.{{encoder}}.log",
+    params:
+        top_b=matcher_top_b,
+        code=code_version("matcher/linear.py", "linear.py", "ranker.py"),
+
+
 rule train_aplc:
     """APLC-XLNet: encoder -> hidden layer -> adaptive probabilistic label clusters, end to end."""
     input:

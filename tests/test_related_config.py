@@ -44,6 +44,10 @@ def test_enabled_rows_and_params():
     assert xc.describe_model(cfg, names[0]) == xc.Model.parse(names[0])
     # the ensemble "all" stays X-Transformer's own models
     assert not any("xr-" in m for m in xc.ensemble_members(cfg, "x-transformer"))
+    # the rankers of XR rows take PECOS's linear shortlist by default, X-Transformer's never do
+    assert xc.uses_xr_shortlist(cfg, "xr-transformer-minilm") and not xc.uses_xr_shortlist(cfg, "minilm")
+    assert not xc.uses_xr_shortlist(xc.resolve(enabled(xr_transformer={"shortlist": "neural"})),
+                                    "xr-transformer-minilm")
     xr = XRParams.from_dict(xc.xr_params(cfg))
     assert xr.resolve(64, DEFAULT["matcher"]["max_steps"]) == ([16, 64], [50, 50])
     ap = APLCParams.from_dict(xc.aplc_params(cfg, "eurlex57k-sample", "minilm"))

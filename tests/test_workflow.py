@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
@@ -131,6 +132,30 @@ def test_exported_bundle_reproduces_the_workflow_predictions(tiny_run, model):
     assert want.nnz > 0 and got.shape == want.shape
     assert (got.indptr == want.indptr).all() and (got.indices == want.indices).all()
     assert abs(got.data - want.data).max() <= 1e-5 * max(1.0, abs(want.data).max())
+
+
+def test_xr_rankers_predict_inside_the_linear_shortlist(tiny_run):
+    """XR-Transformer's rows (shortlist: linear, the default) score only labels of the clusters that
+    the linear tree over [TF-IDF ; XR embedding] keeps; with shortlist: neural they go back to the
+    heads' own top-b (only the XR rankers onward rerun)."""
+    root, work, config, _ = tiny_run
+    results = work / "results" / "tiny"
+    xr = results / "matcher" / "pifa-tfidf" / "xr-transformer-tiny-bert"
+    shortlist = sp.load_npz(xr / "shortlist" / "topb.test.npz").tocsr()
+    top_b = config["matcher"]["top_b"]
+    assert shortlist.shape[1] == config["indexing"]["n_clusters"]
+    assert (np.diff(shortlist.indptr) == top_b).all()
+    # the linear tree and the heads disagree somewhere, or the test could not tell them apart
+    heads = sp.load_npz(xr / "topb.test.npz").tocsr()
+    assert (shortlist.astype(bool) != heads.astype(bool)).nnz > 0
+    C = sp.load_npz(results / "indexer" / "pifa-tfidf" / "C.npz").tocsr()
+    pred = sp.load_npz(results / "predictions" / "pifa-tfidf.xr-transformer-tiny-bert.tfidf+neural.tfn+man.noop.npz")
+    outside = pred.astype(bool).multiply((shortlist.astype(bool) @ C.T.astype(bool)) == 0)
+    assert pred.nnz > 0 and outside.nnz == 0
+    neural = config_variant(root, config, "xr-shortlist-neural",
+                            lambda c: c["xr_transformer"].update(shortlist="neural"))
+    plan = planned_jobs(work, neural)
+    assert plan["train_ranker"] == 2 and "train_xr_shortlist" not in plan and "train_xr_matcher" not in plan
 
 
 def test_same_seed_gives_identical_clusters_and_metrics(tiny_run):

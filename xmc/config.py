@@ -37,7 +37,7 @@ DEFAULTS = {
     "resources": {"matcher_gpus": 1},
     # The related systems (off unless encoders are listed): see xmc.matcher.xr and xmc.aplc.
     "xr_transformer": {"encoders": [], "indexer": "pifa-tfidf", "levels": None, "steps": None, "top_k": 5,
-                       "bootstrap": "inherit", "negatives": "online"},
+                       "bootstrap": "inherit", "negatives": "online", "shortlist": "linear"},
     "aplc": {"encoders": []},
 }
 XR_MATCHER_PREFIX = "xr-transformer-"  # matcher name of an XR-Transformer matcher: xr-transformer-{encoder}
@@ -256,8 +256,14 @@ def describe_model(cfg: dict, name: str) -> Model:
 
 
 def xr_params(cfg: dict) -> dict:
-    """The XRParams of the config (without the ``encoders`` and ``indexer`` keys)."""
-    return {k: v for k, v in cfg["xr_transformer"].items() if k not in ("encoders", "indexer")}
+    """The XRParams of the config (without the workflow's keys ``encoders``, ``indexer``, ``shortlist``)."""
+    return {k: v for k, v in cfg["xr_transformer"].items() if k not in ("encoders", "indexer", "shortlist")}
+
+
+def uses_xr_shortlist(cfg: dict, matcher: str) -> bool:
+    """Whether ``matcher``'s rankers take their clusters from the linear tree over [TF-IDF ; its
+    embedding] (``xr_transformer.shortlist: linear``) rather than from its own heads."""
+    return matcher.startswith(XR_MATCHER_PREFIX) and cfg["xr_transformer"].get("shortlist") == "linear"
 
 
 def aplc_params(cfg: dict, dataset: str, encoder: str) -> dict:
