@@ -37,9 +37,10 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import ROOT, TOP_K, _finish, write_table  # noqa: E402  (bench/ is not a package)
+from peers import ROOT, TOP_K, _finish, worker_xr_linear, write_table  # noqa: E402  (not a package)
 
-SYSTEMS = ("xr-transformer", "ours")
+SYSTEMS = ("xr-transformer", "xr-linear", "ours")
+PEERS = ("xr-transformer", "xr-linear")  # run with --xrt-python
 
 
 def _texts(work: Path, split: str) -> list[str]:
@@ -88,6 +89,7 @@ def worker_ours(work: Path, cfg: dict):
     from xmc.features import tokenize
     from xmc.indexing import BalancedKMeans, default_n_clusters
     from xmc.label_repr import pifa
+    from xmc.matcher.linear import LinearMatcher
     from xmc.matcher.transformer import MatcherParams, TransformerMatcher
     from xmc.ranker import Ranker, cluster_targets, ranker_features
 
@@ -98,28 +100,51 @@ def worker_ours(work: Path, cfg: dict):
     steps = cfg["total_steps"]
     t0 = time.perf_counter()
     tok = tokenize(_texts(work, "train"), cfg["encoder_dir"], cfg["max_length"])
-    C = BalancedKMeans(default_n_clusters(Y.shape[1]), max_iter=20, seed=0).fit(pifa(Y, X)).C_
+    k = cfg.get("n_clusters") or default_n_clusters(Y.shape[1])
+    C = BalancedKMeans(k, max_iter=20, seed=0).fit(pifa(Y, X)).C_
     params = MatcherParams(max_steps=steps, warmup_steps=max(1, steps // 10), learning_rate=2e-4,
                            head_learning_rate=1e-2, batch_size=cfg["batch_size"], top_b=cfg["top_b"],
                            pooling="mean", device=cfg["device"], checkpoint_every=10**9)
-    matcher = TransformerMatcher.train(cfg["encoder_dir"], tok["input_ids"], tok["attention_mask"],
-                                       cluster_targets(Y, C), params)
+    M = cluster_targets(Y, C)
+    matcher = TransformerMatcher.train(cfg["encoder_dir"], tok["input_ids"], tok["attention_mask"], M, params)
     topb, emb = matcher.predict(tok["input_ids"], tok["attention_mask"])
-    ranker = Ranker(negatives="tfn+man", n_jobs=cfg["threads"]).fit(ranker_features(X, emb), Y, C, topb)
+    F = ranker_features(X, emb)
+    t_shared = time.perf_counter() - t0  # tokenising, indexing, fine-tuning, embedding the train set
+    ranker = Ranker(negatives="tfn+man", n_jobs=cfg["threads"]).fit(F, Y, C, topb)
     t_train = time.perf_counter() - t0
     t1 = time.perf_counter()
     tok_t = tokenize(_texts(work, "test"), cfg["encoder_dir"], cfg["max_length"])
     topb_t, emb_t = matcher.predict(tok_t["input_ids"], tok_t["attention_mask"])
     Xr = ranker_features(Xt, emb_t)
+    t_shared_pred = time.perf_counter() - t1
     pred = ranker.predict(Xr, topb_t, combine="noop", top_k=TOP_K)
     t_pred = time.perf_counter() - t1
-    _finish(work, "ours", pred, t_train, t_pred, {"total_steps": steps, "top_b": cfg["top_b"]})
+    _finish(work, "ours", pred, t_train, t_pred, {"total_steps": steps, "top_b": cfg["top_b"],
+                                                  "n_clusters": int(k)})
     # The second combination reuses the same models (not timed separately).
     _finish(work, "ours-l3-hinge", ranker.predict(Xr, topb_t, combine="l3-hinge", top_k=TOP_K),
             t_train, t_pred, {"total_steps": steps})
+    if not cfg.get("concat_shortlist"):
+        return
+    # The same fine-tuned encoder, ranked as PECOS's XR-Transformer ranks (the workflow's
+    # xr_transformer.shortlist: linear): a linear tree on [TF-IDF ; embedding] picks the clusters.
+    # Times: the shared part above plus this shortlist and its own ranker.
+    del ranker
+    t2 = time.perf_counter()
+    lin = LinearMatcher(top_b=cfg["concat_top_b"], n_jobs=cfg["threads"],
+                        branching=16 if k > 16 else None).fit(F, M)
+    ranker = Ranker(negatives="tfn+man", n_jobs=cfg["threads"]).fit(F, Y, C, lin.predict(F))
+    t_train_c = t_shared + time.perf_counter() - t2
+    t3 = time.perf_counter()
+    pred = ranker.predict(Xr, lin.predict(Xr), combine="noop", top_k=TOP_K)
+    t_pred_c = t_shared_pred + time.perf_counter() - t3
+    _finish(work, "ours-concat", pred, t_train_c, t_pred_c,
+            {"total_steps": steps, "top_b": cfg["concat_top_b"], "n_clusters": int(k)})
 
 
-WORKERS = {"xr-transformer": worker_xr_transformer, "ours": worker_ours}
+WORKERS = {"xr-transformer": worker_xr_transformer, "ours": worker_ours,
+           # PECOS XR-Linear with its defaults on the same TF-IDF (the reference on full data)
+           "xr-linear": lambda work, cfg: worker_xr_linear(work, cfg["threads"])}
 
 
 def prepare(args, work: Path) -> dict:
@@ -170,6 +195,19 @@ def main(argv=None):
                    "prediction). The paper's code keeps 10 of 64 after 1,000 steps x 256 examples; after "
                    "90 steps x 32 our matcher's top-10 hold 79%% of the test set's true clusters, its "
                    "top-24 92%% (the TF-IDF linear tree's top-10: 92%%)")
+    p.add_argument("--n-clusters", type=int, default=0,
+                   help="ours: clusters K of the pifa-tfidf indexer (0: the original code's rule, 64 "
+                   "for EURLEX57K's labels)")
+    p.add_argument("--ours-steps", type=int, default=None,
+                   help="ours: optimisation steps (default: PECOS's levels x --steps; needed when "
+                   "xr-transformer is not among --systems)")
+    p.add_argument("--concat-shortlist", type=int, default=0, metavar="B",
+                   help="also rank with the same fine-tuned encoder the way PECOS's XR-Transformer "
+                   "does (row ours-concat): a linear tree matcher on [TF-IDF ; embedding] keeps B "
+                   "clusters per row for the rankers (0: not run)")
+    p.add_argument("--systems", default="xr-transformer,ours",
+                   help=f"comma list out of {SYSTEMS}; xr-linear (PECOS XR-Linear, its defaults, on "
+                   "the same TF-IDF) is the issue's reference for the full-data run")
     p.add_argument("--device", default="cpu", help="cpu or cuda (both systems)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
@@ -180,6 +218,14 @@ def main(argv=None):
     if args.worker:
         WORKERS[args.worker](work, json.loads(args.worker_config))
         return
+
+    systems = [x.strip() for x in args.systems.split(",") if x.strip()]
+    bad = [x for x in systems if x not in SYSTEMS]
+    if bad or not systems:
+        raise SystemExit(f"--systems: unknown {bad}; expected some of {SYSTEMS}")
+    if "ours" in systems and "xr-transformer" not in systems and args.ours_steps is None:
+        raise SystemExit("--ours-steps is needed when xr-transformer is not run (ours otherwise "
+                         "takes PECOS's levels x --steps)")
 
     from peers import run_worker
 
@@ -194,13 +240,19 @@ def main(argv=None):
     meta = prepare(args, work)
     cfg = {"encoder_dir": resolve_encoder(args.encoder), "steps": args.steps, "batch_size": args.batch_size,
            "max_length": args.max_length, "device": args.device, "threads": args.threads,
-           "top_b": args.top_b}
-    infos = {"xr-transformer": run_worker("xr-transformer", args.xrt_python, work, args.threads,
-                                          ["--worker-config", json.dumps(cfg)], script=__file__)}
-    cfg["total_steps"] = infos["xr-transformer"]["total_steps"]
-    infos["ours"] = run_worker("ours", sys.executable, work, args.threads,
-                               ["--worker-config", json.dumps(cfg)], script=__file__)
-    infos["ours-l3-hinge"] = dict(infos["ours"])
+           "top_b": args.top_b, "n_clusters": args.n_clusters, "total_steps": args.ours_steps,
+           "concat_shortlist": args.concat_shortlist > 0, "concat_top_b": args.concat_shortlist}
+    infos = {}
+    for name in [x for x in SYSTEMS if x in systems]:  # peers first: ours may need XR's levels
+        if name == "ours" and cfg["total_steps"] is None:
+            cfg["total_steps"] = infos["xr-transformer"]["total_steps"]
+        python = args.xrt_python if name in PEERS else sys.executable
+        infos[name] = run_worker(name, python, work, args.threads, ["--worker-config", json.dumps(cfg)],
+                                 script=__file__)
+    if "ours" in infos:
+        infos["ours-l3-hinge"] = dict(infos["ours"])
+        if args.concat_shortlist:  # its times come from its own file (same process: same peak memory)
+            infos["ours-concat"] = {**infos["ours"], **json.loads((work / "times.ours-concat.json").read_text())}
     load_end = open("/proc/loadavg").read().strip()
 
     import pandas as pd
@@ -212,13 +264,17 @@ def main(argv=None):
         rows.append({"system": name, **{k: round(v, 2) for k, v in metrics.items()},
                      "train_s": round(info["train_s"], 1),
                      "predict_ms_per_1k": round(1e6 * info["predict_s"] / info["n_test"], 1),
-                     "peak_mem_mib": round(info["peak_mem_mib"], 0), "steps": info["total_steps"]})
+                     "peak_mem_mib": round(info["peak_mem_mib"], 0),
+                     "steps": info.get("total_steps", np.nan)})
     table = pd.DataFrame(rows).set_index("system")
-    for ours in ("ours", "ours-l3-hinge"):
-        table.loc[f"{ours}/xr-transformer"] = (table.loc[ours] / table.loc["xr-transformer"]).round(3)
+    for ours in [x for x in ("ours", "ours-l3-hinge", "ours-concat") if x in infos]:
+        for peer in [x for x in PEERS if x in infos]:
+            table.loc[f"{ours}/{peer}"] = (table.loc[ours] / table.loc[peer]).round(3)
+    ours_about = (f"ours: K {infos['ours'].get('n_clusters')}, top-b {args.top_b}, "
+                  f"{infos['ours']['total_steps']} steps" if "ours" in infos else "")
     write_table(table, Path(args.out), load_start, load_end,
                 f"data: {meta}; steps per PECOS level {args.steps}, batch {args.batch_size}, "
-                f"max length {args.max_length}, our top-b {args.top_b}, device {args.device}, threads {args.threads}")
+                f"max length {args.max_length}, {ours_about}, device {args.device}, threads {args.threads}")
 
 
 if __name__ == "__main__":
