@@ -19,7 +19,12 @@ training documents (the archive is chronological, so a prefix is not representat
   ``truncate_length`` = ``--max-length``; it records its number of levels;
 - ``ours``: pifa-tfidf indexer, MiniLM matcher fine-tuned for the *same total* number of steps
   (levels x ``--steps``) keeping its ``--top-b`` clusters, TFN+MAN rankers on tfidf+neural,
-  ``noop`` and ``l3-hinge`` combinations.
+  ``noop`` and ``l3-hinge`` combinations; with ``--concat-shortlist B`` also ``ours-concat``: the
+  same fine-tuned encoder, its clusters picked by a linear tree on [TF-IDF ; embedding] (PECOS's
+  concat model);
+- ``xr-linear`` (``--xrt-python``, only if named in ``--systems``): PECOS XR-Linear with its
+  defaults on the same TF-IDF, the reference of the issue's full-data target (``--train-size 45000``
+  with ``--systems xr-linear,ours --ours-steps N``).
 
 Training time includes tokenising the training texts (PECOS does it inside ``train``); prediction
 time includes tokenising the test texts. Metrics are computed here with ``xmc.metrics``.
