@@ -129,6 +129,8 @@ def worker_ours(work: Path, cfg: dict):
     # The second combination reuses the same models (not timed separately).
     _finish(work, "ours-l3-hinge", ranker.predict(Xr, topb_t, combine="l3-hinge", top_k=TOP_K),
             t_train, t_pred, {"total_steps": steps})
+    for split, e in (("train", emb), ("test", emb_t)):  # kept for follow-up analyses (not timed)
+        np.save(work / f"emb.{split}.npy", np.asarray(e, dtype=np.float32))
     if not cfg.get("concat_shortlist"):
         return
     # The same fine-tuned encoder, ranked as PECOS's XR-Transformer ranks (the workflow's
