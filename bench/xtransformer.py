@@ -93,6 +93,7 @@ def worker_ours(work: Path, cfg: dict):
 
     from xmc.features import tokenize
     from xmc.indexing import BalancedKMeans, default_n_clusters
+    from xmc.io import save_npy
     from xmc.label_repr import pifa
     from xmc.matcher.linear import LinearMatcher
     from xmc.matcher.transformer import MatcherParams, TransformerMatcher
@@ -130,7 +131,7 @@ def worker_ours(work: Path, cfg: dict):
     _finish(work, "ours-l3-hinge", ranker.predict(Xr, topb_t, combine="l3-hinge", top_k=TOP_K),
             t_train, t_pred, {"total_steps": steps})
     for split, e in (("train", emb), ("test", emb_t)):  # kept for follow-up analyses (not timed)
-        np.save(work / f"emb.{split}.npy", np.asarray(e, dtype=np.float32))
+        save_npy(work / f"emb.{split}.npy", np.asarray(e, dtype=np.float32))
     if not cfg.get("concat_shortlist"):
         return
     # The same fine-tuned encoder, ranked as PECOS's XR-Transformer ranks (the workflow's
