@@ -63,7 +63,7 @@ def worker_ours(work: Path, threads: int):
     t0 = time.perf_counter()
     Z = pifa(Y, X)
     k = cfg["n_clusters"] or default_n_clusters(Y.shape[1])
-    C = BalancedKMeans(k, max_iter=20, seed=0).fit(Z).C_
+    C = BalancedKMeans(k, max_iter=20, seed=0, n_jobs=threads).fit(Z).C_
     times["index_s"] = time.perf_counter() - t0
     M = cluster_targets(Y, C)
     matcher = LinearMatcher(C=1.0, threshold=cfg["threshold"], top_b=cfg["top_b"], n_jobs=threads,

@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     tok_tr = tokenize(train_texts, encoder, max_length=args.max_length)
     tok_te = tokenize(test_texts, encoder, max_length=args.max_length)
     K = default_n_clusters(L)
-    km = BalancedKMeans(n_clusters=K, seed=args.seed).fit(pifa(Ytr, Xtr))
+    km = BalancedKMeans(n_clusters=K, seed=args.seed, n_jobs=torch.get_num_threads()).fit(pifa(Ytr, Xtr))
     print(f"pifa-tfidf tree: K = {K}", flush=True)
     mp = MatcherParams(max_steps=args.steps, warmup_steps=max(1, args.steps // 10), learning_rate=args.lr,
                        head_learning_rate=args.head_lr, batch_size=args.batch_size, pooling=args.pooling,

@@ -107,7 +107,7 @@ def worker_ours(work: Path, cfg: dict):
     t0 = time.perf_counter()
     tok = tokenize(_texts(work, "train"), cfg["encoder_dir"], cfg["max_length"])
     k = cfg.get("n_clusters") or default_n_clusters(Y.shape[1])
-    C = BalancedKMeans(k, max_iter=20, seed=0).fit(pifa(Y, X)).C_
+    C = BalancedKMeans(k, max_iter=20, seed=0, n_jobs=cfg["threads"]).fit(pifa(Y, X)).C_
     params = MatcherParams(max_steps=steps, warmup_steps=max(1, steps // 10), learning_rate=2e-4,
                            head_learning_rate=1e-2, batch_size=cfg["batch_size"], top_b=cfg["top_b"],
                            pooling="mean", device=cfg["device"], checkpoint_every=10**9)

@@ -70,6 +70,7 @@ rule cluster:
         max_iter=CFG["indexing"]["max_iter"],
         seed=CFG["seed"],
         code=code_version("indexing.py"),
+    threads: workflow.cores
     conda:
         "../environment.yml"
     script:

@@ -75,6 +75,7 @@ rule train_linear_matcher:
         C=CFG["linear_baseline"]["C"],
         threshold=CFG["linear_baseline"]["threshold"],
         code=code_version("matcher/linear.py", "linear.py"),
+    threads: workflow.cores
     conda:
         "../environment.yml"
     script:
@@ -94,6 +95,7 @@ rule predict_linear_matcher:
     params:
         top_b=baseline_top_b,
         code=code_version("matcher/linear.py", "linear.py"),
+    threads: workflow.cores
     conda:
         "../environment.yml"
     script:
@@ -119,6 +121,7 @@ rule train_linear_matcher_features:
         C=CFG["linear_baseline"]["C"],
         threshold=CFG["linear_baseline"]["threshold"],
         code=code_version("matcher/linear.py", "linear.py", "ranker.py"),
+    threads: workflow.cores
     conda:
         "../environment.yml"
     script:
@@ -137,6 +140,7 @@ rule predict_linear_matcher_features:
     params:
         top_b=baseline_top_b,
         code=code_version("matcher/linear.py", "linear.py", "ranker.py"),
+    threads: workflow.cores
     conda:
         "../environment.yml"
     script:

@@ -65,6 +65,19 @@ def test_deterministic_and_seed_dependent():
     assert any(different)
 
 
+@pytest.mark.parametrize("dense", [False, True])
+def test_threads_split_the_same_tree(dense):
+    """Nodes of a level split in parallel threads: the tree is the serial one."""
+    rng = np.random.default_rng(3)
+    Z = sp.random(300, 40, density=0.2, random_state=rng, format="csr")
+    Z = Z.toarray() if dense else Z
+    serial = BalancedKMeans(16, seed=0).fit(Z)
+    for n_jobs in (2, -1):
+        threaded = BalancedKMeans(16, seed=0, n_jobs=n_jobs).fit(Z)
+        np.testing.assert_array_equal(threaded.assignment_, serial.assignment_)
+        assert threaded.n_iter_ == serial.n_iter_
+
+
 def test_zero_rows_do_not_crash():
     Z = sp.random(40, 20, density=0.3, random_state=0, format="lil")
     Z[5:25] = 0  # half the labels have no features
@@ -89,6 +102,8 @@ def test_bad_inputs():
         BalancedKMeans(2).fit(np.array([[1.0, np.nan], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="max_iter"):
         BalancedKMeans(2, max_iter=0).fit(np.eye(4))
+    with pytest.raises(ValueError, match="n_jobs"):
+        BalancedKMeans(2, n_jobs=0).fit(np.eye(4))
 
 
 def test_params_from_dict():

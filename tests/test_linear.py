@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.svm import LinearSVC
 
-from xmc.linear import augment_bias, decision_function, fit_ova, load_weights, save_weights
+from xmc.linear import augment_bias, decision_function, fit_ova, fit_ova_blocks, load_weights, save_weights
 from xmc.io import load_csr
 
 
@@ -130,3 +130,24 @@ def test_weights_roundtrip_readable_by_load_csr(tmp_path):
     W2, meta = load_weights(tmp_path / "w.npz")
     assert (W != W2).nnz == 0 and float(meta["C"]) == 1.0 and str(meta["negatives"]) == "tfn"
     assert (load_csr(tmp_path / "w.npz") != W).nnz == 0
+
+
+def test_fit_ova_blocks_equals_one_fit_per_problem_for_any_n_jobs():
+    """Problems are solved largest first by several threads; each result must still be its own
+    problem's fit_ova, returned in the problems' order."""
+    X, Y = _problem(n=300, d=25, t=6, seed=7)
+    rng = np.random.default_rng(0)
+    row_sets = [np.sort(rng.choice(300, size=s, replace=False)) for s in (40, 250, 120, 90)]
+    col_sets = [[0, 1], [2, 3, 4, 5], [1], [5, 0, 3]]
+    expected = [fit_ova(X[r], Y[r][:, c]) for r, c in zip(row_sets, col_sets)]
+    for n_jobs in (1, 2, 3):
+        done = []
+        got = fit_ova_blocks(X, Y, row_sets, col_sets, n_jobs=n_jobs, callback=lambda: done.append(1))
+        assert len(got) == 4 and len(done) == 4
+        for W, E in zip(got, expected):
+            assert W.shape == E.shape and (W != E).nnz == 0
+    assert fit_ova_blocks(X, Y, [], [], n_jobs=2) == []
+    with pytest.raises(ValueError, match="row_sets and col_sets"):
+        fit_ova_blocks(X, Y, row_sets, col_sets[:2])
+    with pytest.raises(ValueError, match="n_jobs"):
+        fit_ova_blocks(X, Y, row_sets, col_sets, n_jobs=0)

@@ -42,6 +42,18 @@ def test_tree_matcher_finds_the_true_cluster():
     assert np.mean(top1 == flat_top1) > 0.9
 
 
+def test_threads_give_the_serial_tree_and_beam():
+    """Level-2 parents are fit by parallel threads and beam batches scored in parallel: both must
+    give exactly the serial result."""
+    X, M, _ = _clustered(seed=3)
+    serial = LinearMatcher(top_b=3, branching=4).fit(X, M)
+    threaded = LinearMatcher(top_b=3, branching=4, n_jobs=2).fit(X, M)
+    for a, b in zip(serial.levels_, threaded.levels_):
+        assert (a != b).nnz == 0
+    P = serial.predict(X)
+    assert (threaded.predict(X, batch_size=7) != P).nnz == 0
+
+
 def test_deeper_nodes_train_on_their_parents_rows_only():
     X, M, which = _clustered(seed=1)
     tree = LinearMatcher(top_b=2, branching=4, threshold=0.0).fit(X, M)

@@ -18,7 +18,8 @@ if K > n_labels:
                      f"{snakemake.wildcards.dataset}")
 log.info("clustering %d labels into K=%d clusters (%s)", n_labels, K,
          "from config" if snakemake.params.n_clusters else "depth rule")
-model = BalancedKMeans(n_clusters=K, max_iter=snakemake.params.max_iter, seed=snakemake.params.seed).fit(Z)
+model = BalancedKMeans(n_clusters=K, max_iter=snakemake.params.max_iter, seed=snakemake.params.seed,
+                       n_jobs=snakemake.threads).fit(Z)
 sizes = np.bincount(model.assignment_, minlength=K)
 log.info("cluster sizes: min %d, max %d", sizes.min(), sizes.max())
 save_csr(snakemake.output[0], model.C_)

@@ -6,6 +6,7 @@ from xmc.runlog import start
 log = start(snakemake.log[0], "predict_linear_matcher")
 inp = snakemake.input
 matcher = LinearMatcher.load(inp.model)
+matcher.n_jobs = snakemake.threads  # beam batches in parallel (a tree matcher)
 for split in ("train", "test"):
     X = ranker_features(load_csr(inp[f"X_{split}"]) if f"X_{split}" in inp.keys() else None,
                         load_npy(inp[f"emb_{split}"]) if f"emb_{split}" in inp.keys() else None)

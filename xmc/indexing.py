@@ -7,6 +7,8 @@ level until ``n_clusters`` leaves; leaves are numbered left to right.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +58,11 @@ def _l2_normalize_rows(Z):
     return Z * scale[:, None]
 
 
-def _normalize_columns(c: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(c, axis=0)
-    return c / np.where(norms > 0, norms, 1.0)
+def _unit(c: np.ndarray) -> np.ndarray:
+    # einsum, not np.dot: BLAS's dot would wake its thread pool, whose spinning threads took the
+    # cores the node splits run on
+    norm = np.sqrt(np.einsum("i,i->", c, c))
+    return c / norm if norm > 0 else c
 
 
 class BalancedKMeans:
@@ -72,6 +76,8 @@ class BalancedKMeans:
         node_id the heap index (root 1, children 2i and 2i+1), so the tree is deterministic.
     tol : float in [0, 1). A split stops once at most ``tol * n`` labels changed child
         (0 -> stop only when the split no longer changes).
+    n_jobs : int, threads splitting the nodes of a level at once (-1: one per CPU); the tree does
+        not depend on it.
 
     Attributes
     ----------
@@ -83,11 +89,12 @@ class BalancedKMeans:
     floor(L / 2^d) or ceil(L / 2^d) labels: leaf sizes differ by at most 1 overall.
     """
 
-    def __init__(self, n_clusters: int, max_iter: int = 20, seed: int = 0, tol: float = 0.0):
+    def __init__(self, n_clusters: int, max_iter: int = 20, seed: int = 0, tol: float = 0.0, n_jobs: int = 1):
         self.n_clusters = n_clusters
         self.max_iter = max_iter
         self.seed = seed
         self.tol = tol
+        self.n_jobs = n_jobs
 
     def _validate(self, n_labels: int) -> int:
         k = self.n_clusters
@@ -99,6 +106,8 @@ class BalancedKMeans:
             raise ValueError(f"max_iter: expected a positive integer, got {self.max_iter!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
+        if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, (int, np.integer)) or self.n_jobs == 0:
+            raise ValueError(f"n_jobs: expected a non-zero integer (-1 = all CPUs), got {self.n_jobs!r}")
         if not (0.0 <= float(self.tol) < 1.0):
             raise ValueError(f"tol: expected a float in [0, 1), got {self.tol!r}")
         return int(k)
@@ -123,15 +132,26 @@ class BalancedKMeans:
         nodes = [np.arange(n_labels, dtype=np.int64)]  # label ids per node, left to right
         node_ids = [1]
         n_iter = []
-        for _ in range(int(math.log2(k))):
-            next_nodes, next_ids = [], []
-            for idx, nid in zip(nodes, node_ids):
-                # the root is all of Zn: no row-sliced copy of the largest node
-                left, it = self._split(Zn if idx.size == n_labels else Zn[idx], nid)
-                n_iter.append(it)
-                next_nodes += [idx[left], idx[~left]]
-                next_ids += [2 * nid, 2 * nid + 1]
-            nodes, node_ids = next_nodes, next_ids
+
+        def split(idx, nid):  # the node's rows are sliced here, so at most n_jobs copies exist at once
+            # the root is all of Zn: no row-sliced copy of the largest node
+            return self._split(Zn if idx.size == n_labels else Zn[idx], nid)
+
+        n_workers = (os.cpu_count() or 1) if self.n_jobs < 0 else self.n_jobs
+        # Nodes of one level are independent, and scipy's sparse products release the GIL.
+        pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
+        try:
+            for _ in range(int(math.log2(k))):
+                next_nodes, next_ids = [], []
+                splits = pool.map(split, nodes, node_ids) if pool is not None else map(split, nodes, node_ids)
+                for idx, nid, (left, it) in zip(nodes, node_ids, splits):
+                    n_iter.append(it)
+                    next_nodes += [idx[left], idx[~left]]
+                    next_ids += [2 * nid, 2 * nid + 1]
+                nodes, node_ids = next_nodes, next_ids
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
 
         assignment = np.empty(n_labels, dtype=np.int64)
         for leaf, idx in enumerate(nodes):
@@ -164,20 +184,23 @@ class BalancedKMeans:
         # Seed from labels that have features when possible (zero rows give a zero centroid).
         pool = nonzero if nonzero.size >= 2 else np.arange(n)
         init = rng.choice(pool, size=2, replace=False)
-        centroids = Zs[init].toarray().T if sp.issparse(Zs) else Zs[init].T.copy()  # (D, 2)
+        c0, c1 = (Zs[init].toarray() if sp.issparse(Zs) else Zs[init]).astype(np.float64)
+        # Only the difference of the two unit centroids is needed (it gives s0 - s1 in one product),
+        # and the right child's sum is the node's total minus the left's.
+        total = np.asarray(Zs.sum(axis=0, dtype=np.float64)).ravel()
         left = None
         it = 0
         for it in range(1, self.max_iter + 1):
-            sims = np.asarray(Zs @ centroids)  # (n, 2)
+            pref = np.asarray(Zs @ (_unit(c0) - _unit(c1)).astype(Zs.dtype)).ravel()  # s0 - s1, (n,)
             # Stable sort on -(s0 - s1): the labels preferring centroid 0 most go left; ties keep
             # the lower row first, which keeps the split deterministic.
-            order = np.argsort(-(sims[:, 0] - sims[:, 1]), kind="stable")
+            order = np.argsort(-pref, kind="stable")
             new_left = np.zeros(n, dtype=bool)
             new_left[order[:n_left]] = True
             if left is not None and np.count_nonzero(new_left != left) <= self.tol * n:
                 left = new_left
                 break
             left = new_left
-            onehot = np.stack([left, ~left], axis=1).astype(Zs.dtype)  # (n, 2)
-            centroids = _normalize_columns(np.asarray(Zs.T @ onehot))
+            c0 = np.asarray(Zs.T @ left.astype(Zs.dtype)).ravel().astype(np.float64)
+            c1 = total - c0
         return left, it

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -31,7 +32,7 @@ from sklearn.svm import LinearSVC
 
 from xmc.io import atomic_path
 
-__all__ = ["fit_ova", "decision_function", "augment_bias", "save_weights", "load_weights"]
+__all__ = ["fit_ova", "fit_ova_blocks", "decision_function", "augment_bias", "save_weights", "load_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -90,28 +91,25 @@ def _fit_columns(Xb, Ys, targets, C, threshold, tol, max_iter, seed):
 SOLVERS = ("dcd", "liblinear")
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _dcd_l2svm(indptr, indices, data, n_cols, bias, pos_ptr, pos_idx, C, eps, max_iter, seed,
+@numba.njit(cache=True, nogil=True)
+def _dcd_l2svm(indptr, indices, data, n_cols, bias, qd, pos_ptr, pos_idx, C, eps, max_iter, seed,
                out_w, out_iter):  # pragma: no cover - compiled
-    """Dual CD for min_w 1/2 |w|^2 + C sum_i max(0, 1 - y_i w.[x_i, bias])^2, one target per thread.
+    """Dual CD for min_w 1/2 |w|^2 + C sum_i max(0, 1 - y_i w.[x_i, bias])^2, target after target.
 
-    Rows are (indptr, indices, data) CSR with columns < n_cols; target t's positives are
-    pos_idx[pos_ptr[t]:pos_ptr[t + 1]], the other rows are negatives. Writes w_t (n_cols + 1, last
-    = bias weight) to out_w[t] and the number of outer iterations to out_iter[t].
+    Rows are (indptr, indices, data) CSR with columns < n_cols and ``qd[i] = |x_i|^2 + bias^2 +
+    1/(2C)``; target t's positives are pos_idx[pos_ptr[t]:pos_ptr[t + 1]], the other rows are
+    negatives. Writes w_t (n_cols + 1, last = bias weight) to out_w[t] and the number of outer
+    iterations to out_iter[t].
     liblinear's solve_l2r_l1l2_svc for L2 loss: D_ii = 1/(2C), no upper bound, shrinking, and a
     seeded random order (an LCG with liblinear's constants; every target restarts it from seed,
-    so a target's weights do not depend on which others are solved with it).
+    so a target's weights do not depend on which others are solved with it, nor on the thread).
+    Serial and GIL-free: callers run it from several Python threads (no numba threading layer, so
+    no layer-specific limits on concurrent calls).
     """
     n = indptr.size - 1
     n_targets = pos_ptr.size - 1
     diag = 0.5 / C
-    qd = np.empty(n)
-    for i in range(n):
-        acc = bias * bias + diag
-        for p in range(indptr[i], indptr[i + 1]):
-            acc += data[p] * data[p]
-        qd[i] = acc
-    for t in numba.prange(n_targets):
+    for t in range(n_targets):
         y = -np.ones(n)
         for p in range(pos_ptr[t], pos_ptr[t + 1]):
             y[pos_idx[p]] = 1.0
@@ -177,12 +175,27 @@ def _dcd_l2svm(indptr, indices, data, n_cols, bias, pos_ptr, pos_idx, C, eps, ma
         out_iter[t] = it
 
 
+@numba.njit(cache=True, nogil=True)
+def _dcd_diagonal(indptr, data, extra):  # pragma: no cover - compiled
+    """``|x_i|^2 + extra`` per CSR row (the dual CD's Q_ii; accumulated as liblinear does)."""
+    n = indptr.size - 1
+    qd = np.empty(n)
+    for i in range(n):
+        acc = extra
+        for p in range(indptr[i], indptr[i + 1]):
+            acc += data[p] * data[p]
+        qd[i] = acc
+    return qd
+
+
 def _fit_dcd(Xs, Ys, targets, C, threshold, bias, tol, max_iter, seed, n_workers,
              max_block_bytes=256 * 2**20):
     """:func:`_dcd_l2svm` on the columns ``targets`` of Ys (CSC); same output as :func:`_fit_columns`.
 
     Only the feature columns that occur in Xs are allocated (a cluster's candidate rows use a
-    fraction of the vocabulary); targets go in blocks of at most ``max_block_bytes`` of weights.
+    fraction of the vocabulary); targets go in blocks of at most ``max_block_bytes`` of weights,
+    each block's targets taken one at a time by ``n_workers`` threads (dynamic: targets differ a
+    lot in cost, and a static split left one thread idle for about a fifth of the time).
     """
     n, d = Xs.shape
     used = np.flatnonzero(np.bincount(Xs.indices, minlength=d))
@@ -191,25 +204,35 @@ def _fit_dcd(Xs, Ys, targets, C, threshold, bias, tol, max_iter, seed, n_workers
     indices = local[Xs.indices]
     data = Xs.data if Xs.dtype in (np.float32, np.float64) else Xs.data.astype(np.float64)
     indptr = Xs.indptr.astype(np.int64)
+    qd = _dcd_diagonal(indptr, data, bias * bias + 0.5 / C)
     cols = np.append(used, d)  # local column -> column of [X, bias]
     block = max(1, int(max_block_bytes // (4 * (used.size + 1))))
     out = []
-    prev_threads = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n_workers, numba.config.NUMBA_NUM_THREADS)))
+
+    def solve(W, iters, pos_ptr, pos_idx, j):
+        _dcd_l2svm(indptr, indices, data, used.size, float(bias), qd, pos_ptr[j : j + 2], pos_idx, float(C),
+                   float(tol), int(max_iter), int(seed), W[j : j + 1], iters[j : j + 1])
+
+    pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
     try:
         for b in range(0, len(targets), block):
             chunk = np.asarray(targets[b : b + block])
             sub = Ys[:, chunk]
+            pos_ptr, pos_idx = sub.indptr.astype(np.int64), sub.indices.astype(np.int64)
             W = np.zeros((chunk.size, used.size + 1), dtype=np.float32)
             iters = np.zeros(chunk.size, dtype=np.int64)
-            _dcd_l2svm(indptr, indices, data, used.size, float(bias), sub.indptr.astype(np.int64),
-                       sub.indices.astype(np.int64), float(C), float(tol), int(max_iter), int(seed),
-                       W, iters)
+            if pool is None:
+                for j in range(chunk.size):
+                    solve(W, iters, pos_ptr, pos_idx, j)
+            else:
+                for f in [pool.submit(solve, W, iters, pos_ptr, pos_idx, j) for j in range(chunk.size)]:
+                    f.result()
             for row, it in zip(W, iters):
                 nz = np.flatnonzero(np.abs(row) >= threshold) if threshold > 0 else np.flatnonzero(row)
                 out.append((cols[nz].astype(np.int32), row[nz], bool(it < max_iter)))
     finally:
-        numba.set_num_threads(prev_threads)
+        if pool is not None:
+            pool.shutdown()
     return out
 
 
@@ -233,7 +256,7 @@ def fit_ova(
     Y : sparse or dense (N, T) 0/1 targets (nonzero = positive).
     C : cost for both classes. threshold : weights with |w| < threshold become 0 (bias included).
     bias : value of the appended bias feature (> 0).
-    n_jobs : parallel workers over columns (-1: one per CPU): numba threads for ``"dcd"``, joblib
+    n_jobs : parallel workers over columns (-1: one per CPU): threads for ``"dcd"``, joblib
         processes for ``"liblinear"``; results do not depend on it.
     tol, max_iter : liblinear's stopping tolerance and iteration cap (PECOS defaults 0.1 / 100).
     seed : seed of the random order in which the dual CD visits the instances.
@@ -308,6 +331,44 @@ def fit_ova(
         ),
         shape=(n_targets, d + 1),
     )
+
+
+def fit_ova_blocks(X, Y, row_sets, col_sets, n_jobs: int = 1, callback=None, **kw) -> list[sp.csr_matrix]:
+    """:func:`fit_ova` on many sub-problems at once: problem k is ``X[row_sets[k]]`` against the
+    columns ``col_sets[k]`` of ``Y[row_sets[k]]`` (a ranker's clusters, a tree level's parents).
+
+    ``n_jobs`` threads solve different problems at the same time, largest (rows x columns) first,
+    so that the small ones fill in at the end; each problem's rows are sliced by the thread that
+    solves it, so at most ``n_jobs`` of them are in memory. ``callback()`` is called once per
+    solved problem (progress bars). ``kw`` goes to :func:`fit_ova`. Returns each problem's
+    weights (CSR float32 (|cols_k|, D + 1)), in the order of the problems; they do not depend on
+    ``n_jobs``.
+    """
+    if len(row_sets) != len(col_sets):
+        raise ValueError(f"row_sets and col_sets: {len(row_sets)} and {len(col_sets)} problems")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+        raise ValueError(f"n_jobs: expected a non-zero integer (-1 = all CPUs), got {n_jobs!r}")
+    X = sp.csr_matrix(X)
+    Y = sp.csr_matrix(Y)
+
+    def solve(k):
+        rows = np.asarray(row_sets[k], dtype=np.int64)
+        W = fit_ova(X[rows], Y[rows][:, np.asarray(col_sets[k], dtype=np.int64)], n_jobs=1, **kw)
+        if callback is not None:
+            callback()
+        return W
+
+    n_workers = min((os.cpu_count() or 1) if n_jobs < 0 else n_jobs, max(len(row_sets), 1))
+    if n_workers == 1:
+        return [solve(k) for k in range(len(row_sets))]
+    cost = [len(r) * len(c) for r, c in zip(row_sets, col_sets)]
+    order = sorted(range(len(row_sets)), key=lambda k: -cost[k])
+    pool = ThreadPoolExecutor(n_workers)
+    try:
+        futures = {k: pool.submit(solve, k) for k in order}
+        return [futures[k].result() for k in range(len(row_sets))]
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def decision_function(X, W, bias: float = 1.0) -> np.ndarray:

@@ -17,7 +17,7 @@ from scipy.special import expit
 from sklearn.preprocessing import normalize
 from tqdm.auto import tqdm
 
-from xmc.linear import fit_ova, load_weights, save_weights
+from xmc.linear import fit_ova_blocks, load_weights, save_weights
 from xmc.metrics import csr_row_top_k
 from xmc.params import FromDict
 
@@ -297,16 +297,13 @@ class Ranker:
         wanted[self.clusters_] = True
         clusters = [(c, labels) for c, labels in enumerate(self._cluster_labels()) if labels.size and wanted[c]]
 
-        def blocks_of():  # lazily, so that only one cluster's block is in memory at a time
-            for c, labels in clusters:
-                rows = cand.indices[cand.indptr[c] : cand.indptr[c + 1]]
-                yield fit_ova(X[rows], Y[rows][:, labels], C=self.C, threshold=self.threshold,
-                              bias=self.bias, n_jobs=self.n_jobs)
-
-        # fit_ova solves the labels of a cluster in n_jobs threads over the cluster's shared rows;
-        # its random order restarts for every label, so the weights do not depend on n_jobs.
-        blocks = list(tqdm(blocks_of(), total=len(clusters), desc="ranker fit", unit="cluster",
-                           disable=not progress))
+        # n_jobs threads solve different clusters at once (largest first); a label's model depends
+        # only on its cluster's rows and the solver's seed, so the weights do not depend on n_jobs.
+        with tqdm(total=len(clusters), desc="ranker fit", unit="cluster", disable=not progress) as bar:
+            blocks = fit_ova_blocks(
+                X, Y, [cand.indices[cand.indptr[c] : cand.indptr[c + 1]] for c, _ in clusters],
+                [labels for _, labels in clusters], n_jobs=self.n_jobs, callback=bar.update,
+                C=self.C, threshold=self.threshold, bias=self.bias)
         # Labels outside the trained clusters (another shard's) keep empty rows.
         self.W_ = _place_rows([labels for _, labels in clusters], blocks, Y.shape[1], X.shape[1] + 1)
         return self

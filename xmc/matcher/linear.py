@@ -14,10 +14,13 @@ PECOS's l3-hinge transform exp(-max(0, 1 - s)^3) of the decision values s along 
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.linear import decision_function, fit_ova, load_weights, save_weights
+from xmc.linear import decision_function, fit_ova, fit_ova_blocks, load_weights, save_weights
 from xmc.metrics import csr_row_top_k
 
 __all__ = ["LinearMatcher", "level_sizes", "top_b_dense"]
@@ -75,7 +78,7 @@ def _dense_scores(X, W) -> np.ndarray:
 
 class LinearMatcher:
     """Parameters: C (SVM cost), threshold (weight sparsification), top_b (clusters kept per row),
-    n_jobs (solver threads), branching (None: flat one-vs-all over the K clusters; an integer:
+    n_jobs (threads: the solver's, and the beam's batches at prediction), branching (None: flat one-vs-all over the K clusters; an integer:
     tree matcher with levels of branching, branching^2, ... nodes and a beam of top_b).
 
     Attributes after fit: ``W_`` CSR float32 (K, D + 1), last column = bias weight (the finest
@@ -131,10 +134,10 @@ class LinearMatcher:
         for j in range(1, len(sizes)):
             parent = targets[j - 1].tocsc()
             r = sizes[j] // sizes[j - 1]
-            blocks = []
-            for p in range(sizes[j - 1]):
-                rows = parent.indices[parent.indptr[p] : parent.indptr[p + 1]]
-                blocks.append(fit_ova(X[rows], targets[j][rows][:, p * r : (p + 1) * r], **kw))
+            # one problem per parent, on its rows only; n_jobs threads solve parents at once
+            blocks = fit_ova_blocks(X, targets[j], [parent.indices[parent.indptr[p] : parent.indptr[p + 1]]
+                                                    for p in range(sizes[j - 1])],
+                                    [np.arange(p * r, (p + 1) * r) for p in range(sizes[j - 1])], **kw)
             levels.append(sp.vstack(blocks, format="csr"))
         self.levels_ = [sp.csr_matrix(W, dtype=np.float32) for W in levels]
         self.W_ = self.levels_[-1]
@@ -171,7 +174,13 @@ class LinearMatcher:
         levels = getattr(self, "levels_", [self.W_])
         if len(levels) > 1:  # a tree: beam search from the coarsest level
             X = sp.csr_matrix(X, dtype=np.float32)
-            parts = [self._beam(X[i : i + batch_size], b) for i in range(0, X.shape[0], batch_size)]
+            starts = range(0, X.shape[0], batch_size)
+            n_workers = min((os.cpu_count() or 1) if self.n_jobs < 0 else self.n_jobs, len(starts))
+            if n_workers > 1:  # batches are independent; scipy's products and numpy's sorts release the GIL
+                with ThreadPoolExecutor(n_workers) as pool:
+                    parts = list(pool.map(lambda i: self._beam(X[i : i + batch_size], b), starts))
+            else:
+                parts = [self._beam(X[i : i + batch_size], b) for i in starts]
         else:
             WT, bias = self._weights()
             if X.shape[1] != WT.shape[0]:
