@@ -61,9 +61,9 @@ def worker_ours(work: Path, threads: int):
     X, Y, Xt = _load(work)
     times = {}
     t0 = time.perf_counter()
-    Z = pifa(Y, X)
     k = cfg["n_clusters"] or default_n_clusters(Y.shape[1])
-    C = BalancedKMeans(k, max_iter=20, seed=0, n_jobs=threads).fit(Z).C_
+    # PIFA is not kept: it is only the indexer's input (the workflow computes it in its own job)
+    C = BalancedKMeans(k, max_iter=20, seed=0, n_jobs=threads).fit(pifa(Y, X)).C_
     times["index_s"] = time.perf_counter() - t0
     M = cluster_targets(Y, C)
     matcher = LinearMatcher(C=1.0, threshold=cfg["threshold"], top_b=cfg["top_b"], n_jobs=threads,
