@@ -7,13 +7,12 @@ level until ``n_clusters`` leaves; leaves are numbered left to right.
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from xmc.parallel import check_n_jobs, thread_map
 from xmc.params import FromDict
 
 __all__ = ["default_n_clusters", "BalancedKMeans", "IndexingParams"]
@@ -106,8 +105,7 @@ class BalancedKMeans:
             raise ValueError(f"max_iter: expected a positive integer, got {self.max_iter!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
-        if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, (int, np.integer)) or self.n_jobs == 0:
-            raise ValueError(f"n_jobs: expected a non-zero integer (-1 = all CPUs), got {self.n_jobs!r}")
+        check_n_jobs(self.n_jobs)
         if not (0.0 <= float(self.tol) < 1.0):
             raise ValueError(f"tol: expected a float in [0, 1), got {self.tol!r}")
         return int(k)
@@ -133,25 +131,19 @@ class BalancedKMeans:
         node_ids = [1]
         n_iter = []
 
-        def split(idx, nid):  # the node's rows are sliced here, so at most n_jobs copies exist at once
+        def split(node):  # the node's rows are sliced here, so at most n_jobs copies exist at once
+            idx, nid = node
             # the root is all of Zn: no row-sliced copy of the largest node
             return self._split(Zn if idx.size == n_labels else Zn[idx], nid)
 
-        n_workers = (os.cpu_count() or 1) if self.n_jobs < 0 else self.n_jobs
-        # Nodes of one level are independent, and scipy's sparse products release the GIL.
-        pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
-        try:
-            for _ in range(int(math.log2(k))):
-                next_nodes, next_ids = [], []
-                splits = pool.map(split, nodes, node_ids) if pool is not None else map(split, nodes, node_ids)
-                for idx, nid, (left, it) in zip(nodes, node_ids, splits):
-                    n_iter.append(it)
-                    next_nodes += [idx[left], idx[~left]]
-                    next_ids += [2 * nid, 2 * nid + 1]
-                nodes, node_ids = next_nodes, next_ids
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+        for _ in range(int(math.log2(k))):
+            next_nodes, next_ids = [], []
+            # the nodes of one level are independent: split in n_jobs threads
+            for idx, nid, (left, it) in zip(nodes, node_ids, thread_map(split, zip(nodes, node_ids), self.n_jobs)):
+                n_iter.append(it)
+                next_nodes += [idx[left], idx[~left]]
+                next_ids += [2 * nid, 2 * nid + 1]
+            nodes, node_ids = next_nodes, next_ids
 
         assignment = np.empty(n_labels, dtype=np.int64)
         for leaf, idx in enumerate(nodes):

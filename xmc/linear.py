@@ -19,9 +19,7 @@ path (one sklearn LinearSVC per target) for reference.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -31,6 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from xmc.io import atomic_path
+from xmc.parallel import check_n_jobs, n_workers, thread_map
 
 __all__ = ["fit_ova", "fit_ova_blocks", "decision_function", "augment_bias", "save_weights", "load_weights"]
 
@@ -188,13 +187,13 @@ def _dcd_diagonal(indptr, data, extra):  # pragma: no cover - compiled
     return qd
 
 
-def _fit_dcd(Xs, Ys, targets, C, threshold, bias, tol, max_iter, seed, n_workers,
+def _fit_dcd(Xs, Ys, targets, C, threshold, bias, tol, max_iter, seed, workers,
              max_block_bytes=256 * 2**20):
     """:func:`_dcd_l2svm` on the columns ``targets`` of Ys (CSC); same output as :func:`_fit_columns`.
 
     Only the feature columns that occur in Xs are allocated (a cluster's candidate rows use a
     fraction of the vocabulary); targets go in blocks of at most ``max_block_bytes`` of weights,
-    each block's targets taken one at a time by ``n_workers`` threads (dynamic: targets differ a
+    each block's targets taken one at a time by ``workers`` threads (dynamic: targets differ a
     lot in cost, and a static split left one thread idle for about a fifth of the time).
     """
     n, d = Xs.shape
@@ -209,30 +208,21 @@ def _fit_dcd(Xs, Ys, targets, C, threshold, bias, tol, max_iter, seed, n_workers
     block = max(1, int(max_block_bytes // (4 * (used.size + 1))))
     out = []
 
-    def solve(W, iters, pos_ptr, pos_idx, j):
-        _dcd_l2svm(indptr, indices, data, used.size, float(bias), qd, pos_ptr[j : j + 2], pos_idx, float(C),
-                   float(tol), int(max_iter), int(seed), W[j : j + 1], iters[j : j + 1])
+    for b in range(0, len(targets), block):
+        chunk = np.asarray(targets[b : b + block])
+        sub = Ys[:, chunk]
+        pos_ptr, pos_idx = sub.indptr.astype(np.int64), sub.indices.astype(np.int64)
+        W = np.zeros((chunk.size, used.size + 1), dtype=np.float32)
+        iters = np.zeros(chunk.size, dtype=np.int64)
 
-    pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
-    try:
-        for b in range(0, len(targets), block):
-            chunk = np.asarray(targets[b : b + block])
-            sub = Ys[:, chunk]
-            pos_ptr, pos_idx = sub.indptr.astype(np.int64), sub.indices.astype(np.int64)
-            W = np.zeros((chunk.size, used.size + 1), dtype=np.float32)
-            iters = np.zeros(chunk.size, dtype=np.int64)
-            if pool is None:
-                for j in range(chunk.size):
-                    solve(W, iters, pos_ptr, pos_idx, j)
-            else:
-                for f in [pool.submit(solve, W, iters, pos_ptr, pos_idx, j) for j in range(chunk.size)]:
-                    f.result()
-            for row, it in zip(W, iters):
-                nz = np.flatnonzero(np.abs(row) >= threshold) if threshold > 0 else np.flatnonzero(row)
-                out.append((cols[nz].astype(np.int32), row[nz], bool(it < max_iter)))
-    finally:
-        if pool is not None:
-            pool.shutdown()
+        def solve(j):
+            _dcd_l2svm(indptr, indices, data, used.size, float(bias), qd, pos_ptr[j : j + 2], pos_idx, float(C),
+                       float(tol), int(max_iter), int(seed), W[j : j + 1], iters[j : j + 1])
+
+        thread_map(solve, range(chunk.size), workers)
+        for row, it in zip(W, iters):
+            nz = np.flatnonzero(np.abs(row) >= threshold) if threshold > 0 else np.flatnonzero(row)
+            out.append((cols[nz].astype(np.int32), row[nz], bool(it < max_iter)))
     return out
 
 
@@ -280,8 +270,7 @@ def fit_ova(
     Ys = sp.csc_matrix(Y)
     if Xs.shape[0] != Ys.shape[0]:
         raise ValueError(f"X and Y must have the same number of rows; got {Xs.shape[0]} and {Ys.shape[0]}")
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
-        raise ValueError(f"n_jobs: expected a non-zero integer (-1 = all CPUs), got {n_jobs!r}")
+    check_n_jobs(n_jobs)
     n, d = Xs.shape
     n_targets = Ys.shape[1]
     Ys.eliminate_zeros()
@@ -295,9 +284,9 @@ def fit_ova(
             results[t] = (*_sparsify(w, threshold), True)
         else:
             mixed.append(t)
-    n_workers = min((os.cpu_count() or 1) if n_jobs < 0 else n_jobs, max(len(mixed), 1))
+    workers = n_workers(n_jobs, len(mixed))
     if mixed and solver == "dcd":
-        for t, r in zip(mixed, _fit_dcd(Xs, Ys, mixed, C, threshold, bias, tol, max_iter, seed, n_workers)):
+        for t, r in zip(mixed, _fit_dcd(Xs, Ys, mixed, C, threshold, bias, tol, max_iter, seed, workers)):
             results[t] = r
     elif mixed:
         Xb = augment_bias(Xs.astype(np.float64), bias)
@@ -308,9 +297,9 @@ def fit_ova(
             # Processes, not threads: liblinear draws its coordinate order from one process-global
             # generator, so concurrent threads would make the weights non-deterministic. Strided
             # chunks spread frequent and rare labels over the workers.
-            n_chunks = min(len(mixed), 4 * n_workers)
+            n_chunks = min(len(mixed), 4 * workers)
             chunks = [mixed[j::n_chunks] for j in range(n_chunks)]
-            solved = Parallel(n_jobs=n_workers)(
+            solved = Parallel(n_jobs=workers)(
                 delayed(_fit_columns)(Xb, Ys, chunk, C, threshold, tol, max_iter, seed) for chunk in chunks
             )
         for chunk, res in zip(chunks, solved):
@@ -346,8 +335,7 @@ def fit_ova_blocks(X, Y, row_sets, col_sets, n_jobs: int = 1, callback=None, **k
     """
     if len(row_sets) != len(col_sets):
         raise ValueError(f"row_sets and col_sets: {len(row_sets)} and {len(col_sets)} problems")
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
-        raise ValueError(f"n_jobs: expected a non-zero integer (-1 = all CPUs), got {n_jobs!r}")
+    check_n_jobs(n_jobs)
     X = sp.csr_matrix(X)
     Y = sp.csr_matrix(Y)
 
@@ -358,17 +346,11 @@ def fit_ova_blocks(X, Y, row_sets, col_sets, n_jobs: int = 1, callback=None, **k
             callback()
         return W
 
-    n_workers = min((os.cpu_count() or 1) if n_jobs < 0 else n_jobs, max(len(row_sets), 1))
-    if n_workers == 1:
-        return [solve(k) for k in range(len(row_sets))]
-    cost = [len(r) * len(c) for r, c in zip(row_sets, col_sets)]
-    order = sorted(range(len(row_sets)), key=lambda k: -cost[k])
-    pool = ThreadPoolExecutor(n_workers)
-    try:
-        futures = {k: pool.submit(solve, k) for k in order}
-        return [futures[k].result() for k in range(len(row_sets))]
-    finally:
-        pool.shutdown(cancel_futures=True)
+    order = sorted(range(len(row_sets)), key=lambda k: -len(row_sets[k]) * len(col_sets[k]))
+    out = [None] * len(row_sets)
+    for k, W in zip(order, thread_map(solve, order, n_jobs)):
+        out[k] = W
+    return out
 
 
 def decision_function(X, W, bias: float = 1.0) -> np.ndarray:

@@ -14,14 +14,12 @@ PECOS's l3-hinge transform exp(-max(0, 1 - s)^3) of the decision values s along 
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import scipy.sparse as sp
 
 from xmc.linear import decision_function, fit_ova, fit_ova_blocks, load_weights, save_weights
 from xmc.metrics import csr_row_top_k
+from xmc.parallel import thread_map
 
 __all__ = ["LinearMatcher", "level_sizes", "top_b_dense"]
 
@@ -78,8 +76,9 @@ def _dense_scores(X, W) -> np.ndarray:
 
 class LinearMatcher:
     """Parameters: C (SVM cost), threshold (weight sparsification), top_b (clusters kept per row),
-    n_jobs (threads: the solver's, and the beam's batches at prediction), branching (None: flat one-vs-all over the K clusters; an integer:
-    tree matcher with levels of branching, branching^2, ... nodes and a beam of top_b).
+    n_jobs (threads: the solver's, and the beam's batches at prediction), branching (None: flat
+    one-vs-all over the K clusters; an integer: tree matcher with levels of branching, branching^2,
+    ... nodes and a beam of top_b).
 
     Attributes after fit: ``W_`` CSR float32 (K, D + 1), last column = bias weight (the finest
     level); ``levels_`` list of CSR (n_j, D + 1), one per level, coarse to fine (``[W_]`` if flat).
@@ -174,13 +173,9 @@ class LinearMatcher:
         levels = getattr(self, "levels_", [self.W_])
         if len(levels) > 1:  # a tree: beam search from the coarsest level
             X = sp.csr_matrix(X, dtype=np.float32)
-            starts = range(0, X.shape[0], batch_size)
-            n_workers = min((os.cpu_count() or 1) if self.n_jobs < 0 else self.n_jobs, len(starts))
-            if n_workers > 1:  # batches are independent; scipy's products and numpy's sorts release the GIL
-                with ThreadPoolExecutor(n_workers) as pool:
-                    parts = list(pool.map(lambda i: self._beam(X[i : i + batch_size], b), starts))
-            else:
-                parts = [self._beam(X[i : i + batch_size], b) for i in starts]
+            # batches are independent: searched in n_jobs threads
+            parts = thread_map(lambda i: self._beam(X[i : i + batch_size], b), range(0, X.shape[0], batch_size),
+                               self.n_jobs)
         else:
             WT, bias = self._weights()
             if X.shape[1] != WT.shape[0]:
