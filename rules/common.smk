@@ -3,9 +3,11 @@ import json
 import re
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from xmc import config as xmc_config
+from xmc import devices as xmc_devices
 from xmc import paper as xmc_paper
 
 R = "results"
@@ -35,6 +37,37 @@ def code_version(*modules):
     for module in modules:
         h.update((Path(workflow.basedir) / "xmc" / module).read_bytes())
     return h.hexdigest()[:16]
+
+
+# ---- GPUs ----------------------------------------------------------------------------------
+# Every rule that runs a transformer declares `gpu` and takes its devices from xmc.devices.assign_gpus.
+MATCHER_GPUS = CFG["resources"]["matcher_gpus"]  # train_matcher: data-parallel over these
+ONE_GPU = min(1, MATCHER_GPUS)  # inference, text-emb, phi_pre, XR-Transformer, APLC: one device
+
+
+def _check_thread_cap():
+    """A profile's set-threads above --cores is cut silently by Snakemake, and under SLURM the job then
+    asks for fewer CPUs than the profile says: the usual cause is profiles/default's `cores: all`
+    merged on top of profiles/slurm's."""
+    capped = {rule: getattr(n, "value", n) for rule, n in workflow.resource_settings.overwrite_threads.items()
+              if isinstance(getattr(n, "value", n), int) and getattr(n, "value", n) > workflow.cores}
+    if capped:
+        logger.warning(f"set-threads asks for more threads than --cores {workflow.cores} allows, so "
+                       f"Snakemake cuts them to {workflow.cores}: {capped}. With profiles/slurm, run "
+                       f"`snakemake --workflow-profile profiles/slurm` (with --profile, profiles/default's "
+                       f"`cores: all` is merged on top and caps every job at this machine's cores).")
+
+
+if not workflow.remote_exec:  # a job step re-reads the workflow with its own --cores
+    _check_thread_cap()
+
+
+def gpu_threads(gpus):
+    """Threads of a job holding `gpus` GPUs: its share of --cores under --resources gpu=G, so that
+    GPU jobs run side by side (a job asking for every core would run alone)."""
+    total = workflow.global_resources.get("gpu")
+    return xmc_devices.threads_per_gpu_job(workflow.cores, getattr(total, "value", total), gpus,
+                                           CFG["resources"]["threads_per_gpu"])
 
 
 # ---- final targets -------------------------------------------------------------------------

@@ -56,10 +56,10 @@ rule embed_pretrained:
         model=encoder_model,
         max_length=encoder_max_length,
         batch_size=CFG["text_emb"]["batch_size"],
-        code=code_version("label_repr.py", "encoders.py"),
-    threads: workflow.cores
+        code=code_version("label_repr.py", "encoders.py", "devices.py"),
+    threads: gpu_threads(ONE_GPU)
     resources:
-        gpu=min(1, CFG["resources"]["matcher_gpus"]),
+        gpu=ONE_GPU,
     conda:
         "../environment.yml"
     script:

@@ -47,8 +47,10 @@ rule label_repr_text_emb:
         model=text_emb_encoder_model,
         max_length=CFG["text_emb"]["max_length"],
         batch_size=CFG["text_emb"]["batch_size"],
-        code=code_version("label_repr.py", "encoders.py"),
-    threads: workflow.cores
+        code=code_version("label_repr.py", "encoders.py", "devices.py"),
+    threads: gpu_threads(ONE_GPU)
+    resources:
+        gpu=ONE_GPU,
     conda:
         "../environment.yml"
     script:

@@ -22,9 +22,9 @@ rule train_matcher:
         model=encoder_model,
         matcher=matcher_params,
         code=code_version("matcher/transformer.py", "matcher/launch.py", "devices.py"),
-    threads: workflow.cores
+    threads: gpu_threads(MATCHER_GPUS)
     resources:
-        gpu=CFG["resources"]["matcher_gpus"],
+        gpu=MATCHER_GPUS,
     conda:
         "../environment.yml"
     script:
@@ -50,9 +50,9 @@ rule predict_matcher:
         top_b=matcher_top_b,
         matcher=matcher_params,
         code=code_version("matcher/transformer.py", "devices.py"),
-    threads: workflow.cores
+    threads: gpu_threads(ONE_GPU)
     resources:
-        gpu=min(CFG["resources"]["matcher_gpus"], 1),  # prediction runs on one device
+        gpu=ONE_GPU,  # prediction runs on one device
     conda:
         "../environment.yml"
     script:

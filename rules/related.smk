@@ -21,10 +21,10 @@ rule train_xr_matcher:
         model=encoder_model,
         matcher=matcher_params,
         xr=xmc_config.xr_params(CFG),
-        code=code_version("matcher/xr.py", "matcher/transformer.py"),
-    threads: workflow.cores
+        code=code_version("matcher/xr.py", "matcher/transformer.py", "devices.py"),
+    threads: gpu_threads(ONE_GPU)
     resources:
-        gpu=CFG["resources"]["matcher_gpus"],
+        gpu=ONE_GPU,  # one device: XR-Transformer and APLC do not train data-parallel
     conda:
         "../environment.yml"
     script:
@@ -95,10 +95,10 @@ rule train_aplc:
     params:
         model=encoder_model,
         aplc=aplc_params,
-        code=code_version("aplc.py", "matcher/transformer.py"),
-    threads: workflow.cores
+        code=code_version("aplc.py", "matcher/transformer.py", "devices.py"),
+    threads: gpu_threads(ONE_GPU)
     resources:
-        gpu=CFG["resources"]["matcher_gpus"],
+        gpu=ONE_GPU,  # one device: XR-Transformer and APLC do not train data-parallel
     conda:
         "../environment.yml"
     script:
@@ -116,10 +116,10 @@ rule predict_aplc:
         f"{R}/logs/{{dataset}}/predict_aplc.{{encoder}}.log",
     params:
         aplc=aplc_params,
-        code=code_version("aplc.py", "matcher/transformer.py"),
-    threads: workflow.cores
+        code=code_version("aplc.py", "matcher/transformer.py", "devices.py"),
+    threads: gpu_threads(ONE_GPU)
     resources:
-        gpu=CFG["resources"]["matcher_gpus"],
+        gpu=ONE_GPU,
     conda:
         "../environment.yml"
     script:

@@ -1,20 +1,25 @@
-"""Workflow plans (dry runs only): the SLURM profile and sharded rankers."""
+"""Workflow plans (dry runs only, in temporary folders): the SLURM profile's sbatch lines, GPU job
+threads on a workstation, and sharded rankers."""
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+SAMPLE = ROOT / "data" / "eurlex57k-sample" / "eurlex57k-sample.tar.gz"
 
 
-def dry_run(*args, env=None):
-    done = subprocess.run([SNAKEMAKE, "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+def dry_run(workdir: Path, *args, env=None) -> str:
+    """Plan in ``workdir`` (never the checkout: a previous run's results/ would change the plan)."""
+    done = subprocess.run([SNAKEMAKE, "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
+                          cwd=workdir, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done.stdout + done.stderr
@@ -25,27 +30,161 @@ def job_counts(out: str) -> dict:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats.split("\n\n")[0], re.M)}
 
 
-def test_slurm_profile_plans_the_grid_without_submitting(tmp_path):
-    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm")
-    marker = tmp_path / "sbatch-called"
-    fake = tmp_path / "bin"
-    fake.mkdir()
+def _value(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def planned_jobs(out: str) -> list[SimpleNamespace]:
+    """Every job of a dry run's listing: rule, threads, resources (as the executor would get them)."""
+    jobs = []
+    for block in re.split(r"\n(?=\[[^\]]*\]\n(?:local)?rule )", out):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        if not rule:
+            continue
+        threads = re.search(r"^\s+threads: (\d+)", block, re.M)
+        res = re.search(r"^\s+resources: (.*)$", block, re.M)
+        resources = dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}
+        wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        jobs.append(SimpleNamespace(rule=rule.group(1), threads=int(threads.group(1)) if threads else 1,
+                                    resources={k: _value(v) for k, v in resources.items()},
+                                    wildcards=wildcards.group(1) if wildcards else ""))
+    return jobs
+
+
+class _Resources(dict):
+    """What the plugin reads: job.resources.get(key) and job.resources.key."""
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def sbatch_line(job: SimpleNamespace) -> str:
+    """The sbatch command the SLURM executor plugin would submit for ``job``, built by the plugin's own
+    code (its Executor.run_job: partition argument, get_submit_command, then the GPU/GRES flags)."""
+    from snakemake_executor_plugin_slurm import Executor
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+
+    fake = SimpleNamespace(name=job.rule, threads=job.threads, resources=_Resources(job.resources),
+                           is_group=lambda: False)
+    validate_slurm_extra(fake)  # raises on flags the plugin manages itself
+    executor = SimpleNamespace(_partitions=None, _fallback_partition=None, logger=None)
+    params = {"run_uuid": "test", "slurm_logfile": "/tmp/%j.log", "comment_str": f"rule_{job.rule}",
+              "account": "", "partition": Executor.get_partition_arg(executor, fake), "workdir": "/work"}
+    return get_submit_command(fake, params) + set_gres_string(fake)
+
+
+@pytest.fixture(scope="module")
+def paper_with_related(tmp_path_factory):
+    """config/paper.yaml with XR-Transformer and APLC switched on."""
+    root = tmp_path_factory.mktemp("paper")
+    config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    config["xr_transformer"] = {**config.get("xr_transformer", {}), "encoders": ["bert-large"]}
+    config["aplc"] = {**config.get("aplc", {}), "encoders": ["xlnet-large"]}
+    path = root / "paper-related.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return root, path
+
+
+GPU_RULES = {"train_matcher", "predict_matcher", "train_xr_matcher", "predict_xr_matcher", "train_aplc",
+             "predict_aplc", "embed_pretrained", "label_repr_text_emb"}
+
+
+def test_slurm_profile_puts_every_gpu_job_on_the_gpu_partition(paper_with_related):
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[slurm]'")
+    root, configfile = paper_with_related
+    marker = root / "sbatch-called"
+    fake = root / "bin"
+    fake.mkdir(exist_ok=True)
     for tool in ("sbatch", "squeue", "sacct", "scancel", "sinfo"):
         (fake / tool).write_text(f"#!/bin/sh\necho {tool} >> {marker}\nexit 1\n")
         (fake / tool).chmod(0o755)
-    out = dry_run("--profile", "profiles/slurm", env={"PATH": f"{fake}:{os.environ['PATH']}"})
-    assert not marker.exists()
-    counts = job_counts(out)
-    assert counts["train_matcher"] == 3 and counts["train_ranker"] == 4 and counts["all"] == 1
-    matcher_job = out[out.index("rule train_matcher:"):].split("\n\n")[0]
-    assert "slurm_partition=gpu" in matcher_job and "gpu=1" in matcher_job and "mem_mb=64000" in matcher_job
+    work = root / "slurm"
+    work.mkdir()
+    out = dry_run(work, "--workflow-profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(configfile),
+                  env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    assert not marker.exists()  # a dry run submits nothing
+    assert "set-threads asks for more threads" not in out
+    jobs = planned_jobs(out)
+    assert len(jobs) == job_counts(out)["total"]
+    gpu_rules_seen = set()
+    for job in jobs:
+        line = sbatch_line(job)
+        cpus = int(re.search(r"--cpus-per-task=(\d+)", line).group(1))
+        assert cpus == job.threads <= 32, (job.rule, line)  # the CPUs it asks for are the threads it runs
+        assert re.search(r"--mem \d+", line) and re.search(r" -t \d+", line), line
+        if job.resources.get("gpu", 0) > 0:
+            gpu_rules_seen.add(job.rule)
+            assert " -p gpu" in line and f"--gpus={job.resources['gpu']}" in line, (job.rule, line)
+            assert "--nodes=1" in line, (job.rule, line)  # torchrun spans one machine
+        else:
+            assert " -p cpu" in line and "--gpus" not in line and "--gres" not in line, (job.rule, line)
+    # every rule that runs a transformer asked for a GPU (paper.yaml trains on 4 per matcher)
+    assert gpu_rules_seen == GPU_RULES
+    assert {job.resources["gpu"] for job in jobs if job.rule == "train_matcher"} == {4}
+    assert {job.resources["gpu"] for job in jobs if job.rule in GPU_RULES - {"train_matcher"}} == {1}
+
+
+def test_slurm_profile_with_the_default_workflow_profile_warns_of_the_thread_cap(tmp_path, paper_with_related):
+    """`--profile profiles/slurm` merges profiles/default (cores: all) on top: said, not silent."""
+    _, configfile = paper_with_related
+    out = dry_run(tmp_path, "--profile", str(ROOT / "profiles" / "slurm"), "--workflow-profile",
+                  str(ROOT / "profiles" / "default"), "--configfile", str(configfile), "--cores", "2")
+    assert "set-threads asks for more threads than --cores 2 allows" in out
+    assert "--workflow-profile profiles/slurm" in out
+
+
+def test_gpu_jobs_share_the_cores_of_a_workstation(tmp_path, paper_with_related):
+    """--cores 8 --resources gpu=4: a one-GPU job gets 2 threads (4 fit at once), train_matcher
+    with matcher_gpus 4 gets all 8; without --resources gpu (a CPU run) every job gets all cores."""
+    _, configfile = paper_with_related
+    jobs = planned_jobs(dry_run(tmp_path, "--configfile", str(configfile), "--cores", "8",
+                                "--resources", "gpu=4"))
+    threads = {(j.rule, j.threads, j.resources.get("gpu")) for j in jobs if j.rule in GPU_RULES}
+    assert threads == {(r, 2, 1) for r in GPU_RULES - {"train_matcher"}} | {("train_matcher", 8, 4)}
+    # a config setting instead of the share
+    config = yaml.safe_load(configfile.read_text())
+    config["resources"]["threads_per_gpu"] = 3
+    path = tmp_path / "threads.yaml"
+    path.write_text(yaml.safe_dump(config))
+    (tmp_path / "b").mkdir()
+    jobs = planned_jobs(dry_run(tmp_path / "b", "--configfile", str(path), "--cores", "8", "--resources", "gpu=4"))
+    assert {j.threads for j in jobs if j.rule == "predict_matcher"} == {3}
+    assert {j.threads for j in jobs if j.rule == "train_matcher"} == {8}  # 3 x 4, capped at --cores
 
 
 def test_ranker_shards_become_jobs_and_a_merge(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["ranker"]["shards"] = 3
+    for spec in config["datasets"].values():
+        spec["source"] = str(SAMPLE)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    counts = job_counts(dry_run("--configfile", str(path)))
+    counts = job_counts(dry_run(tmp_path, "--configfile", str(path), "--cores", "2"))
     # 3 transformer rankers + the linear baseline's, 3 shards each, one merge each
     assert counts["train_ranker"] == 12 and counts["merge_ranker"] == 4 and counts["predict_ranker"] == 7
+
+
+def test_the_site_settings_the_docs_show_are_accepted_by_the_plugin():
+    """docs/gpus-and-slurm.md: `gpu_model`, `qos` and a `slurm_extra` flag the plugin does not manage
+    go through; `--qos` inside slurm_extra is refused by the pinned plugin, as the docs say."""
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[slurm]'")
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    docs = (ROOT / "docs" / "gpus-and-slurm.md").read_text()
+    assert "`gpu_model: a100`" in docs and "`qos: long`" in docs and """slurm_extra: "'--mail-type=FAIL'\"""" in docs
+    job = SimpleNamespace(rule="train_matcher", threads=8, resources={
+        "slurm_partition": "gpu", "gpu": 2, "gpu_model": "a100", "nodes": 1, "mem_mb": 64000, "runtime": 1440,
+        "qos": "long", "slurm_extra": "--mail-type=FAIL"})
+    line = sbatch_line(job)
+    for flag in ("-p gpu", "--gpus=a100:2", "--qos=long", "--mail-type=FAIL", "--nodes=1", "--cpus-per-task=8"):
+        assert flag in line, (flag, line)
+    job.resources["slurm_extra"] = "--qos=long"  # the example the README used to give
+    with pytest.raises(WorkflowError, match="quality-of-service option is not allowed"):
+        sbatch_line(job)

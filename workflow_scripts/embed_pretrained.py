@@ -1,5 +1,6 @@
 import torch
 
+from xmc.devices import assign_gpus
 from xmc.encoders import resolve_encoder
 from xmc.io import read_lines, save_npy
 from xmc.label_repr import text_embedding
@@ -8,8 +9,9 @@ from xmc.runlog import start
 log = start(snakemake.log[0], "embed_pretrained")
 torch.set_num_threads(snakemake.threads)
 encoder = resolve_encoder(snakemake.params.model)
-for split in ("train", "test"):
-    emb = text_embedding(read_lines(snakemake.input[split]), encoder, max_length=snakemake.params.max_length,
-                         batch_size=snakemake.params.batch_size, device="auto")
-    log.info("%s: phi_pre %s", split, emb.shape)
-    save_npy(snakemake.output[f"emb_{split}"], emb)
+with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
+    for split in ("train", "test"):
+        emb = text_embedding(read_lines(snakemake.input[split]), encoder, max_length=snakemake.params.max_length,
+                             batch_size=snakemake.params.batch_size, device="auto")
+        log.info("%s: phi_pre %s", split, emb.shape)
+        save_npy(snakemake.output[f"emb_{split}"], emb)

@@ -8,7 +8,7 @@ from xmc.runlog import start
 
 log = start(snakemake.log[0], "predict_matcher")
 torch.set_num_threads(snakemake.threads)
-with assign_gpus(snakemake.resources.gpu, log=log.info):
+with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
     matcher = TransformerMatcher.load(snakemake.input.model, device=snakemake.params.matcher.get("device", "auto"))
     batch_size = snakemake.params.matcher.get("eval_batch_size", 64)
     for split in ("train", "test"):

@@ -17,7 +17,7 @@ inp = snakemake.input
 # resumes from this folder.
 checkpoint_dir = Path(snakemake.output[0]).parent / "checkpoint"
 encoder = resolve_encoder(snakemake.params.model)
-with assign_gpus(snakemake.resources.gpu, log=log.info) as gpus:
+with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule) as gpus:
     if len(gpus) > 1:  # data-parallel: one process per device, rank 0 writes the model
         cmd = torchrun_command(len(gpus), arguments(encoder, inp.tokens, inp.Y, inp.C, snakemake.params.matcher,
                                                     snakemake.output[0], checkpoint_dir))

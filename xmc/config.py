@@ -34,7 +34,7 @@ DEFAULTS = {
                         "combine": "noop", "C": 1.0, "threshold": 0.01, "inputs": ["tfidf"]},
     "ensembles": {},
     "paper": {"roles": {}},
-    "resources": {"matcher_gpus": 1},
+    "resources": {"matcher_gpus": 1, "threads_per_gpu": None},
     # The related systems (off unless encoders are listed): see xmc.matcher.xr and xmc.aplc.
     "xr_transformer": {"encoders": [], "indexer": "pifa-tfidf", "levels": None, "steps": None, "top_k": 5,
                        "bootstrap": "inherit", "negatives": "online", "shortlist": "linear"},

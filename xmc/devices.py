@@ -1,4 +1,4 @@
-"""GPU assignment for concurrent jobs on one machine: a lock-file slot allocator.
+"""GPU assignment for concurrent jobs: a lock-file slot allocator, and threads per GPU job.
 
 Snakemake's ``gpu`` resource only counts GPUs; it never says *which* device a job gets, so two
 jobs started together would both use device 0. :func:`assign_gpus` gives a job ``n`` devices that no
@@ -8,9 +8,13 @@ so a device comes free when the job ends, fails or is killed (even by SIGKILL); 
 clean up. While fewer than ``n`` devices are free the job waits (it logs once that it does).
 
 The pool of devices is ``$XMC_GPU_DEVICES`` if set, else ``$CUDA_VISIBLE_DEVICES`` if set (a user's
-restriction of the machine), else every GPU ``nvidia-smi -L`` lists. Under a cluster scheduler
-(``$SLURM_JOB_ID`` set) the job's devices are the scheduler's and nothing is changed. Without GPUs
-(a CPU machine) the allocator does nothing.
+restriction of the machine, or the devices SLURM gave the job), else every GPU ``nvidia-smi -L``
+lists. Locks live in a sub-folder per host and, under SLURM, per allocation (``$SLURM_JOB_ID``):
+inside one allocation (``salloc`` or an ``sbatch`` script running the whole workflow) concurrent jobs
+share out its devices as on a workstation; under the executor plugin (one sbatch per job) each job
+has an allocation, and so a folder, of its own and takes the devices SLURM gave it. A request that
+cannot be met (no GPU visible, or fewer than asked) is logged as a warning and the job runs on what
+there is.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -27,16 +32,17 @@ from typing import Callable, Iterator
 
 LOCK_DIR_ENV, DEVICES_ENV = "XMC_GPU_LOCK_DIR", "XMC_GPU_DEVICES"
 DEFAULT_LOCK_DIR = "results/.gpu-slots"
-# Variables a cluster scheduler sets inside a job whose devices it has already chosen.
+# Variables a cluster scheduler sets inside a job (the allocation's id).
 SCHEDULER_ENV = ("SLURM_JOB_ID",)
 
-__all__ = ["assign_gpus", "visible_gpus", "under_scheduler", "LOCK_DIR_ENV", "DEVICES_ENV"]
+__all__ = ["assign_gpus", "visible_gpus", "under_scheduler", "slot_folder", "threads_per_gpu_job",
+           "LOCK_DIR_ENV", "DEVICES_ENV"]
 
 
-def under_scheduler(environ=None) -> bool:
-    """True inside a job of a cluster scheduler, whose device assignment must be kept."""
+def under_scheduler(environ=None) -> str | None:
+    """The allocation id inside a job of a cluster scheduler, else None."""
     environ = os.environ if environ is None else environ
-    return any(environ.get(name) for name in SCHEDULER_ENV)
+    return next((environ[name] for name in SCHEDULER_ENV if environ.get(name)), None)
 
 
 def _split(value: str) -> list[str]:
@@ -63,6 +69,41 @@ def visible_gpus(environ=None) -> list[str]:
     return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
 
 
+def slot_folder(lock_dir=None, environ=None) -> Path:
+    """Where this job's device locks live: one sub-folder per host (device ids are per machine, and
+    ``results/`` may be on a shared file system) and, under SLURM, per allocation."""
+    environ = os.environ if environ is None else environ
+    base = Path(lock_dir or environ.get(LOCK_DIR_ENV) or DEFAULT_LOCK_DIR)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname() or "localhost")
+    allocation = under_scheduler(environ)
+    if allocation:
+        name += "-slurm-" + re.sub(r"[^A-Za-z0-9_.-]", "_", allocation)
+    return base / name
+
+
+def threads_per_gpu_job(cores: int, gpus_total: int | None, gpus_job: int,
+                        threads_per_gpu: int | None = None) -> int:
+    """CPU threads of a job that holds ``gpus_job`` of the ``gpus_total`` GPUs (``--resources gpu=G``).
+
+    Snakemake runs a job only when its threads fit in ``--cores`` too, so a GPU job that asked for
+    every core would run alone however many GPUs are free. Each job gets its share instead:
+    ``threads_per_gpu`` per device it holds if set, else ``cores * gpus_job // gpus_total``, so that
+    G single-GPU jobs fit at once; at least 1, at most ``cores``. Without a GPU limit (no
+    ``--resources gpu``: a CPU run) or for a job that holds no GPU, the whole machine.
+    """
+    for name, value in (("cores", cores), ("gpus_job", gpus_job)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "cores" else 0):
+            raise ValueError(f"threads_per_gpu_job: {name} must be an integer >= "
+                             f"{1 if name == 'cores' else 0}, got {value!r}")
+    if threads_per_gpu is not None:
+        if isinstance(threads_per_gpu, bool) or not isinstance(threads_per_gpu, int) or threads_per_gpu < 1:
+            raise ValueError(f"resources.threads_per_gpu must be a positive integer, got {threads_per_gpu!r}")
+        return max(1, min(cores, threads_per_gpu * max(gpus_job, 1)))
+    if not gpus_total or gpus_job == 0:
+        return cores
+    return max(1, min(cores, cores * gpus_job // gpus_total))
+
+
 def _lock_name(device: str) -> str:
     return "gpu-" + re.sub(r"[^A-Za-z0-9_.-]", "_", device) + ".lock"
 
@@ -85,36 +126,49 @@ def _try_take(folder: Path, devices: list[str], n: int) -> list[tuple[str, int]]
     return taken
 
 
+def _loggers(log) -> tuple[Callable[[str], None], Callable[[str], None]]:
+    """(info, warning) of a logging.Logger, or the same callable twice."""
+    if log is None:
+        return (lambda message: None,) * 2
+    if hasattr(log, "warning") and hasattr(log, "info"):
+        return log.info, log.warning
+    return log, log
+
+
 @contextlib.contextmanager
-def assign_gpus(n: int, lock_dir=None, log: Callable[[str], None] | None = None,
-                poll_s: float = 2.0, timeout_s: float | None = None, environ=None) -> Iterator[list[str]]:
+def assign_gpus(n: int, lock_dir=None, log=None, poll_s: float = 2.0, timeout_s: float | None = None,
+                environ=None, rule: str = "this job") -> Iterator[list[str]]:
     """Hold ``n`` devices no other job holds, with CUDA_VISIBLE_DEVICES set to them, for the block.
 
-    Yields the device ids (list of str; empty on a machine without GPUs or when ``n`` is 0). Under a
-    cluster scheduler yields the scheduler's devices and changes nothing. ``environ`` (default
-    ``os.environ``) is where CUDA_VISIBLE_DEVICES is set, and restored on exit.
+    Yields the device ids (list of str; empty on a machine without GPUs or when ``n`` is 0).
+    ``environ`` (default ``os.environ``) is where CUDA_VISIBLE_DEVICES is set, and restored on exit.
+    ``log`` is a logging.Logger or a callable taking a message; ``rule`` names the job in warnings.
 
-    Either all ``n`` devices are taken or none: a job that finds fewer free releases what it took and
+    Either all devices are taken or none: a job that finds fewer free releases what it took and
     retries every ``poll_s`` seconds, so two jobs waiting for devices cannot block each other for
-    ever. ``timeout_s`` (default: wait as long as it takes) raises TimeoutError.
+    ever. ``timeout_s`` (default: wait as long as it takes) raises TimeoutError. A request for more
+    devices than are visible is cut to what is visible, with a warning (none visible: the CPU).
     """
     environ = os.environ if environ is None else environ
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"assign_gpus: n must be a non-negative integer (GPUs per job), got {n!r}")
-    say = log or (lambda message: None)
-    if under_scheduler(environ):
-        devices = _split(environ.get("CUDA_VISIBLE_DEVICES", ""))
-        say(f"GPUs assigned by the cluster scheduler: {','.join(devices) or 'none'}")
-        yield devices
+    info, warn = _loggers(log)
+    if n == 0:
+        yield []
         return
     pool = visible_gpus(environ)
-    if n == 0 or not pool:
+    where = "in SLURM allocation " + under_scheduler(environ) if under_scheduler(environ) else "on this machine"
+    if not pool:
+        warn(f"{rule} asked for {n} GPU(s) but none is visible {where} (CUDA_VISIBLE_DEVICES="
+             f"{environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, no device listed by nvidia-smi): "
+             f"it runs on the CPU")
         yield []
         return
     if n > len(pool):
-        raise ValueError(f"a job asks for {n} GPUs but this machine has {len(pool)} "
-                         f"({','.join(pool)}); lower resources.matcher_gpus in the config")
-    folder = Path(lock_dir or environ.get(LOCK_DIR_ENV) or DEFAULT_LOCK_DIR)
+        warn(f"{rule} asked for {n} GPU(s) but only {len(pool)} ({','.join(pool)}) are visible {where}: "
+             f"it runs on {len(pool)}")
+        n = len(pool)
+    folder = slot_folder(lock_dir, environ)
     folder.mkdir(parents=True, exist_ok=True)
     start, waiting = time.monotonic(), False
     # Start at a random device so that jobs started together do not all try device 0 first.
@@ -130,14 +184,15 @@ def assign_gpus(n: int, lock_dir=None, log: Callable[[str], None] | None = None,
             raise TimeoutError(f"no {n} free GPUs of {','.join(pool)} within {timeout_s:g} s "
                                f"(locks in {folder})")
         if not waiting:
-            say(f"waiting for {n} free GPU(s) of {','.join(pool)} (locks in {folder})")
+            info(f"waiting for {n} free GPU(s) of {','.join(pool)} (locks in {folder})")
             waiting = True
         time.sleep(poll_s * (0.5 + random.random()))
     devices = [d for d, _ in taken]
     previous = environ.get("CUDA_VISIBLE_DEVICES")
     environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     waited = time.monotonic() - start
-    say(f"GPU(s) {','.join(devices)} assigned" + (f" after waiting {waited:.0f} s" if waiting else ""))
+    info(f"{rule}: GPU(s) {','.join(devices)} assigned" + (f" after waiting {waited:.0f} s" if waiting else "")
+         + f" ({where})")
     try:
         yield devices
     finally:
