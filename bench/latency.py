@@ -120,7 +120,9 @@ def make_bundles(dest: Path, n_train: int | None, device: str, max_length: int, 
     from xmc.label_repr import pifa
     from xmc.matcher.linear import LinearMatcher
     from xmc.matcher.transformer import MatcherParams, TransformerMatcher
-    from xmc.ranker import Ranker, cluster_targets, ranker_features
+    from xmc.features import ranker_features
+    from xmc.indexing import cluster_targets
+    from xmc.ranker import Ranker
 
     work = dest / "work"
     data = {"test": work / "test.txt", "X_train": work / "X.train.npz", "Y_train": work / "Y.train.npz",

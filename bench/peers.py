@@ -55,7 +55,8 @@ def worker_ours(work: Path, threads: int):
     from xmc.indexing import BalancedKMeans, default_n_clusters
     from xmc.label_repr import pifa
     from xmc.matcher.linear import LinearMatcher
-    from xmc.ranker import Ranker, cluster_targets
+    from xmc.indexing import cluster_targets
+    from xmc.ranker import Ranker
 
     cfg = json.loads((work / "ours.json").read_text())
     X, Y, Xt = _load(work)

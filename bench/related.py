@@ -95,7 +95,9 @@ def main(argv=None) -> int:
     from xmc.matcher.transformer import MatcherParams, TransformerMatcher
     from xmc.matcher.xr import XRParams, train_xr_matcher
     from xmc.metrics import precision_recall_at_k
-    from xmc.ranker import Ranker, cluster_targets, ranker_features
+    from xmc.features import ranker_features
+    from xmc.indexing import cluster_targets
+    from xmc.ranker import Ranker
 
     methods = args.methods.split(",")
     load_start = loadavg()

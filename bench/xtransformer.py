@@ -97,7 +97,9 @@ def worker_ours(work: Path, cfg: dict):
     from xmc.label_repr import pifa
     from xmc.matcher.linear import LinearMatcher
     from xmc.matcher.transformer import MatcherParams, TransformerMatcher
-    from xmc.ranker import Ranker, cluster_targets, ranker_features
+    from xmc.features import ranker_features
+    from xmc.indexing import cluster_targets
+    from xmc.ranker import Ranker
 
     torch.set_num_threads(cfg["threads"])
     X = sp.load_npz(work / "X.train.npz").tocsr().astype(np.float32)

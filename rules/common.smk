@@ -1,4 +1,4 @@
-import hashlib
+import functools
 import json
 import re
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from xmc import code_digest as xmc_code_digest
 from xmc import config as xmc_config
 from xmc import devices as xmc_devices
 from xmc import paper as xmc_paper
@@ -30,13 +31,12 @@ def _alternatives(values):
     return "|".join(re.escape(v) for v in values)
 
 
-def code_version(*modules):
-    """Digest of the xmc modules a stage depends on: Snakemake reruns a job when its params change,
-    but it does not look inside an imported package."""
-    h = hashlib.sha256()
-    for module in modules:
-        h.update((Path(workflow.basedir) / "xmc" / module).read_bytes())
-    return h.hexdigest()[:16]
+@functools.cache
+def code_version(script):
+    """Digest of a workflow script and every xmc module it runs, transitively (xmc.code_digest):
+    Snakemake reruns a job when its params change, but it does not look inside an imported package."""
+    base = Path(workflow.basedir)
+    return xmc_code_digest.digest(base / "workflow_scripts" / script, base / "xmc")
 
 
 # ---- GPUs ----------------------------------------------------------------------------------

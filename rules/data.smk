@@ -35,7 +35,7 @@ rule prepare:
         format=dataset_format,
         encoding=dataset_encoding,
         subsample=dataset_subsample,
-        code=code_version("data/readers.py", "data/dataset.py"),
+        code=code_version("prepare.py"),
     conda:
         "../environment.yml"
     script:

@@ -9,7 +9,7 @@ rule evaluate:
         f"{R}/logs/{{dataset}}/evaluate.{{model}}.log",
     params:
         description=model_description,
-        code=code_version("metrics.py"),
+        code=code_version("evaluate.py"),
     conda:
         "../environment.yml"
     script:
@@ -41,7 +41,7 @@ rule tables:
         table5_ids=table5_ids(),
         paper_table3=xmc_paper.PAPER_TABLE3,
         paper_table5=xmc_paper.PAPER_TABLE5,
-        code=code_version("tables.py", "paper.py"),
+        code=code_version("tables.py"),
     conda:
         "../environment.yml"
     script:

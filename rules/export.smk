@@ -9,7 +9,7 @@ rule export:
         f"{R}/logs/{{dataset}}/export.{{model}}.log",
     params:
         bundle=export_settings,
-        code=code_version("bundle.py"),
+        code=code_version("export.py"),
     conda:
         "../environment.yml"
     script:

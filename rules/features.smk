@@ -13,7 +13,7 @@ rule tfidf:
         f"{R}/benchmarks/{{dataset}}/tfidf.tsv"
     params:
         tfidf=CFG["tfidf"],
-        code=code_version("features.py"),
+        code=code_version("tfidf.py"),
     conda:
         "../environment.yml"
     script:
@@ -33,7 +33,7 @@ rule tokenize:
     params:
         model=encoder_model,
         max_length=encoder_max_length,
-        code=code_version("features.py", "encoders.py"),
+        code=code_version("tokenize_texts.py"),
     conda:
         "../environment.yml"
     script:
@@ -56,7 +56,7 @@ rule embed_pretrained:
         model=encoder_model,
         max_length=encoder_max_length,
         batch_size=CFG["text_emb"]["batch_size"],
-        code=code_version("label_repr.py", "encoders.py", "devices.py"),
+        code=code_version("embed_pretrained.py"),
     threads: gpu_threads(ONE_GPU)
     resources:
         gpu=ONE_GPU,

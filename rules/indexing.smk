@@ -8,7 +8,7 @@ rule label_repr_pifa_tfidf:
     log:
         f"{R}/logs/{{dataset}}/label_repr.pifa-tfidf.log",
     params:
-        code=code_version("label_repr.py"),
+        code=code_version("label_repr_pifa.py"),
     conda:
         "../environment.yml"
     script:
@@ -25,7 +25,7 @@ rule label_repr_pifa_neural:
     log:
         f"{R}/logs/{{dataset}}/label_repr.pifa-neural.log",
     params:
-        code=code_version("label_repr.py"),
+        code=code_version("label_repr_pifa.py"),
     conda:
         "../environment.yml"
     script:
@@ -47,7 +47,7 @@ rule label_repr_text_emb:
         model=text_emb_encoder_model,
         max_length=CFG["text_emb"]["max_length"],
         batch_size=CFG["text_emb"]["batch_size"],
-        code=code_version("label_repr.py", "encoders.py", "devices.py"),
+        code=code_version("label_repr_text_emb.py"),
     threads: gpu_threads(ONE_GPU)
     resources:
         gpu=ONE_GPU,
@@ -71,7 +71,7 @@ rule cluster:
         n_clusters=n_clusters,
         max_iter=CFG["indexing"]["max_iter"],
         seed=CFG["seed"],
-        code=code_version("indexing.py"),
+        code=code_version("cluster.py"),
     threads: workflow.cores
     conda:
         "../environment.yml"

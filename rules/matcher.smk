@@ -21,7 +21,7 @@ rule train_matcher:
     params:
         model=encoder_model,
         matcher=matcher_params,
-        code=code_version("matcher/transformer.py", "matcher/launch.py", "devices.py"),
+        code=code_version("train_matcher.py"),
     threads: gpu_threads(MATCHER_GPUS)
     resources:
         gpu=MATCHER_GPUS,
@@ -49,7 +49,7 @@ rule predict_matcher:
     params:
         top_b=matcher_top_b,
         matcher=matcher_params,
-        code=code_version("matcher/transformer.py", "devices.py"),
+        code=code_version("predict_matcher.py"),
     threads: gpu_threads(ONE_GPU)
     resources:
         gpu=ONE_GPU,  # prediction runs on one device
@@ -74,7 +74,7 @@ rule train_linear_matcher:
     params:
         C=CFG["linear_baseline"]["C"],
         threshold=CFG["linear_baseline"]["threshold"],
-        code=code_version("matcher/linear.py", "linear.py"),
+        code=code_version("train_linear_matcher.py"),
     threads: workflow.cores
     conda:
         "../environment.yml"
@@ -94,7 +94,7 @@ rule predict_linear_matcher:
         f"{R}/logs/{{dataset}}/predict_matcher.{{indexer}}.linear.log",
     params:
         top_b=baseline_top_b,
-        code=code_version("matcher/linear.py", "linear.py"),
+        code=code_version("predict_linear_matcher.py"),
     threads: workflow.cores
     conda:
         "../environment.yml"
@@ -120,7 +120,7 @@ rule train_linear_matcher_features:
     params:
         C=CFG["linear_baseline"]["C"],
         threshold=CFG["linear_baseline"]["threshold"],
-        code=code_version("matcher/linear.py", "linear.py", "ranker.py"),
+        code=code_version("train_linear_matcher.py"),
     threads: workflow.cores
     conda:
         "../environment.yml"
@@ -139,7 +139,7 @@ rule predict_linear_matcher_features:
         f"{R}/logs/{{dataset}}/predict_matcher.{{indexer}}.linear.{{input}}.log",
     params:
         top_b=baseline_top_b,
-        code=code_version("matcher/linear.py", "linear.py", "ranker.py"),
+        code=code_version("predict_linear_matcher.py"),
     threads: workflow.cores
     conda:
         "../environment.yml"

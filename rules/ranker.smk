@@ -19,7 +19,7 @@ if RANKER_SHARDS == 1:
         params:
             ranker=ranker_params(),
             shard=None,
-            code=code_version("ranker.py", "linear.py"),
+            code=code_version("train_ranker.py"),
         threads: workflow.cores
         conda:
             "../environment.yml"
@@ -46,7 +46,7 @@ else:
         params:
             ranker=ranker_params(),
             shard=lambda wc: (int(wc.shard), RANKER_SHARDS),
-            code=code_version("ranker.py", "linear.py"),
+            code=code_version("train_ranker.py"),
         threads: workflow.cores
         conda:
             "../environment.yml"
@@ -62,7 +62,7 @@ else:
         log:
             f"{R}/logs/{{dataset}}/merge_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.log",
         params:
-            code=code_version("ranker.py", "linear.py"),
+            code=code_version("merge_ranker.py"),
         conda:
             "../environment.yml"
         script:
@@ -82,7 +82,7 @@ rule predict_ranker:
         f"{R}/benchmarks/{{dataset}}/predict_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.tsv"
     params:
         top_k=CFG["ranker"]["top_k"],
-        code=code_version("ranker.py", "linear.py"),
+        code=code_version("predict_ranker.py"),
     conda:
         "../environment.yml"
     script:

@@ -21,7 +21,7 @@ rule train_xr_matcher:
         model=encoder_model,
         matcher=matcher_params,
         xr=xmc_config.xr_params(CFG),
-        code=code_version("matcher/xr.py", "matcher/transformer.py", "devices.py"),
+        code=code_version("train_xr_matcher.py"),
     threads: gpu_threads(ONE_GPU)
     resources:
         gpu=ONE_GPU,  # one device: XR-Transformer and APLC do not train data-parallel
@@ -78,7 +78,7 @@ use rule predict_linear_matcher_features as predict_xr_shortlist with:
         f"{R}/logs/{{dataset}}/predict_xr_shortlist.{{indexer}}.{{encoder}}.log",
     params:
         top_b=matcher_top_b,
-        code=code_version("matcher/linear.py", "linear.py", "ranker.py"),
+        code=code_version("predict_linear_matcher.py"),
 
 
 rule train_aplc:
@@ -95,7 +95,7 @@ rule train_aplc:
     params:
         model=encoder_model,
         aplc=aplc_params,
-        code=code_version("aplc.py", "matcher/transformer.py", "devices.py"),
+        code=code_version("train_aplc.py"),
     threads: gpu_threads(ONE_GPU)
     resources:
         gpu=ONE_GPU,  # one device: XR-Transformer and APLC do not train data-parallel
@@ -116,7 +116,7 @@ rule predict_aplc:
         f"{R}/logs/{{dataset}}/predict_aplc.{{encoder}}.log",
     params:
         aplc=aplc_params,
-        code=code_version("aplc.py", "matcher/transformer.py", "devices.py"),
+        code=code_version("predict_aplc.py"),
     threads: gpu_threads(ONE_GPU)
     resources:
         gpu=ONE_GPU,

@@ -9,7 +9,7 @@ rule figure_label_frequency:
     log:
         f"{R}/logs/{{dataset}}/figure.label_frequency.log",
     params:
-        code=code_version("figures.py"),
+        code=code_version("figure_label_frequency.py"),
     conda:
         "../environment.yml"
     script:
@@ -29,7 +29,7 @@ rule figure_cluster_sizes:
         f"{R}/logs/{{dataset}}/figure.cluster_sizes.log",
     params:
         indexers=CFG["indexers"],
-        code=code_version("figures.py"),
+        code=code_version("figure_cluster_sizes.py"),
     conda:
         "../environment.yml"
     script:
@@ -48,7 +48,7 @@ rule figure_precision_at_k:
         f"{R}/logs/{{dataset}}/figure.precision_at_k.log",
     params:
         labels=figure_model_labels(),
-        code=code_version("figures.py"),
+        code=code_version("figure_precision_at_k.py"),
     conda:
         "../environment.yml"
     script:
@@ -73,7 +73,7 @@ rule timing:
         f"{R}/logs/timing.log",
     params:
         folder=f"{R}/benchmarks",
-        code=code_version("timing.py", "tables.py"),
+        code=code_version("timing.py"),
     conda:
         "../environment.yml"
     script:

@@ -11,7 +11,6 @@ import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
-from tiny_models import make_tiny_encoder  # noqa: E402
 from xmc.aplc import APLC, APLCLayer, APLCParams, aplc_loss, partition_labels, slanted_triangular  # noqa: E402
 from xmc.features import tokenize  # noqa: E402
 
@@ -102,8 +101,8 @@ def test_slanted_triangular():
     assert m[-1] == pytest.approx(1 / 32)
 
 
-def test_tiny_bert_trains_and_predicts(tmp_path):
-    enc = str(make_tiny_encoder("bert", tmp_path / "bert"))
+def test_tiny_bert_trains_and_predicts(tiny_encoder, tmp_path):
+    enc = str(tiny_encoder("bert"))
     words = ["sports", "politics", "science", "finance"]
     rng = np.random.default_rng(0)
     n = 40

@@ -14,7 +14,6 @@ import pytest
 import scipy.sparse as sp
 
 import xmc
-from tiny_models import make_tiny_encoder
 from xmc.bundle import BundleError, export_bundle, export_ensemble, load
 from xmc.cli import main
 from xmc.ensemble import ensemble
@@ -25,7 +24,9 @@ from xmc.label_repr import pifa
 from xmc.linear import decision_function
 from xmc.matcher.linear import LinearMatcher, top_b_dense
 from xmc.matcher.transformer import MatcherParams, TransformerMatcher
-from xmc.ranker import Ranker, cluster_targets, ranker_features
+from xmc.features import ranker_features
+from xmc.indexing import cluster_targets
+from xmc.ranker import Ranker
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
@@ -60,7 +61,7 @@ def _corpus(n, rng):
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def pipeline(tmp_path_factory, tiny_encoder):
     """Run the workflow's stages by hand, writing the files the workflow writes, and keep the test
     predictions each model makes (the reference for the bundles)."""
     root = tmp_path_factory.mktemp("pipeline")
@@ -78,7 +79,7 @@ def pipeline(tmp_path_factory):
     save_csr(root / "C.npz", C)
     M = cluster_targets(Y_train, C)
 
-    encoder = make_tiny_encoder("bert", root / "encoder")
+    encoder = tiny_encoder("bert")
     tok_train, tok_test = (tokenize(t, str(encoder), MAX_LENGTH) for t in (train, test))
     params = MatcherParams(max_steps=4, warmup_steps=1, batch_size=8, learning_rate=1e-3, top_b=TOP_B,
                            device="cpu", checkpoint_every=0, pooling="mean")

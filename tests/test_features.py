@@ -8,7 +8,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from tiny_models import make_tiny_encoder  # noqa: E402
 from xmc.encoders import encoder_family, resolve_encoder  # noqa: E402
 from xmc.features import TfidfParams, fit_tfidf, tokenize, transform_tfidf  # noqa: E402
 
@@ -17,9 +16,8 @@ DOCS = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
 
 
 @pytest.fixture(scope="module")
-def encoders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("encoders")
-    return {kind: str(make_tiny_encoder(kind, root / kind)) for kind in ("bert", "roberta", "xlnet")}
+def encoders(tiny_encoders):
+    return tiny_encoders
 
 
 # ---------------------------------------------------------------- TF-IDF

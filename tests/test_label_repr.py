@@ -7,7 +7,6 @@ import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
-from tiny_models import make_tiny_encoder  # noqa: E402
 from xmc.label_repr import fill_missing_label_texts, pifa, text_embedding  # noqa: E402
 
 # 3 instances, 3 labels (label 2 has no positive instance), 2 features
@@ -38,8 +37,8 @@ def test_pifa_validates_shapes():
 
 
 @pytest.fixture(scope="module")
-def bert(tmp_path_factory):
-    return str(make_tiny_encoder("bert", tmp_path_factory.mktemp("enc") / "bert"))
+def bert(tiny_encoder):
+    return str(tiny_encoder("bert"))
 
 
 def test_text_embedding_is_the_masked_mean_of_last_layer_states(bert):

@@ -7,7 +7,6 @@ import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
-from tiny_models import make_tiny_encoder  # noqa: E402
 from xmc.features import tokenize  # noqa: E402
 from xmc.matcher.transformer import (  # noqa: E402
     MatcherParams, TransformerMatcher, pool_hidden_states, predict_matcher, resolve_pooling,
@@ -33,9 +32,8 @@ def toy_task(n=32, seed=0):
 
 
 @pytest.fixture(scope="module")
-def encoders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("encoders")
-    return {kind: str(make_tiny_encoder(kind, root / kind)) for kind in ("bert", "roberta", "xlnet")}
+def encoders(tiny_encoders):
+    return tiny_encoders
 
 
 def fast_params(**kw):

@@ -4,14 +4,15 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
-from tiny_models import make_tiny_encoder  # noqa: E402
 from xmc.io import save_csr  # noqa: E402
 from xmc.matcher.launch import arguments, torchrun_command, train_from_files  # noqa: E402
 from xmc.matcher.transformer import MatcherParams, TransformerMatcher, _local_chunks  # noqa: E402
@@ -20,9 +21,9 @@ N, L, K, T = 18, 6, 3, 12
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_encoder):
     root = tmp_path_factory.mktemp("ddp")
-    encoder = make_tiny_encoder("bert", root / "bert")
+    encoder = Path(shutil.copytree(tiny_encoder("bert"), root / "bert"))  # changed below
     # No dropout anywhere: the ranks draw other masks than the single process does.
     config = json.loads((encoder / "config.json").read_text())
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -47,6 +48,7 @@ PARAMS = dict(max_steps=6, warmup_steps=1, learning_rate=1e-3, head_learning_rat
               grad_accum=3, dropout=0.0, device="cpu", seed=0, log_every=1, checkpoint_every=0)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_follow_the_single_process_loss(files, tmp_path):
     root, encoder = files
     args = arguments(encoder, root / "tokens.npz", root / "Y.npz", root / "C.npz", PARAMS,

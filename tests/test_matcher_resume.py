@@ -15,7 +15,6 @@ import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
 import xmc.matcher.transformer as transformer  # noqa: E402
-from tiny_models import make_tiny_encoder  # noqa: E402
 from xmc.features import tokenize  # noqa: E402
 from xmc.matcher.transformer import CHECKPOINT_FILE, MatcherParams, TransformerMatcher  # noqa: E402
 
@@ -36,10 +35,10 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def task(tmp_path_factory):
+def task(tmp_path_factory, tiny_encoder):
     """A tiny BERT and n docs whose cluster (K = 4) is one keyword among random filler words."""
     root = tmp_path_factory.mktemp("resume")
-    encoder = str(make_tiny_encoder("bert", root / "bert"))
+    encoder = str(tiny_encoder("bert"))
     rng = np.random.default_rng(0)
     texts = []
     for i in range(N):
@@ -98,6 +97,7 @@ print("FINISHED", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(task, tmp_path):
     encoder, ids, mask, M = task
     ckpt = tmp_path / "checkpoint"

@@ -33,6 +33,7 @@ def dry_run_jobs(configfile: Path, workdir: Path) -> dict[str, int]:
             if m.group(1) != "total"}
 
 
+@pytest.mark.slow
 def test_paper_dry_run_plans_the_whole_grid_offline(tmp_path):
     raw = load("paper.yaml")
     jsonschema.validate(raw, SCHEMA)

@@ -1,3 +1,4 @@
+import os
 import threading
 
 import pytest
@@ -36,4 +37,4 @@ def test_n_jobs_checks_and_worker_counts():
         with pytest.raises(ValueError, match="n_jobs"):
             check_n_jobs(bad)
     assert n_workers(4, 2) == 2 and n_workers(2, 0) == 1 and n_workers(1, 10) == 1
-    assert n_workers(-1, 10**6) >= 1
+    assert n_workers(-1, 10**6) == (os.cpu_count() or 1) and n_workers(-1, 1) == 1  # negative: one per CPU

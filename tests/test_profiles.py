@@ -11,6 +11,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # Snakemake runs and plans: pytest -m 'not slow' skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
 SAMPLE = ROOT / "data" / "eurlex57k-sample" / "eurlex57k-sample.tar.gz"

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from xmc.indexing import BalancedKMeans
+from xmc.features import ranker_features
+from xmc.indexing import BalancedKMeans, cluster_targets
 from xmc.io import load_csr
 from xmc.matcher.linear import LinearMatcher
 from xmc.metrics import precision_recall_at_k
@@ -11,9 +12,7 @@ from xmc.ranker import (
     Ranker,
     RankerParams,
     candidate_matrix,
-    cluster_targets,
     combine_scores,
-    ranker_features,
     shard_clusters,
 )
 

@@ -14,11 +14,12 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from tiny_models import make_tiny_encoder
 from xmc.data.download import fetch
 from xmc.bundle import load
 from xmc.data.readers import read_eurlex57k
 from xmc.io import read_lines
+
+pytestmark = pytest.mark.slow  # Snakemake runs and plans: pytest -m 'not slow' skips them
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "eurlex57k-sample" / "eurlex57k-sample.tar.gz"
@@ -63,12 +64,12 @@ def write_attentionxml(dataset, folder: Path, n_train: int, n_test: int) -> None
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, tiny_encoder):
     root = tmp_path_factory.mktemp("workflow")
     raw = root / "sample"
     fetch(str(SAMPLE), raw)
     write_attentionxml(read_eurlex57k(raw), root / "tiny-data", n_train=240, n_test=80)
-    encoder = make_tiny_encoder("bert", root / "tiny-bert")
+    encoder = tiny_encoder("bert")
     config = {
         "seed": 0,
         "datasets": {"tiny": {"source": str(root / "tiny-data"), "format": "attentionxml"}},
@@ -231,3 +232,53 @@ def test_invalid_config_fails_at_start_up(tmp_path, path, value, message):
     assert out.returncode != 0
     assert message in out.stdout + out.stderr
     assert not (tmp_path / "results").exists()
+
+
+def _reasons(out: str) -> dict[str, set[str]]:
+    """Rule -> the reasons Snakemake gives for its planned jobs (dry run)."""
+    reasons = {}
+    for block in re.split(r"\n(?=\[[^\]]*\]\n(?:local)?rule )", out):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        reason = re.search(r"^\s+reason: (.*)$", block, re.M)
+        if rule and reason:
+            reasons.setdefault(rule.group(1), set()).add(reason.group(1))
+    return reasons
+
+
+def test_editing_a_module_reruns_exactly_the_rules_that_reach_it(tiny_run, tmp_path):
+    """In a copy of the code, edit xmc/metrics.py, which train_linear_matcher reaches only through
+    xmc.matcher.linear and xmc.ranker: the jobs Snakemake plans for a change of params are jobs of the
+    rules whose scripts reach it (xmc.code_digest), every such rule is planned, and the other planned
+    jobs rerun only because their inputs will change. (Snakemake checks a job's params only when its
+    inputs are unchanged, so a reaching rule downstream of another shows the input reason.)"""
+    from test_code_digest import _rule_scripts
+    from xmc.code_digest import module_files
+
+    root, work, _, configfile = tiny_run
+    code = tmp_path / "code"
+    code.mkdir()
+    for name in ("Snakefile", "rules", "workflow_scripts", "xmc", "config", "report", "environment.yml"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, code / name)
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy, symlinks=True)
+
+    def plan() -> str:
+        cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(code / "Snakefile"), "--directory", str(copy),
+               "--configfile", str(configfile), "--cores", "2"]
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(code)}, cwd=copy)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return out.stdout + out.stderr
+
+    assert "Nothing to be done" in plan()  # the copy of the code plans as the original
+    metrics = code / "xmc" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "\n# an edit\n")
+    reasons = _reasons(plan())
+    params = {rule for rule, why in reasons.items() if any("Params have changed" in r for r in why)}
+    reaching = {rule for rule, (script, _, _) in _rule_scripts().items()
+                if script and metrics in module_files(code / "workflow_scripts" / script, code / "xmc")}
+    assert params and params <= reaching
+    assert reaching & {"train_ranker", "predict_ranker", "evaluate", "train_linear_matcher"} <= set(reasons)
+    for rule in set(reasons) - reaching:  # downstream of a reaching rule, not changed itself
+        assert all(r.startswith("Input files updated by another job") for r in reasons[rule]), (rule, reasons[rule])
+    assert "train_linear_matcher" in params  # reached only transitively, and upstream of the rankers
+    assert not {"prepare", "tfidf", "tokenize", "label_repr_pifa_tfidf"} & set(reasons)

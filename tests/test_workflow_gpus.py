@@ -21,6 +21,8 @@ from xmc.data.readers import read_eurlex57k
 from xmc.matcher.launch import train_from_files
 from xmc.matcher.transformer import TransformerMatcher
 
+pytestmark = pytest.mark.slow  # Snakemake runs and plans: pytest -m 'not slow' skips them
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -9,7 +9,6 @@ import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
-from tiny_models import make_tiny_encoder  # noqa: E402
 from xmc.features import tokenize  # noqa: E402
 from xmc.indexing import BalancedKMeans  # noqa: E402
 from xmc.matcher.transformer import MatcherParams, TransformerMatcher, beam_scores  # noqa: E402
@@ -156,8 +155,8 @@ def test_masked_loss_hand_computed():
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    return str(make_tiny_encoder("bert", tmp_path_factory.mktemp("xr") / "bert"))
+def tiny_bert(tiny_encoder):
+    return str(tiny_encoder("bert"))
 
 
 @pytest.mark.parametrize("negatives", ["online", "pass"])

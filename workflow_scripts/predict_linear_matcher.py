@@ -1,6 +1,6 @@
 from xmc.io import load_csr, load_npy, save_csr
 from xmc.matcher.linear import LinearMatcher
-from xmc.ranker import ranker_features
+from xmc.features import ranker_features
 from xmc.runlog import start
 
 log = start(snakemake.log[0], "predict_linear_matcher")

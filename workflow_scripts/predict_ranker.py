@@ -1,5 +1,6 @@
 from xmc.io import load_csr, load_npy, save_csr
-from xmc.ranker import Ranker, ranker_features
+from xmc.features import ranker_features
+from xmc.ranker import Ranker
 from xmc.runlog import start
 
 log = start(snakemake.log[0], "predict_ranker")

@@ -1,6 +1,7 @@
 from xmc.io import load_csr, load_npy
 from xmc.matcher.linear import LinearMatcher
-from xmc.ranker import cluster_targets, ranker_features
+from xmc.features import ranker_features
+from xmc.indexing import cluster_targets
 from xmc.runlog import start
 
 log = start(snakemake.log[0], "train_linear_matcher")

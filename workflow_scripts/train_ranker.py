@@ -1,5 +1,6 @@
 from xmc.io import load_csr, load_npy
-from xmc.ranker import Ranker, ranker_features, shard_clusters
+from xmc.features import ranker_features
+from xmc.ranker import Ranker, shard_clusters
 from xmc.runlog import start
 
 log = start(snakemake.log[0], "train_ranker")

@@ -269,7 +269,7 @@ class _Model:
 
     def scores(self, texts: list[str], top_k: int, batch_size: int) -> sp.csr_matrix:
         from xmc.features import transform_tfidf
-        from xmc.ranker import ranker_features
+        from xmc.features import ranker_features
 
         m = self.manifest
         X = transform_tfidf(self.vectorizer, texts)

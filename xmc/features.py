@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.preprocessing import normalize
 from tqdm.auto import tqdm
 
 from xmc.params import FromDict
@@ -121,3 +122,29 @@ def tokenize(texts: Sequence[str], encoder_dir: str, max_length: int = 128,
         input_ids[start:start + batch_size] = enc["input_ids"]
         attention_mask[start:start + batch_size] = enc["attention_mask"]
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def ranker_features(X_tfidf, emb=None) -> sp.csr_matrix:
+    """Ranker (and linear matcher) input from TF-IDF and/or dense embeddings:
+
+    - ``tfidf``: X_tfidf as is (emb None);
+    - ``tfidf+neural`` / ``tfidf+fnt``: hstack([l2norm(X_tfidf), l2norm(emb)]);
+    - ``pre`` (X_tfidf None): l2norm(emb) as CSR.
+
+    X_tfidf : sparse (N, D) or None; emb : dense (N, d) or None (not both None).
+    Returns CSR float32 (N, D), (N, D + d) or (N, d).
+    """
+    if X_tfidf is None:
+        if emb is None:
+            raise ValueError("ranker_features: expected X_tfidf, emb or both, got neither")
+        emb = np.asarray(emb, dtype=np.float32)
+        if emb.ndim != 2:
+            raise ValueError(f"emb: expected a 2-d array (N, d), got shape {emb.shape}")
+        return sp.csr_matrix(normalize(emb), dtype=np.float32)
+    X = sp.csr_matrix(X_tfidf, dtype=np.float32)
+    if emb is None:
+        return X
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != X.shape[0]:
+        raise ValueError(f"emb: expected shape ({X.shape[0]}, d) to match X_tfidf, got {emb.shape}")
+    return sp.hstack([normalize(X), sp.csr_matrix(normalize(emb))], format="csr", dtype=np.float32)

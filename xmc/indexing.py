@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from xmc.parallel import check_n_jobs, thread_map
 from xmc.params import FromDict
 
-__all__ = ["default_n_clusters", "BalancedKMeans", "IndexingParams"]
+__all__ = ["default_n_clusters", "BalancedKMeans", "IndexingParams", "cluster_targets", "sparse_pattern"]
 
 
 def default_n_clusters(n_labels: int) -> int:
@@ -196,3 +196,28 @@ class BalancedKMeans:
             c0 = np.asarray(Zs.T @ left.astype(Zs.dtype)).ravel().astype(np.float64)
             c1 = total - c0
         return left, it
+
+
+def sparse_pattern(M, name: str, nonzero_only: bool) -> sp.csr_matrix:
+    """Boolean CSR of M's entries (stored entries, or only nonzero values if ``nonzero_only``)."""
+    if not sp.issparse(M):
+        raise ValueError(f"{name}: expected a scipy sparse matrix, got {type(M).__name__}")
+    M = sp.csr_matrix(M, copy=True)
+    M.sum_duplicates()
+    if nonzero_only:
+        M.eliminate_zeros()
+    return sp.csr_matrix((np.ones(M.nnz, dtype=bool), M.indices, M.indptr), shape=M.shape)
+
+
+def cluster_targets(Y, C) -> sp.csr_matrix:
+    """Binarised Y C: CSR float32 (N, K), 1 where instance i has a true label in cluster k.
+
+    Y : sparse (N, L) 0/1; C : sparse (L, K) 0/1.
+    """
+    if Y.shape[1] != C.shape[0]:
+        raise ValueError(f"Y has {Y.shape[1]} labels but C has {C.shape[0]} rows (labels)")
+    M = sparse_pattern(Y, "Y", True).astype(np.float32) @ sparse_pattern(C, "C", True).astype(np.float32)
+    M = sp.csr_matrix(M)
+    M.eliminate_zeros()
+    M.data[:] = 1.0
+    return M

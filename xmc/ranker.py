@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
-from sklearn.preprocessing import normalize
 from tqdm.auto import tqdm
 
+from xmc.indexing import cluster_targets, sparse_pattern
 from xmc.linear import fit_ova_blocks, load_weights, save_weights
 from xmc.metrics import csr_row_top_k
 from xmc.params import FromDict
@@ -27,9 +27,7 @@ __all__ = [
     "RankerParams",
     "Ranker",
     "candidate_matrix",
-    "cluster_targets",
     "combine_scores",
-    "ranker_features",
     "shard_clusters",
 ]
 
@@ -57,31 +55,6 @@ def combine_scores(g, h, method: str):
     return np.exp(-np.maximum(0.0, 1.0 - g) ** p) * np.exp(-np.maximum(0.0, 1.0 - h) ** p)
 
 
-def _structure(M, name: str, nonzero_only: bool) -> sp.csr_matrix:
-    """Boolean CSR of M's entries (stored entries, or only nonzero values if ``nonzero_only``)."""
-    if not sp.issparse(M):
-        raise ValueError(f"{name}: expected a scipy sparse matrix, got {type(M).__name__}")
-    M = sp.csr_matrix(M, copy=True)
-    M.sum_duplicates()
-    if nonzero_only:
-        M.eliminate_zeros()
-    return sp.csr_matrix((np.ones(M.nnz, dtype=bool), M.indices, M.indptr), shape=M.shape)
-
-
-def cluster_targets(Y, C) -> sp.csr_matrix:
-    """Binarised Y C: CSR float32 (N, K), 1 where instance i has a true label in cluster k.
-
-    Y : sparse (N, L) 0/1; C : sparse (L, K) 0/1.
-    """
-    if Y.shape[1] != C.shape[0]:
-        raise ValueError(f"Y has {Y.shape[1]} labels but C has {C.shape[0]} rows (labels)")
-    M = _structure(Y, "Y", True).astype(np.float32) @ _structure(C, "C", True).astype(np.float32)
-    M = sp.csr_matrix(M)
-    M.eliminate_zeros()
-    M.data[:] = 1.0
-    return M
-
-
 def candidate_matrix(M_true, M_pred, negatives: str) -> sp.csr_matrix:
     """Training rows of each cluster: CSR bool (N, K).
 
@@ -97,37 +70,11 @@ def candidate_matrix(M_true, M_pred, negatives: str) -> sp.csr_matrix:
     if M_pred is not None and M_pred.shape != M_true.shape:
         raise ValueError(f"M_pred has shape {M_pred.shape} but M_true has {M_true.shape}")
     if negatives == "tfn":
-        return _structure(M_true, "M_true", True)
+        return sparse_pattern(M_true, "M_true", True)
     if negatives == "man":
-        return _structure(M_pred, "M_pred", False)
-    union = _structure(M_true, "M_true", True) + _structure(M_pred, "M_pred", False)
+        return sparse_pattern(M_pred, "M_pred", False)
+    union = sparse_pattern(M_true, "M_true", True) + sparse_pattern(M_pred, "M_pred", False)
     return sp.csr_matrix(union, dtype=bool)
-
-
-def ranker_features(X_tfidf, emb=None) -> sp.csr_matrix:
-    """Ranker (and linear matcher) input from TF-IDF and/or dense embeddings:
-
-    - ``tfidf``: X_tfidf as is (emb None);
-    - ``tfidf+neural`` / ``tfidf+fnt``: hstack([l2norm(X_tfidf), l2norm(emb)]);
-    - ``pre`` (X_tfidf None): l2norm(emb) as CSR.
-
-    X_tfidf : sparse (N, D) or None; emb : dense (N, d) or None (not both None).
-    Returns CSR float32 (N, D), (N, D + d) or (N, d).
-    """
-    if X_tfidf is None:
-        if emb is None:
-            raise ValueError("ranker_features: expected X_tfidf, emb or both, got neither")
-        emb = np.asarray(emb, dtype=np.float32)
-        if emb.ndim != 2:
-            raise ValueError(f"emb: expected a 2-d array (N, d), got shape {emb.shape}")
-        return sp.csr_matrix(normalize(emb), dtype=np.float32)
-    X = sp.csr_matrix(X_tfidf, dtype=np.float32)
-    if emb is None:
-        return X
-    emb = np.asarray(emb, dtype=np.float32)
-    if emb.ndim != 2 or emb.shape[0] != X.shape[0]:
-        raise ValueError(f"emb: expected shape ({X.shape[0]}, d) to match X_tfidf, got {emb.shape}")
-    return sp.hstack([normalize(X), sp.csr_matrix(normalize(emb))], format="csr", dtype=np.float32)
 
 
 @dataclass
@@ -146,7 +93,7 @@ class RankerParams(FromDict):
 def _assignment_from_C(C_assign) -> tuple[np.ndarray, int]:
     if not sp.issparse(C_assign):
         raise ValueError("C_assign: expected a sparse (L, K) 0/1 matrix")
-    Cs = _structure(C_assign, "C_assign", True)
+    Cs = sparse_pattern(C_assign, "C_assign", True)
     per_label = np.diff(Cs.indptr)
     bad = np.flatnonzero(per_label != 1)
     if bad.size:

@@ -22,7 +22,7 @@ def train_from_files(encoder_dir, tokens, Y, C, params: dict, checkpoint_dir=Non
     """Read tokens (npz with input_ids, attention_mask), Y (N, L) and C (L, K); train on M = binarise(Y C)."""
     from xmc.io import load_csr
     from xmc.matcher.transformer import MatcherParams, TransformerMatcher
-    from xmc.ranker import cluster_targets
+    from xmc.indexing import cluster_targets
 
     p = MatcherParams.from_dict(params)
     arrays = np.load(tokens)

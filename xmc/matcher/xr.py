@@ -132,7 +132,7 @@ def level_assignment(assignment, n_clusters: int, level: int) -> np.ndarray:
 
 def level_targets(Y, assignment, n_clusters: int, level: int) -> sp.csr_matrix:
     """Binarised Y C_t: CSR float32 (N, level), 1 where an instance has a label in that cluster."""
-    from xmc.ranker import cluster_targets
+    from xmc.indexing import cluster_targets
 
     a = level_assignment(assignment, n_clusters, level)
     C = sp.csr_matrix((np.ones(a.size, dtype=np.float32), (np.arange(a.size), a)), shape=(a.size, level))

@@ -1,0 +1,98 @@
+"""Which modules of the ``xmc`` package a workflow script runs, and a digest of them.
+
+Snakemake reruns a job when its params change, but it does not look inside an imported package. Each
+rule therefore carries, as a param, a digest of its script and of every ``xmc`` module the script
+imports, transitively: editing a module reruns exactly the rules that can run its code, and no list
+of modules has to be kept by hand.
+
+Imports are read from the source (``ast``), not by importing: ``import xmc.a``, ``from xmc.a import
+b`` (b a module or a name), relative imports, and imports inside functions (a lazy import still runs
+the module when the function is called). A package's ``__init__.py`` runs whenever one of its modules
+is imported, so it counts too, but only its module-level imports are followed: the ones in its
+functions (``xmc.load``'s lazy import of the bundle code) run only when that function is called.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+__all__ = ["module_files", "digest"]
+
+
+def _module_file(root: Path, package: str, dotted: str) -> Path | None:
+    """File of module ``dotted`` (e.g. ``xmc.matcher.linear``) under ``root`` (the package folder)."""
+    parts = dotted.split(".")
+    if parts[0] != package:
+        return None
+    base = root.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py") if parts[1:] else None, base / "__init__.py"):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def _dotted_name(root: Path, package: str, path: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = [package, *rel.parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_nodes(tree: ast.Module, top_level_only: bool):
+    """Import nodes of a module; with ``top_level_only``, none inside a function or class body."""
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif top_level_only and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _imported_modules(tree: ast.Module, current: str, is_package: bool, top_level_only: bool) -> set[str]:
+    """Dotted names of the modules (or names in modules) that ``tree`` imports."""
+    found = set()
+    for node in _import_nodes(tree, top_level_only):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+            continue
+        if node.level:  # relative: from the current package, up level - 1
+            package = current if is_package else current.rpartition(".")[0]
+            for _ in range(node.level - 1):
+                package = package.rpartition(".")[0]
+            module = f"{package}.{node.module}" if node.module else package
+        else:
+            module = node.module
+        found.add(module)
+        found.update(f"{module}.{alias.name}" for alias in node.names)  # kept where it is a module
+    return found
+
+
+def module_files(script, root, package: str = "xmc") -> list[Path]:
+    """The files of ``package`` (its folder is ``root``) that ``script`` runs, transitively, sorted."""
+    root = Path(root)
+    seen: dict[Path, None] = {}
+    todo = [(Path(script), None, False)]  # (file, its dotted name or None for the script, is a package)
+    while todo:
+        path, name, is_package = todo.pop()
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for dotted in _imported_modules(tree, name or "", is_package, top_level_only=is_package):
+            parts = dotted.split(".")
+            # importing a.b.c runs a/__init__.py and a/b/__init__.py first
+            for i in range(1, len(parts) + 1):
+                found = _module_file(root, package, ".".join(parts[:i]))
+                if found is not None and found not in seen:
+                    seen[found] = None
+                    todo.append((found, _dotted_name(root, package, found), found.name == "__init__.py"))
+    return sorted(seen)
+
+
+def digest(script, root, package: str = "xmc") -> str:
+    """sha256 (16 hex digits) of ``script`` and every ``package`` file it runs, with their paths."""
+    root, script = Path(root), Path(script)
+    h = hashlib.sha256()
+    h.update(script.name.encode() + b"\0" + script.read_bytes())
+    for path in module_files(script, root, package):
+        h.update(b"\0" + path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
