@@ -8,8 +8,10 @@ from snakemake.utils import validate
 
 from xmc import code_digest as xmc_code_digest
 from xmc import config as xmc_config
+from xmc.data import download as xmc_download
 from xmc import devices as xmc_devices
 from xmc import paper as xmc_paper
+from xmc import plan as xmc_plan
 
 R = "results"
 
@@ -46,11 +48,8 @@ ONE_GPU = min(1, MATCHER_GPUS)  # inference, text-emb, phi_pre, XR-Transformer, 
 
 
 def _check_thread_cap():
-    """A profile's set-threads above --cores is cut silently by Snakemake, and under SLURM the job then
-    asks for fewer CPUs than the profile says: the usual cause is profiles/default's `cores: all`
-    merged on top of profiles/slurm's."""
-    capped = {rule: getattr(n, "value", n) for rule, n in workflow.resource_settings.overwrite_threads.items()
-              if isinstance(getattr(n, "value", n), int) and getattr(n, "value", n) > workflow.cores}
+    """The usual cause: profiles/default's `cores: all` merged on top of profiles/slurm's."""
+    capped = xmc_devices.threads_over_cores(workflow.resource_settings.overwrite_threads, workflow.cores)
     if capped:
         logger.warning(f"set-threads asks for more threads than --cores {workflow.cores} allows, so "
                        f"Snakemake cuts them to {workflow.cores}: {capped}. With profiles/slurm, run "
@@ -72,11 +71,11 @@ def gpu_threads(gpus):
 
 # ---- final targets -------------------------------------------------------------------------
 def model_names():
-    return [m.name for m in xmc_config.models(CFG)] + xmc_config.aplc_models(CFG) + list(CFG["ensembles"])
+    return xmc_plan.model_names(CFG)
 
 
 def get_final_output():
-    return [f"{R}/tables/results.csv", f"{R}/tables/results.md"] + report_outputs() + all_bundles()
+    return [f"{R}/tables/results.csv", f"{R}/tables/results.md"] + report_outputs() + xmc_plan.bundles(CFG, R)
 
 
 def all_metrics():
@@ -89,9 +88,9 @@ def dataset_cfg(wildcards):
 
 
 def download_input(wildcards):
-    """A local source is an input, so replacing the archive reruns everything downstream."""
-    source = dataset_cfg(wildcards)["source"]
-    return [] if re.match(r"^(https?|file)://", source) else [source]
+    """A local source's files are inputs, so replacing the archive, or rewriting a file inside a
+    source folder, reruns everything downstream."""
+    return xmc_download.local_source_files(dataset_cfg(wildcards)["source"])
 
 
 def download_source(wildcards):
@@ -153,58 +152,16 @@ def label_repr_path(wildcards):
 
 
 # ---- rankers -------------------------------------------------------------------------------
-def feature_files(dataset, indexer, matcher, input):
-    """X_{train,test} (TF-IDF) and/or emb_{train,test} (dense) files of a ranker input; the linear
-    baselines' matcher reads the same features as their rankers."""
-    files = {}
-
-    def tfidf():
-        files.update(X_train=f"{R}/{dataset}/tfidf/X.train.npz", X_test=f"{R}/{dataset}/tfidf/X.test.npz")
-
-    def emb(folder):
-        files.update(emb_train=f"{folder}/emb.train.npy", emb_test=f"{folder}/emb.test.npy")
-
-    if input == "tfidf":
-        tfidf()
-    elif input == "tfidf+neural":
-        if matcher == xmc_config.LINEAR_MATCHER:
-            raise ValueError("the linear matcher has no neural embeddings: use ranker input 'tfidf'")
-        tfidf()
-        emb(f"{R}/{dataset}/matcher/{indexer}/{matcher}")
-    else:
-        kind, encoder = xmc_config.parse_linear_input(input)
-        if matcher != xmc_config.LINEAR_MATCHER:
-            raise ValueError(f"ranker input {input!r} belongs to the linear baselines (matcher 'linear')")
-        if kind == "pre":
-            emb(f"{R}/{dataset}/pretrained/{encoder}")
-        else:  # tfidf+fnt: the fine-tuned matcher of the same indexer
-            tfidf()
-            emb(f"{R}/{dataset}/matcher/{indexer}/{encoder}")
-    return files
-
-
-def matcher_dir(dataset, indexer, matcher, input):
-    """A transformer matcher's folder; the linear matcher's is `linear` on TF-IDF, `linear.{input}`
-    on the other baseline features."""
-    if matcher == xmc_config.LINEAR_MATCHER and input != "tfidf":
-        return f"{R}/{dataset}/matcher/{indexer}/linear.{input}"
-    return f"{R}/{dataset}/matcher/{indexer}/{matcher}"
-
-
-def ranker_features(wildcards):
-    """Features of the ranker input plus the matcher's top-b clusters of both splits."""
+def ranker_input_files(wildcards):
+    """Features of the ranker input plus the top-b clusters of both splits."""
     w = wildcards
-    base = matcher_dir(w.dataset, w.indexer, w.matcher, w.input)
-    files = feature_files(w.dataset, w.indexer, w.matcher, w.input)
-    if xmc_config.uses_xr_shortlist(CFG, w.matcher):  # PECOS's concat linear tree picks the clusters
-        base = f"{base}/shortlist"
-    files.update(M_train=f"{base}/topb.train.npz", M_test=f"{base}/topb.test.npz")
-    return files
+    return xmc_plan.ranker_input_files(CFG, R, w.dataset, w.indexer, w.matcher, w.input)
 
 
 def linear_matcher_features(wildcards):
     """Features of a linear baseline's matcher (the same as its rankers')."""
-    return feature_files(wildcards.dataset, wildcards.indexer, xmc_config.LINEAR_MATCHER, wildcards.input)
+    w = wildcards
+    return xmc_plan.feature_files(R, w.dataset, w.indexer, xmc_config.LINEAR_MATCHER, w.input)
 
 
 def ranker_params():
@@ -228,16 +185,7 @@ def ensemble_members(wildcards):
 
 def model_description(wildcards):
     """Columns of the results table for one model or ensemble."""
-    name = wildcards.model
-    if name in CFG["ensembles"]:
-        members = [xmc_config.describe_model(CFG, m) for m in xmc_config.ensemble_members(CFG, name)]
-        join = lambda attr: "+".join(dict.fromkeys(v for m in members if (v := getattr(m, attr))))
-        return {"indexer": join("indexer"), "matcher": join("matcher"), "ranker_input": join("input"),
-                "negatives": join("negatives"), "combine": join("combine"),
-                "ensemble": CFG["ensembles"][name]["method"]}
-    m = xmc_config.describe_model(CFG, name)
-    return {"indexer": m.indexer, "matcher": m.matcher, "ranker_input": m.input,
-            "negatives": m.negatives, "combine": m.combine, "ensemble": ""}
+    return xmc_plan.model_description(CFG, wildcards.model)
 
 
 # ---- tables, figures, timing (rules/evaluate.smk, rules/report.smk) ------------------------
@@ -290,61 +238,9 @@ def aplc_params(wildcards):
 
 
 # ---- exported bundles ----------------------------------------------------------------------
-def all_bundles():
-    """Every model and ensemble but those a bundle cannot hold yet: APLC's end-to-end models, and the
-    linear matchers over encoder features, i.e. the baselines on phi_pre / phi_fnt and XR-Transformer's
-    linear shortlist (a bundle would need the encoder beside the linear matcher)."""
-    skip = set(xmc_config.aplc_models(CFG)) | {
-        m.name for m in xmc_config.baseline_models(CFG) if m.input != "tfidf"} | {
-        m.name for m in xmc_config.xr_models(CFG) if xmc_config.uses_xr_shortlist(CFG, m.matcher)}
-    return [f"{R}/{ds}/models/{name}" for ds in DATASETS for name in model_names()
-            if name not in skip and not set(_ensemble_members_or_empty(name)) & skip]
-
-
-def _ensemble_members_or_empty(name):
-    return xmc_config.ensemble_members(CFG, name) if name in CFG["ensembles"] else []
-
-
 def export_inputs(wildcards):
-    """A model's trained parts, or an ensemble's member bundles; its metrics go in the manifest."""
-    ds, name = wildcards.dataset, wildcards.model
-    files = {"labels": f"{R}/{ds}/prepared/label_names.txt", "metrics": f"{R}/{ds}/metrics/{name}.json"}
-    if name in CFG["ensembles"]:
-        files["members"] = [f"{R}/{ds}/models/{m}" for m in xmc_config.ensemble_members(CFG, name)]
-        return files
-    m = xmc_config.Model.parse(name)
-    base = f"{R}/{ds}/matcher/{m.indexer}/{m.matcher}"
-    files.update({
-        "vectorizer": f"{R}/{ds}/tfidf/vectorizer.pkl",
-        "assignment": f"{R}/{ds}/indexer/{m.indexer}/C.npz",
-        "matcher": f"{base}/model.npz" if m.matcher == xmc_config.LINEAR_MATCHER else f"{base}/model",
-        "ranker": f"{R}/{ds}/ranker/{m.indexer}/{m.matcher}/{m.input}.{m.negatives}/model.npz",
-    })
-    return files
+    return xmc_plan.export_inputs(CFG, R, wildcards.dataset, wildcards.model)
 
 
 def export_settings(wildcards):
-    """What the bundle needs to predict as the workflow did, and the config sections behind it."""
-    ds, name = wildcards.dataset, wildcards.model
-    top_k = CFG["ranker"]["top_k"]
-    if name in CFG["ensembles"]:
-        return {"kind": "ensemble", "method": CFG["ensembles"][name]["method"], "top_k": top_k,
-                "config": {"ensemble": CFG["ensembles"][name], "seed": CFG["seed"]}}
-    m = xmc_config.Model.parse(name)
-    config = {"seed": CFG["seed"], "tfidf": CFG["tfidf"], "indexing": CFG["indexing"],
-              "n_clusters": xmc_config.n_clusters(CFG, ds),
-              "ranker": {"C": CFG["ranker"]["C"], "threshold": CFG["ranker"]["threshold"], "top_k": top_k}}
-    if m.matcher == xmc_config.LINEAR_MATCHER:
-        config["linear_baseline"] = CFG["linear_baseline"]
-        top_b, max_length = CFG["matcher"]["top_b"], None
-    else:
-        encoder = m.matcher.removeprefix(xmc_config.XR_MATCHER_PREFIX)  # an XR matcher fine-tunes its encoder
-        config["encoder"] = CFG["encoders"][encoder]
-        config["matcher"] = xmc_config.matcher_params(CFG, ds, encoder)
-        top_b, max_length = config["matcher"]["top_b"], CFG["encoders"][encoder].get("max_length", 128)
-    if m.indexer == "text-emb":
-        config["text_emb"] = CFG["text_emb"]
-    if m.indexer == "pifa-neural":
-        config["pifa_neural"] = CFG["pifa_neural"]
-    return {"kind": "model", "ranker_input": m.input, "combine": m.combine, "top_b": top_b, "top_k": top_k,
-            "max_length": max_length, "config": config}
+    return xmc_plan.export_settings(CFG, wildcards.dataset, wildcards.model)

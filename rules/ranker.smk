@@ -2,56 +2,40 @@ RANKER = f"{R}/{{dataset}}/ranker/{{indexer}}/{{matcher}}/{{input}}.{{negatives}
 RANKER_SHARDS = CFG["ranker"]["shards"]
 
 
-if RANKER_SHARDS == 1:
+# ranker.shards > 1: each ranker trains as that many jobs, each over the labels of a contiguous run
+# of K / shards clusters, and merge_ranker joins them into model.npz (the same weights).
+SHARDED = RANKER_SHARDS > 1
+SHARD = f".{{shard}}-of-{RANKER_SHARDS}" if SHARDED else ""
 
-    rule train_ranker:
-        """Per-label linear one-vs-all models inside clusters, on TFN / MAN / TFN+MAN negatives."""
-        input:
-            unpack(ranker_features),
-            Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
-            C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
-        output:
-            f"{RANKER}/model.npz",
-        log:
-            f"{R}/logs/{{dataset}}/train_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.log",
-        benchmark:
-            f"{R}/benchmarks/{{dataset}}/train_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.tsv"
-        params:
-            ranker=ranker_params(),
-            shard=None,
-            code=code_version("train_ranker.py"),
-        threads: workflow.cores
-        conda:
-            "../environment.yml"
-        script:
-            "../workflow_scripts/train_ranker.py"
 
-else:
+rule train_ranker:
+    """Per-label linear one-vs-all models inside clusters, on TFN / MAN / TFN+MAN negatives (one
+    shard of them with ranker.shards > 1). An XR-Transformer row's MAN negatives come from the
+    linear shortlist's top-b with xr_transformer.shortlist: linear (see ranker_input_files)."""
+    input:
+        unpack(ranker_input_files),
+        Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
+        C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
+    output:
+        temp(f"{RANKER}/shards/{{shard}}-of-{RANKER_SHARDS}.npz") if SHARDED else f"{RANKER}/model.npz",
+    log:
+        f"{R}/logs/{{dataset}}/train_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}{SHARD}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/train_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}{SHARD}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+    params:
+        ranker=ranker_params(),
+        shard=lambda wc: (int(wc.shard), RANKER_SHARDS) if SHARDED else None,
+        code=code_version("train_ranker.py"),
+    threads: workflow.cores
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/train_ranker.py"
 
-    rule train_ranker:
-        """One shard of the ranker: the labels of a contiguous run of K / shards clusters
-        (ranker.shards > 1); merge_ranker joins the shards into model.npz."""
-        input:
-            unpack(ranker_features),
-            Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
-            C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
-        output:
-            temp(f"{RANKER}/shards/{{shard}}-of-{RANKER_SHARDS}.npz"),
-        log:
-            f"{R}/logs/{{dataset}}/train_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{shard}}-of-{RANKER_SHARDS}.log",
-        benchmark:
-            f"{R}/benchmarks/{{dataset}}/train_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{shard}}-of-{RANKER_SHARDS}.tsv"
-        wildcard_constraints:
-            shard=r"\d+",
-        params:
-            ranker=ranker_params(),
-            shard=lambda wc: (int(wc.shard), RANKER_SHARDS),
-            code=code_version("train_ranker.py"),
-        threads: workflow.cores
-        conda:
-            "../environment.yml"
-        script:
-            "../workflow_scripts/train_ranker.py"
+
+if SHARDED:
 
     rule merge_ranker:
         """Join the ranker shards: each label's weights come from the one shard that trained them."""
@@ -72,7 +56,7 @@ else:
 rule predict_ranker:
     """Score the labels of each test instance's top-b clusters and combine with the matcher: sigma(g, h)."""
     input:
-        unpack(ranker_features),
+        unpack(ranker_input_files),
         model=f"{RANKER}/model.npz",
     output:
         f"{R}/{{dataset}}/predictions/{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.npz",

@@ -118,3 +118,58 @@ def test_ranker_shards_default_and_bounds():
     cfg["ranker"]["shards"] = 0
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(cfg, SCHEMA)
+
+
+def test_each_allowed_value_has_one_home():
+    """The schema's definitions are the declaration; the config module's and the library's tuples
+    must list the same values, and the schema's defaults must be config.DEFAULTS'."""
+    from xmc.ensemble import ENSEMBLE_METHODS
+    from xmc.matcher.transformer import POOLINGS, PRECISIONS
+    from xmc.ranker import COMBINE_METHODS, NEGATIVES
+
+    enum = lambda name: tuple(SCHEMA["definitions"][name]["enum"])
+    assert enum("indexer") == xc.INDEXERS
+    assert enum("ranker_input") == xc.RANKER_INPUTS
+    assert enum("linear_input") == xc.LINEAR_INPUTS
+    assert enum("negatives") == xc.NEGATIVES == NEGATIVES
+    assert enum("combine") == xc.COMBINE == COMBINE_METHODS
+    assert enum("ensemble_method") == ENSEMBLE_METHODS
+    assert enum("pooling") == POOLINGS and enum("precision") == PRECISIONS
+    assert set(SCHEMA["properties"]["paper"]["properties"]["roles"]["properties"]) == set(xc.PAPER_ROLES)
+
+    def defaults(schema, path=()):
+        for key, sub in schema.get("properties", {}).items():
+            if "default" in sub:
+                yield path + (key,), sub["default"]
+            yield from defaults(sub, path + (key,))
+
+    found = list(defaults(SCHEMA))
+    assert len(found) >= 10
+    for path, value in found:
+        node = xc.DEFAULTS
+        for key in path:
+            node = node[key]
+        assert node == value, (path, node, value)
+
+
+def test_config_defaults_are_the_library_defaults():
+    """config.DEFAULTS repeats the estimators' defaults the workflow passes on: they must agree."""
+    import dataclasses
+    import inspect
+
+    from xmc.features import TfidfParams
+    from xmc.indexing import BalancedKMeans
+    from xmc.matcher.transformer import MatcherParams
+    from xmc.matcher.xr import XRParams
+    from xmc.ranker import Ranker
+
+    d = xc.DEFAULTS
+    tfidf = {f.name: f.default for f in dataclasses.fields(TfidfParams)}
+    assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in tfidf.items() if k in d["tfidf"]} == d["tfidf"]
+    xr = {f.name: f.default for f in dataclasses.fields(XRParams)}
+    assert {k: d["xr_transformer"][k] for k in xr} == xr
+    assert MatcherParams().top_b == d["matcher"]["top_b"]
+    assert inspect.signature(BalancedKMeans).parameters["max_iter"].default == d["indexing"]["max_iter"]
+    ranker = inspect.signature(Ranker).parameters
+    assert [ranker[k].default for k in ("C", "threshold")] == [d["ranker"]["C"], d["ranker"]["threshold"]]
+    assert ranker["negatives"].default in d["ranker"]["negatives"]

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from xmc.devices import assign_gpus, slot_folder, threads_per_gpu_job, visible_gpus
+from xmc.devices import assign_gpus, slot_folder, threads_over_cores, threads_per_gpu_job, visible_gpus
 
 
 def env(devices="0,1,2", **extra):
@@ -156,3 +156,12 @@ def test_slurm_without_cuda_visible_devices_uses_the_gpus_nvidia_smi_lists(tmp_p
     e = {"SLURM_JOB_ID": "9"}
     with assign_gpus(4, tmp_path / "locks", environ=e) as d:
         assert sorted(d) == ["0", "1", "2", "3"] and e["CUDA_VISIBLE_DEVICES"] == ",".join(d)
+
+
+def test_threads_over_cores():
+    class Res:  # Snakemake's Resource
+        def __init__(self, value):
+            self.value = value
+
+    assert threads_over_cores({"train_matcher": Res(8), "cluster": 4, "tfidf": Res(2)}, 4) == {"train_matcher": 8}
+    assert threads_over_cores({}, 2) == {}

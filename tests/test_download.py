@@ -205,3 +205,18 @@ def test_http_download_from_local_server(archives, tmp_path, caplog):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_local_source_files(tmp_path):
+    from xmc.data.download import local_source_files
+
+    (tmp_path / "ds" / "sub").mkdir(parents=True)
+    for name in ("b.txt", "a.txt", "sub/c.txt"):
+        (tmp_path / "ds" / name).write_text("x")
+    folder = str(tmp_path / "ds")
+    want = [f"{folder}/a.txt", f"{folder}/b.txt", f"{folder}/sub/c.txt"]
+    assert local_source_files(folder) == want
+    assert local_source_files("file://" + folder) == want
+    assert local_source_files(f"{folder}/a.txt") == [f"{folder}/a.txt"]
+    assert local_source_files("https://example.org/x.tar.gz") == []
+    assert local_source_files(str(tmp_path / "missing.zip")) == [str(tmp_path / "missing.zip")]  # Snakemake names it

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from xmc.indexing import BalancedKMeans, IndexingParams, default_n_clusters
+from xmc.indexing import BalancedKMeans, default_n_clusters
 
 
 def _clustered(n_per=25, n_groups=4, d=60, seed=0):
@@ -104,10 +104,3 @@ def test_bad_inputs():
         BalancedKMeans(2, max_iter=0).fit(np.eye(4))
     with pytest.raises(ValueError, match="n_jobs"):
         BalancedKMeans(2, n_jobs=0).fit(np.eye(4))
-
-
-def test_params_from_dict():
-    p = IndexingParams.from_dict({"n_clusters": 8, "seed": 2})
-    assert p.n_clusters == 8 and p.seed == 2 and p.max_iter == 20
-    with pytest.raises(ValueError, match="'depth'"):
-        IndexingParams.from_dict({"depth": 3})

@@ -10,7 +10,6 @@ from xmc.metrics import precision_recall_at_k
 from xmc.ranker import (
     COMBINE_METHODS,
     Ranker,
-    RankerParams,
     candidate_matrix,
     combine_scores,
     shard_clusters,
@@ -238,9 +237,6 @@ def test_ranker_errors(fitted):
         ranker.predict(X, Mp[:, :4])
     with pytest.raises(ValueError, match="accepted"):
         ranker.predict(X, Mp, combine="max")
-    with pytest.raises(ValueError, match="'cost'"):
-        RankerParams.from_dict({"cost": 1.0})
-    assert RankerParams.from_dict({"negatives": "tfn"}).negatives == "tfn"
 
 
 def test_parallel_fit_equals_serial_fit(fitted):

@@ -282,3 +282,40 @@ def test_editing_a_module_reruns_exactly_the_rules_that_reach_it(tiny_run, tmp_p
         assert all(r.startswith("Input files updated by another job") for r in reasons[rule]), (rule, reasons[rule])
     assert "train_linear_matcher" in params  # reached only transitively, and upstream of the rankers
     assert not {"prepare", "tfidf", "tokenize", "label_repr_pifa_tfidf"} & set(reasons)
+
+
+def test_rewriting_a_file_inside_a_source_folder_reruns_the_download(tmp_path):
+    """A local folder source: a file rewritten in place (the folder's own timestamp unchanged)
+    reruns download and prepare; before, Snakemake saw only the folder and found nothing to do."""
+    source = tmp_path / "ds"
+    source.mkdir()
+    for split in ("train", "test"):
+        (source / f"{split}_texts.txt").write_text("a text about cats\nanother about dogs\n")
+        (source / f"{split}_labels.txt").write_text("cat\ndog\n")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["datasets"] = {"local": {"source": str(source), "format": "attentionxml"}}
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    work = tmp_path / "run"
+    work.mkdir()
+    done = subprocess.run([sys.executable, "-m", "snakemake", "results/local/raw", "-s", str(REPO / "Snakefile"),
+                           "--directory", str(work), "--configfile", str(configfile), "--cores", "1"],
+                          capture_output=True, text=True, env=ENV, cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    target = "results/local/prepared/train.txt"
+
+    def plan():
+        out = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", "-s", str(REPO / "Snakefile"),
+                              "--directory", str(work), "--configfile", str(configfile), "--cores", "1"],
+                             capture_output=True, text=True, env=ENV, cwd=work)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return _reasons(out.stdout + out.stderr)
+
+    assert set(plan()) == {"prepare"}  # the download is up to date
+    stamp = source.stat().st_mtime_ns
+    with open(source / "train_labels.txt", "w") as f:  # in place: same name, new content
+        f.write("dog\ncat\n")
+    os.utime(source, ns=(stamp, stamp))
+    reasons = plan()
+    assert set(reasons) == {"download", "prepare"}
+    assert any(str(source / "train_labels.txt") in r for r in reasons["download"])

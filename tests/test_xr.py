@@ -12,7 +12,7 @@ import torch  # noqa: E402
 from xmc.features import tokenize  # noqa: E402
 from xmc.indexing import BalancedKMeans  # noqa: E402
 from xmc.matcher.transformer import MatcherParams, TransformerMatcher, beam_scores  # noqa: E402
-from xmc.matcher.xr import (XRParams, children_of, default_levels, level_assignment, level_targets,  # noqa: E402
+from xmc.matcher.xr import (XRParams, default_levels, level_assignment, level_targets,  # noqa: E402
                             masked_squared_hinge_loss, matcher_aware_candidates, online_candidates,
                             split_steps, train_xr_matcher)
 
@@ -47,7 +47,7 @@ def test_coarse_levels_are_the_tree_nodes():
     # children: a node's label set is the union of its children's
     for depth in range(4):
         for c in range(2 ** depth):
-            kids = children_of([c], 2 ** depth, 2 ** (depth + 1))
+            kids = (2 * c, 2 * c + 1)  # the 2-means tree: node c's children at the next level
             assert set().union(*(tree[(depth + 1, int(j))] for j in kids)) == tree[(depth, c)]
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+# Allowed values: declared in config/schema.yaml `definitions`; these copies (kept here so that the
+# Snakefile does not import the solvers) and the library's are tested equal to them.
 INDEXERS = ("pifa-tfidf", "text-emb", "pifa-neural")
 RANKER_INPUTS = ("tfidf", "tfidf+neural")
 NEGATIVES = ("tfn", "man", "tfn+man")

@@ -35,7 +35,7 @@ DEFAULT_LOCK_DIR = "results/.gpu-slots"
 # Variables a cluster scheduler sets inside a job (the allocation's id).
 SCHEDULER_ENV = ("SLURM_JOB_ID",)
 
-__all__ = ["assign_gpus", "visible_gpus", "under_scheduler", "slot_folder", "threads_per_gpu_job",
+__all__ = ["assign_gpus", "visible_gpus", "under_scheduler", "slot_folder", "threads_per_gpu_job", "threads_over_cores",
            "LOCK_DIR_ENV", "DEVICES_ENV"]
 
 
@@ -102,6 +102,14 @@ def threads_per_gpu_job(cores: int, gpus_total: int | None, gpus_job: int,
     if not gpus_total or gpus_job == 0:
         return cores
     return max(1, min(cores, cores * gpus_job // gpus_total))
+
+
+def threads_over_cores(set_threads: dict, cores: int) -> dict:
+    """The rules whose ``set-threads`` exceed ``--cores``: Snakemake cuts them to ``cores`` without a
+    word, and under SLURM the job then asks for fewer CPUs than its profile says (values may be
+    Snakemake ``Resource`` objects, with ``.value``)."""
+    threads = {rule: getattr(n, "value", n) for rule, n in set_threads.items()}
+    return {rule: n for rule, n in threads.items() if isinstance(n, int) and n > cores}
 
 
 def _lock_name(device: str) -> str:

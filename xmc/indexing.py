@@ -7,15 +7,13 @@ level until ``n_clusters`` leaves; leaves are numbered left to right.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from xmc.parallel import check_n_jobs, thread_map
-from xmc.params import FromDict
 
-__all__ = ["default_n_clusters", "BalancedKMeans", "IndexingParams", "cluster_targets", "sparse_pattern"]
+__all__ = ["default_n_clusters", "BalancedKMeans", "cluster_targets", "sparse_pattern"]
 
 
 def default_n_clusters(n_labels: int) -> int:
@@ -24,18 +22,6 @@ def default_n_clusters(n_labels: int) -> int:
         raise ValueError(f"n_labels: expected a positive integer, got {n_labels!r}")
     depth = int(math.floor(math.log2(int(n_labels) // 100 + 1))) + 1
     return 2**depth
-
-
-@dataclass
-class IndexingParams(FromDict):
-    """Config mirror of :class:`BalancedKMeans` (``n_clusters=None`` -> :func:`default_n_clusters`)."""
-
-    config_section = "indexing"
-
-    n_clusters: int | None = None
-    max_iter: int = 20
-    seed: int = 0
-    tol: float = 0.0
 
 
 def _l2_normalize_rows(Z):

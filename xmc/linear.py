@@ -8,25 +8,20 @@ exactly liblinear's ``-B bias`` (the bias weight is regularised like any other w
 original code), and it gives one uniform weight row ``[w; w_bias]`` whose last column can be
 thresholded like the others.
 
-Solver ``"dcd"`` (default) is liblinear's dual coordinate descent for the L2-loss SVM (Hsieh et
-al., ICML 2008; liblinear's ``solve_l2r_l1l2_svc`` with shrinking) compiled with numba: all targets
-of one call share the CSR rows, are solved in parallel threads, and only the columns the rows use
-are allocated. It solves the same problem as sklearn's ``LinearSVC(loss="squared_hinge",
-dual=True, fit_intercept=False)`` on ``[X, bias]``; only the random order of the coordinates
-differs, so both reach the same optimum within the tolerance. ``"liblinear"`` keeps the former
-path (one sklearn LinearSVC per target) for reference.
+The solver is liblinear's dual coordinate descent for the L2-loss SVM (Hsieh et al., ICML 2008;
+liblinear's ``solve_l2r_l1l2_svc`` with shrinking) compiled with numba: all targets of one call
+share the CSR rows, are solved in parallel threads, and only the columns the rows use are
+allocated. It solves the same problem as sklearn's ``LinearSVC(loss="squared_hinge", dual=True,
+fit_intercept=False)`` on ``[X, bias]``; only the random order of the coordinates differs, so both
+reach the same optimum within the tolerance (the tests compare them).
 """
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numba
 import numpy as np
 import scipy.sparse as sp
-from joblib import Parallel, delayed
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.svm import LinearSVC
 
 from xmc.io import atomic_path
 from xmc.parallel import check_n_jobs, n_workers, thread_map
@@ -49,45 +44,9 @@ def augment_bias(X, bias: float = 1.0) -> sp.csr_matrix:
     return sp.hstack([X.astype(np.float64), col], format="csr")
 
 
-def _fit_column(Xb, y, C, tol, max_iter, seed):
-    clf = LinearSVC(
-        loss="squared_hinge",
-        dual=True,
-        C=C,
-        fit_intercept=False,
-        tol=tol,
-        max_iter=max_iter,
-        random_state=seed,
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        clf.fit(Xb, y)
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    return clf.coef_.ravel(), converged
-
-
 def _sparsify(w, threshold):
     nz = np.flatnonzero(np.abs(w) >= threshold) if threshold > 0 else np.flatnonzero(w)
     return nz.astype(np.int32), w[nz].astype(np.float32)
-
-
-def _fit_columns(Xb, Ys, targets, C, threshold, tol, max_iter, seed):
-    """Solve the columns ``targets`` of Ys (CSC) on Xb.
-
-    Returns a list of (indices, values, converged) of the thresholded weights (sparse, so that
-    worker processes send back little).
-    """
-    n = Xb.shape[0]
-    out = []
-    for t in targets:
-        y = -np.ones(n)
-        y[Ys.indices[Ys.indptr[t] : Ys.indptr[t + 1]]] = 1.0
-        w, ok = _fit_column(Xb, y, C, tol, max_iter, seed)
-        out.append((*_sparsify(w, threshold), ok))
-    return out
-
-
-SOLVERS = ("dcd", "liblinear")
 
 
 @numba.njit(cache=True, nogil=True)
@@ -236,7 +195,6 @@ def fit_ova(
     tol: float = 0.1,
     max_iter: int = 100,
     seed: int = 0,
-    solver: str = "dcd",
 ) -> sp.csr_matrix:
     """One squared-hinge linear SVM per column of Y.
 
@@ -246,11 +204,9 @@ def fit_ova(
     Y : sparse or dense (N, T) 0/1 targets (nonzero = positive).
     C : cost for both classes. threshold : weights with |w| < threshold become 0 (bias included).
     bias : value of the appended bias feature (> 0).
-    n_jobs : parallel workers over columns (-1: one per CPU): threads for ``"dcd"``, joblib
-        processes for ``"liblinear"``; results do not depend on it.
+    n_jobs : threads over columns (-1: one per CPU); results do not depend on it.
     tol, max_iter : liblinear's stopping tolerance and iteration cap (PECOS defaults 0.1 / 100).
     seed : seed of the random order in which the dual CD visits the instances.
-    solver : ``"dcd"`` (numba dual CD, default) or ``"liblinear"`` (sklearn LinearSVC per column).
 
     Returns
     -------
@@ -262,8 +218,6 @@ def fit_ova(
     bias = _check_positive(bias, "bias")
     if isinstance(threshold, bool) or not np.isfinite(threshold) or threshold < 0:
         raise ValueError(f"threshold: expected a non-negative number, got {threshold!r}")
-    if solver not in SOLVERS:
-        raise ValueError(f"solver: unknown value {solver!r}; accepted: {', '.join(SOLVERS)}")
     Xs = sp.csr_matrix(X)
     if Xs.dtype not in (np.float32, np.float64):
         Xs = Xs.astype(np.float64)
@@ -285,26 +239,9 @@ def fit_ova(
         else:
             mixed.append(t)
     workers = n_workers(n_jobs, len(mixed))
-    if mixed and solver == "dcd":
+    if mixed:
         for t, r in zip(mixed, _fit_dcd(Xs, Ys, mixed, C, threshold, bias, tol, max_iter, seed, workers)):
             results[t] = r
-    elif mixed:
-        Xb = augment_bias(Xs.astype(np.float64), bias)
-        if n_jobs == 1 or len(mixed) < 2:
-            chunks = [mixed]
-            solved = [_fit_columns(Xb, Ys, mixed, C, threshold, tol, max_iter, seed)]
-        else:
-            # Processes, not threads: liblinear draws its coordinate order from one process-global
-            # generator, so concurrent threads would make the weights non-deterministic. Strided
-            # chunks spread frequent and rare labels over the workers.
-            n_chunks = min(len(mixed), 4 * workers)
-            chunks = [mixed[j::n_chunks] for j in range(n_chunks)]
-            solved = Parallel(n_jobs=workers)(
-                delayed(_fit_columns)(Xb, Ys, chunk, C, threshold, tol, max_iter, seed) for chunk in chunks
-            )
-        for chunk, res in zip(chunks, solved):
-            for t, r in zip(chunk, res):
-                results[t] = r
 
     n_bad = sum(not ok for _, _, ok in results)
     if n_bad:

@@ -29,8 +29,8 @@ from xmc import config as xc
 
 __all__ = ["PAPER_TABLE3", "PAPER_TABLE5", "TABLE3_ROWS", "TABLE5_IDS", "table3_models", "table5_models"]
 
-_ALL_INDEXERS = ("pifa-tfidf", "text-emb", "pifa-neural")
-_ALL_ROLES = ("BERT", "RoBERTa", "XLNet")
+_ALL_INDEXERS = xc.INDEXERS
+_ALL_ROLES = xc.PAPER_ROLES
 
 # Table 3: row label -> dataset -> (P@1, P@3, P@5)
 PAPER_TABLE3: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {

@@ -9,7 +9,6 @@ combined with the matcher score g of the label's cluster (:func:`combine_scores`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,12 +18,10 @@ from tqdm.auto import tqdm
 from xmc.indexing import cluster_targets, sparse_pattern
 from xmc.linear import fit_ova_blocks, load_weights, save_weights
 from xmc.metrics import csr_row_top_k
-from xmc.params import FromDict
 
 __all__ = [
     "COMBINE_METHODS",
     "NEGATIVES",
-    "RankerParams",
     "Ranker",
     "candidate_matrix",
     "combine_scores",
@@ -75,19 +72,6 @@ def candidate_matrix(M_true, M_pred, negatives: str) -> sp.csr_matrix:
         return sparse_pattern(M_pred, "M_pred", False)
     union = sparse_pattern(M_true, "M_true", True) + sparse_pattern(M_pred, "M_pred", False)
     return sp.csr_matrix(union, dtype=bool)
-
-
-@dataclass
-class RankerParams(FromDict):
-    """Config mirror of :class:`Ranker`'s parameters."""
-
-    config_section = "ranker"
-
-    negatives: str = "tfn+man"
-    C: float = 1.0
-    threshold: float = 0.01
-    n_jobs: int = 1
-    bias: float = 1.0
 
 
 def _assignment_from_C(C_assign) -> tuple[np.ndarray, int]:

@@ -48,6 +48,25 @@ def sha256_of(path) -> str:
     return h.hexdigest()
 
 
+def local_source_files(source: str) -> list[str]:
+    """The local files a dataset source reads: none for an http(s) URL, the archive for a local
+    archive, and every file below a local folder (a file rewritten in place inside the folder does
+    not change the folder's own timestamp, so the workflow lists the files as the download's inputs
+    to rerun on it). ``file://`` URLs count as local paths."""
+    source = str(source)
+    if re.match(r"^https?://", source):
+        return []
+    if source.startswith("file://"):
+        source = urllib.parse.unquote(urllib.parse.urlparse(source).path)
+    if not os.path.isdir(source):
+        return [source]
+    files = []
+    for folder, dirs, names in os.walk(source):
+        dirs.sort()
+        files.extend(os.path.join(folder, name) for name in sorted(names))
+    return files
+
+
 def fetch(source: str, dest, sha256: str | None = None) -> Path:
     """Make ``dest`` a folder holding the extracted contents of ``source``; return ``dest``.
 

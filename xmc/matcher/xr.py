@@ -35,8 +35,7 @@ from xmc.matcher.transformer import (MatcherParams, TransformerMatcher, _check_t
                                      beam_scores, make_optimizer, resolve_device, resolve_pooling)
 from xmc.params import FromDict
 
-__all__ = ["XRParams", "default_levels", "level_assignment", "level_targets", "children_of",
-           "matcher_aware_candidates", "online_candidates", "masked_squared_hinge_loss", "split_steps", "train_xr_matcher"]
+__all__ = ["XRParams", "default_levels", "level_assignment", "level_targets", "matcher_aware_candidates", "online_candidates", "masked_squared_hinge_loss", "split_steps", "train_xr_matcher"]
 
 BOOTSTRAPS = ("inherit", "none")
 NEGATIVES = ("online", "pass")
@@ -137,13 +136,6 @@ def level_targets(Y, assignment, n_clusters: int, level: int) -> sp.csr_matrix:
     a = level_assignment(assignment, n_clusters, level)
     C = sp.csr_matrix((np.ones(a.size, dtype=np.float32), (np.arange(a.size), a)), shape=(a.size, level))
     return cluster_targets(Y, C)
-
-
-def children_of(clusters, parent_level: int, child_level: int) -> np.ndarray:
-    """Children at ``child_level`` of the given clusters of ``parent_level``: int64, sorted."""
-    r = child_level // parent_level
-    clusters = np.asarray(clusters, dtype=np.int64)
-    return np.unique((clusters[:, None] * r + np.arange(r)[None, :]).ravel())
 
 
 def matcher_aware_candidates(M_true, prev_top, parent_level: int, child_level: int) -> sp.csr_matrix:

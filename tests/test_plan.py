@@ -1,0 +1,93 @@
+"""xmc.plan: the files and settings the workflow's input functions hand to the rules."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xmc import config as xc
+from xmc import plan
+
+REPO = Path(__file__).resolve().parents[1]
+DS = "eurlex57k-sample"  # the default config's dataset
+
+
+def cfg(edit=None) -> dict:
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    raw["linear_baseline"]["inputs"] = ["tfidf", "pre", "tfidf+fnt"]
+    raw["xr_transformer"]["encoders"] = ["minilm"]
+    raw["aplc"]["encoders"] = ["minilm"]
+    raw["ensembles"]["with-aplc"] = {"method": "rank_average", "models": ["aplc-minilm",
+                                                                         "pifa-tfidf.linear.tfidf.tfn+man.noop"]}
+    if edit:
+        edit(raw)
+    return xc.resolve(raw)
+
+
+def test_feature_files_of_each_ranker_input():
+    r, ds = "results", "d"
+    assert plan.feature_files(r, ds, "pifa-tfidf", "minilm", "tfidf") == {
+        "X_train": "results/d/tfidf/X.train.npz", "X_test": "results/d/tfidf/X.test.npz"}
+    both = plan.feature_files(r, ds, "text-emb", "minilm", "tfidf+neural")
+    assert both["emb_train"] == "results/d/matcher/text-emb/minilm/emb.train.npy" and "X_test" in both
+    pre = plan.feature_files(r, ds, "pifa-tfidf", "linear", xc.linear_input_name("pre", "minilm"))
+    assert pre == {"emb_train": "results/d/pretrained/minilm/emb.train.npy",
+                   "emb_test": "results/d/pretrained/minilm/emb.test.npy"}
+    fnt = plan.feature_files(r, ds, "pifa-tfidf", "linear", xc.linear_input_name("tfidf+fnt", "minilm"))
+    assert fnt["emb_test"] == "results/d/matcher/pifa-tfidf/minilm/emb.test.npy" and "X_train" in fnt
+    with pytest.raises(ValueError, match="no neural embeddings"):
+        plan.feature_files(r, ds, "pifa-tfidf", "linear", "tfidf+neural")
+    with pytest.raises(ValueError, match="belongs to the linear baselines"):
+        plan.feature_files(r, ds, "pifa-tfidf", "minilm", xc.linear_input_name("pre", "minilm"))
+
+
+def test_ranker_input_files_take_the_clusters_from_the_matcher_or_the_xr_shortlist():
+    c = cfg()
+    own = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf+neural")
+    assert own["M_test"] == "results/d/matcher/pifa-tfidf/minilm/topb.test.npz"
+    xr = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "xr-transformer-minilm", "tfidf")
+    assert xr["M_train"] == "results/d/matcher/pifa-tfidf/xr-transformer-minilm/shortlist/topb.train.npz"
+    neural = cfg(lambda raw: raw["xr_transformer"].update(shortlist="neural"))
+    xr = plan.ranker_input_files(neural, "results", "d", "pifa-tfidf", "xr-transformer-minilm", "tfidf")
+    assert xr["M_train"] == "results/d/matcher/pifa-tfidf/xr-transformer-minilm/topb.train.npz"
+    pre = xc.linear_input_name("pre", "minilm")
+    assert plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "linear", pre)["M_test"] == \
+        f"results/d/matcher/pifa-tfidf/linear.{pre}/topb.test.npz"
+
+
+def test_model_description_of_a_model_and_of_an_ensemble():
+    c = cfg()
+    assert plan.model_description(c, "text-emb.minilm.tfidf+neural.tfn+man.l3-hinge") == {
+        "indexer": "text-emb", "matcher": "minilm", "ranker_input": "tfidf+neural", "negatives": "tfn+man",
+        "combine": "l3-hinge", "ensemble": ""}
+    ens = plan.model_description(c, "x-transformer")
+    assert ens["indexer"] == "pifa-tfidf+text-emb+pifa-neural" and ens["matcher"] == "minilm"
+    assert ens["ensemble"] == "average"
+
+
+def test_bundles_skip_what_a_bundle_cannot_hold():
+    c = cfg()
+    names = {Path(b).name for b in plan.bundles(c, "results")}
+    assert "x-transformer" in names and "pifa-tfidf.linear.tfidf.tfn+man.noop" in names
+    assert "aplc-minilm" not in names and "with-aplc" not in names  # APLC, and an ensemble with it
+    assert not {n for n in names if ".linear.pre-" in n or ".linear.tfidf+fnt-" in n}
+    assert not {n for n in names if "xr-transformer" in n}  # the linear shortlist needs its encoder
+    assert {Path(b).name for b in plan.bundles(cfg(lambda r: r["xr_transformer"].update(shortlist="neural")),
+                                               "results")} >= {"pifa-tfidf.xr-transformer-minilm.tfidf+neural.tfn+man.noop"}
+    assert len(names) == len(plan.bundles(c, "results"))  # one dataset
+
+
+def test_export_inputs_and_settings():
+    c = cfg()
+    linear = "pifa-tfidf.linear.tfidf.tfn+man.noop"
+    files = plan.export_inputs(c, "results", DS, linear)
+    assert files["matcher"] == "results/eurlex57k-sample/matcher/pifa-tfidf/linear/model.npz"
+    assert files["ranker"] == "results/eurlex57k-sample/ranker/pifa-tfidf/linear/tfidf.tfn+man/model.npz"
+    settings = plan.export_settings(c, DS, linear)
+    assert settings["max_length"] is None and "linear_baseline" in settings["config"]
+    neural = "pifa-neural.minilm.tfidf+neural.tfn+man.l3-hinge"
+    assert plan.export_inputs(c, "results", DS, neural)["matcher"] == "results/eurlex57k-sample/matcher/pifa-neural/minilm/model"
+    s = plan.export_settings(c, DS, neural)
+    assert s["max_length"] == 64 and s["top_b"] == 10 and s["combine"] == "l3-hinge"
+    assert "pifa_neural" in s["config"] and "text_emb" not in s["config"]
+    ens = plan.export_inputs(c, "results", DS, "x-transformer")
+    assert len(ens["members"]) == 3 and plan.export_settings(c, DS, "x-transformer")["kind"] == "ensemble"

@@ -1,0 +1,145 @@
+"""What the workflow plans, as pure functions of a resolved config: the files a ranker or a linear
+matcher reads, the columns of the results table, the bundles to export and what each bundle needs.
+
+``rules/common.smk`` keeps only thin input functions over these (wildcards in, paths out), so the
+logic is importable and unit-tested. ``root`` is the results folder (``results``).
+"""
+from __future__ import annotations
+
+from xmc import config as xmc_config
+
+__all__ = ["feature_files", "matcher_dir", "ranker_input_files", "model_description", "bundles",
+           "export_inputs", "export_settings"]
+
+
+def feature_files(root: str, dataset: str, indexer: str, matcher: str, input: str) -> dict[str, str]:
+    """X_{train,test} (TF-IDF) and/or emb_{train,test} (dense) files of a ranker input; the linear
+    baselines' matcher reads the same features as their rankers."""
+    files = {}
+
+    def tfidf():
+        files.update(X_train=f"{root}/{dataset}/tfidf/X.train.npz", X_test=f"{root}/{dataset}/tfidf/X.test.npz")
+
+    def emb(folder):
+        files.update(emb_train=f"{folder}/emb.train.npy", emb_test=f"{folder}/emb.test.npy")
+
+    if input == "tfidf":
+        tfidf()
+    elif input == "tfidf+neural":
+        if matcher == xmc_config.LINEAR_MATCHER:
+            raise ValueError("the linear matcher has no neural embeddings: use ranker input 'tfidf'")
+        tfidf()
+        emb(f"{root}/{dataset}/matcher/{indexer}/{matcher}")
+    else:
+        kind, encoder = xmc_config.parse_linear_input(input)
+        if matcher != xmc_config.LINEAR_MATCHER:
+            raise ValueError(f"ranker input {input!r} belongs to the linear baselines (matcher 'linear')")
+        if kind == "pre":
+            emb(f"{root}/{dataset}/pretrained/{encoder}")
+        else:  # tfidf+fnt: the fine-tuned matcher of the same indexer
+            tfidf()
+            emb(f"{root}/{dataset}/matcher/{indexer}/{encoder}")
+    return files
+
+
+def matcher_dir(root: str, dataset: str, indexer: str, matcher: str, input: str) -> str:
+    """A transformer matcher's folder; the linear matcher's is `linear` on TF-IDF, `linear.{input}`
+    on the other baseline features."""
+    if matcher == xmc_config.LINEAR_MATCHER and input != "tfidf":
+        return f"{root}/{dataset}/matcher/{indexer}/linear.{input}"
+    return f"{root}/{dataset}/matcher/{indexer}/{matcher}"
+
+
+def ranker_input_files(cfg: dict, root: str, dataset: str, indexer: str, matcher: str, input: str) -> dict[str, str]:
+    """Features of the ranker input plus the top-b clusters (M_train, M_test) that give the MAN
+    negatives and the prediction shortlist: the matcher's own, except for an XR-Transformer row with
+    `xr_transformer.shortlist: linear`, whose clusters come from the linear tree over
+    [TF-IDF ; the fine-tuned embedding] (PECOS's concat model, rules train/predict_xr_shortlist)."""
+    base = matcher_dir(root, dataset, indexer, matcher, input)
+    files = feature_files(root, dataset, indexer, matcher, input)
+    if xmc_config.uses_xr_shortlist(cfg, matcher):
+        base = f"{base}/shortlist"
+    files.update(M_train=f"{base}/topb.train.npz", M_test=f"{base}/topb.test.npz")
+    return files
+
+
+def model_description(cfg: dict, name: str) -> dict[str, str]:
+    """Columns of the results table for one model or ensemble (an ensemble joins its members'
+    distinct values with '+')."""
+    if name in cfg["ensembles"]:
+        members = [xmc_config.describe_model(cfg, m) for m in xmc_config.ensemble_members(cfg, name)]
+
+        def join(attr):
+            return "+".join(dict.fromkeys(v for m in members if (v := getattr(m, attr))))
+
+        return {"indexer": join("indexer"), "matcher": join("matcher"), "ranker_input": join("input"),
+                "negatives": join("negatives"), "combine": join("combine"),
+                "ensemble": cfg["ensembles"][name]["method"]}
+    m = xmc_config.describe_model(cfg, name)
+    return {"indexer": m.indexer, "matcher": m.matcher, "ranker_input": m.input,
+            "negatives": m.negatives, "combine": m.combine, "ensemble": ""}
+
+
+def model_names(cfg: dict) -> list[str]:
+    """Every model and ensemble of the grid (the rows of the results table)."""
+    return [m.name for m in xmc_config.models(cfg)] + xmc_config.aplc_models(cfg) + list(cfg["ensembles"])
+
+
+def bundles(cfg: dict, root: str) -> list[str]:
+    """The bundle folders to export: every model and ensemble but those a bundle cannot hold yet,
+    APLC's end-to-end models and the linear matchers over encoder features (the baselines on
+    phi_pre / phi_fnt and XR-Transformer's linear shortlist: a bundle would need the encoder beside
+    the linear matcher), and the ensembles with such a member."""
+    skip = set(xmc_config.aplc_models(cfg)) | {
+        m.name for m in xmc_config.baseline_models(cfg) if m.input != "tfidf"} | {
+        m.name for m in xmc_config.xr_models(cfg) if xmc_config.uses_xr_shortlist(cfg, m.matcher)}
+
+    def members(name):
+        return xmc_config.ensemble_members(cfg, name) if name in cfg["ensembles"] else []
+
+    return [f"{root}/{ds}/models/{name}" for ds in cfg["datasets"] for name in model_names(cfg)
+            if name not in skip and not set(members(name)) & skip]
+
+
+def export_inputs(cfg: dict, root: str, dataset: str, name: str) -> dict:
+    """A model's trained parts, or an ensemble's member bundles; its metrics go in the manifest."""
+    files = {"labels": f"{root}/{dataset}/prepared/label_names.txt",
+             "metrics": f"{root}/{dataset}/metrics/{name}.json"}
+    if name in cfg["ensembles"]:
+        files["members"] = [f"{root}/{dataset}/models/{m}" for m in xmc_config.ensemble_members(cfg, name)]
+        return files
+    m = xmc_config.Model.parse(name)
+    base = f"{root}/{dataset}/matcher/{m.indexer}/{m.matcher}"
+    files.update({
+        "vectorizer": f"{root}/{dataset}/tfidf/vectorizer.pkl",
+        "assignment": f"{root}/{dataset}/indexer/{m.indexer}/C.npz",
+        "matcher": f"{base}/model.npz" if m.matcher == xmc_config.LINEAR_MATCHER else f"{base}/model",
+        "ranker": f"{root}/{dataset}/ranker/{m.indexer}/{m.matcher}/{m.input}.{m.negatives}/model.npz",
+    })
+    return files
+
+
+def export_settings(cfg: dict, dataset: str, name: str) -> dict:
+    """What the bundle needs to predict as the workflow did, and the config sections behind it."""
+    top_k = cfg["ranker"]["top_k"]
+    if name in cfg["ensembles"]:
+        return {"kind": "ensemble", "method": cfg["ensembles"][name]["method"], "top_k": top_k,
+                "config": {"ensemble": cfg["ensembles"][name], "seed": cfg["seed"]}}
+    m = xmc_config.Model.parse(name)
+    config = {"seed": cfg["seed"], "tfidf": cfg["tfidf"], "indexing": cfg["indexing"],
+              "n_clusters": xmc_config.n_clusters(cfg, dataset),
+              "ranker": {"C": cfg["ranker"]["C"], "threshold": cfg["ranker"]["threshold"], "top_k": top_k}}
+    if m.matcher == xmc_config.LINEAR_MATCHER:
+        config["linear_baseline"] = cfg["linear_baseline"]
+        top_b, max_length = cfg["matcher"]["top_b"], None
+    else:
+        encoder = m.matcher.removeprefix(xmc_config.XR_MATCHER_PREFIX)  # an XR matcher fine-tunes its encoder
+        config["encoder"] = cfg["encoders"][encoder]
+        config["matcher"] = xmc_config.matcher_params(cfg, dataset, encoder)
+        top_b, max_length = config["matcher"]["top_b"], cfg["encoders"][encoder].get("max_length", 128)
+    if m.indexer == "text-emb":
+        config["text_emb"] = cfg["text_emb"]
+    if m.indexer == "pifa-neural":
+        config["pifa_neural"] = cfg["pifa_neural"]
+    return {"kind": "model", "ranker_input": m.input, "combine": m.combine, "top_b": top_b, "top_k": top_k,
+            "max_length": max_length, "config": config}
