@@ -8,10 +8,10 @@ from snakemake.utils import validate
 
 from xmc import code_digest as xmc_code_digest
 from xmc import config as xmc_config
-from xmc.data import download as xmc_download
 from xmc import devices as xmc_devices
 from xmc import paper as xmc_paper
 from xmc import plan as xmc_plan
+from xmc.data import download as xmc_download
 
 R = "results"
 

@@ -167,9 +167,9 @@ def assign_gpus(n: int, lock_dir=None, log=None, poll_s: float = 2.0, timeout_s:
     pool = visible_gpus(environ)
     where = "in SLURM allocation " + under_scheduler(environ) if under_scheduler(environ) else "on this machine"
     if not pool:
-        warn(f"{rule} asked for {n} GPU(s) but none is visible {where} (CUDA_VISIBLE_DEVICES="
-             f"{environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, no device listed by nvidia-smi): "
-             f"it runs on the CPU")
+        why = next((f"{name}={environ[name]!r}" for name in (DEVICES_ENV, "CUDA_VISIBLE_DEVICES") if name in environ),
+                   "no CUDA_VISIBLE_DEVICES, and nvidia-smi lists no device")
+        warn(f"{rule} asked for {n} GPU(s) but none is visible {where} ({why}): it runs on the CPU")
         yield []
         return
     if n > len(pool):
