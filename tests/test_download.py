@@ -220,3 +220,20 @@ def test_local_source_files(tmp_path):
     assert local_source_files(f"{folder}/a.txt") == [f"{folder}/a.txt"]
     assert local_source_files("https://example.org/x.tar.gz") == []
     assert local_source_files(str(tmp_path / "missing.zip")) == [str(tmp_path / "missing.zip")]  # Snakemake names it
+
+
+def test_zip_members_that_are_symlinks_are_refused(tmp_path):
+    import stat
+    import zipfile
+
+    from xmc.data.download import fetch
+
+    archive = tmp_path / "ds.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ds/train_texts.txt", "a text\n")
+        link = zipfile.ZipInfo("ds/test_texts.txt")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "../../../../etc/hostname")
+    with pytest.raises(ValueError, match=r"'ds/test_texts\.txt' is a symbolic link"):
+        fetch(str(archive), tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-unpacked

@@ -321,3 +321,23 @@ def test_subsample_keeps_rows_in_order_and_drops_empty_labels():
     assert ds.subsample(n_train=10).train_texts == ds.train_texts  # more than there are: all
     with pytest.raises(ValueError, match="n_test"):
         ds.subsample(n_test=0)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_text_or_label(tmp_path):
+    files = dict(AXML, **{"train_labels.txt": "\ufeffb_label a\na\nc a\n", "train_texts.txt": "\ufefffirst text\nsecond\nthird\n"})
+    ds = READERS["attentionxml"](_write_axml(tmp_path / "d", files))
+    assert ds.label_names == ["a", "b_label", "c", "new_label"] and ds.train_texts[0] == "first text"
+
+
+def test_carriage_return_only_files_are_named(tmp_path):
+    files = dict(AXML, **{"train_labels.txt": "b_label a\ra\rc a\r"})
+    with pytest.raises(ValueError, match=r"train_labels\.txt: its lines end in carriage returns only"):
+        READERS["attentionxml"](_write_axml(tmp_path / "d", files))
+
+
+def test_xmc_base_refuses_negative_entries(tmp_path):
+    root = _write_xmc_base(tmp_path / "d")
+    Y = sp.csr_matrix((np.array([1.0, -1.0]), (np.array([0, 1]), np.array([0, 2]))), shape=(2, 3))
+    sp.save_npz(root / "Y.trn.npz", Y)
+    with pytest.raises(ValueError, match=r"Y\.trn\.npz: 1 negative entries"):
+        READERS["xmc-base"](root)

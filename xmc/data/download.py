@@ -18,6 +18,7 @@ import lzma
 import os
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import urllib.parse
@@ -223,6 +224,8 @@ def _extract_zip(archive: Path, root: Path, name: str) -> None:
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             _safe_member_path(root, info.filename, name)
+            if stat.S_ISLNK(info.external_attr >> 16):  # unpacked, it would be a file holding the link's path
+                raise ValueError(f"{name}: member {info.filename!r} is a symbolic link; links are not unpacked")
         bad = zf.testzip()  # CRC check of every member: catches truncated/corrupted data
         if bad is not None:
             raise ValueError(f"{name}: corrupt zip archive (bad CRC in member {bad!r})")

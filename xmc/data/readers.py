@@ -5,7 +5,8 @@
 - ``eurlex57k``: per-document JSON (Chalkidis et al., 2019): ``train/*.json``, ``test/*.json``,
   optional ``dev/*.json`` (merged into train with ``use_dev=True``) and ``EURLEX57K.json``.
 - ``attentionxml``: ``{train,test}_texts.txt`` and ``{train,test}_labels.txt`` (label names).
-- ``xmc-base``: PECOS ``X.{trn,tst}.txt``, ``Y.{trn,tst}.npz`` and ``output-items.txt``.
+- ``xmc-base``: PECOS ``X.{trn,tst}.txt``, ``Y.{trn,tst}.npz`` and ``output-items.txt``
+  (positive entries of Y are labels; negative ones are refused).
 
 ``encoding`` applies to label-name files (the original Eurlex-4K label map is ISO-8859-1);
 ``text_encoding`` (default utf-8) to the texts. The format's folder may sit one or two levels
@@ -45,10 +46,17 @@ def _find_base(root, required: list[str], fmt: str) -> Path:
 
 def _read_text_lines(path: Path, encoding: str) -> Iterator[str]:
     """Lines of a one-item-per-line file, split on "\\n" only (a stray "\\r" inside a text must not
-    shift every following line); a trailing "\\r" (CRLF files) is dropped."""
+    shift every following line); a trailing "\\r" (CRLF files) is dropped, and so is a byte-order
+    mark at the start (it would glue itself to the first text or label). A file whose only line
+    breaks are carriage returns (old Mac line endings) is refused by name."""
     try:
         with open(path, encoding=encoding, newline="\n") as f:
-            for line in f:
+            for i, line in enumerate(f):
+                if i == 0:
+                    line = line.removeprefix("\ufeff")
+                    if not line.endswith("\n") and "\r" in line.rstrip("\r"):
+                        raise ValueError(f"{path}: its lines end in carriage returns only (old Mac line "
+                                         f"endings); convert them to \\n (e.g. tr '\\r' '\\n')")
                 yield line.rstrip("\n").rstrip("\r")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: cannot decode as {encoding} ({e}); pass the right encoding") from e
@@ -218,6 +226,9 @@ def read_xmc_base(root, encoding: str = "utf-8", *, text_encoding: str = "utf-8"
         if Y.shape[1] != len(label_names):
             raise ValueError(f"{y_path} has {Y.shape[1]} columns but {items_path} "
                              f"has {len(label_names)} label names")
+        if Y.nnz and (Y.data < 0).any():
+            raise ValueError(f"{y_path}: {int((Y.data < 0).sum())} negative entries; xmc-base label "
+                             f"matrices hold 1 (or a positive relevance) for a label and nothing else")
         splits[split] = (texts, binarize(Y))
     return Dataset(
         train_texts=splits["trn"][0], test_texts=splits["tst"][0],
