@@ -166,9 +166,21 @@ def test_manifest_records_the_model(pipeline):
     assert "members/pifa-tfidf.linear.tfidf.tfn+man.l3-hinge/matcher.npz" in ens["files"]
 
 
-def test_bundle_files_are_hard_links_and_the_bundle_stands_alone(pipeline, tmp_path):
+def test_a_bundle_owns_its_files_and_stands_alone(pipeline, tmp_path):
     root, bundle = pipeline["root"], pipeline["bundles"] / "neural"
-    assert (bundle / "ranker/model.npz").stat().st_ino == (root / "ranker.npz").stat().st_ino
+    # Editing a bundle's file in place reaches neither the pipeline's file nor the ensemble's copy.
+    labels, ranker = bundle / "label_names.txt", bundle / "ranker/model.npz"
+    member = pipeline["bundles"] / "ens" / "members" / "pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge"
+    assert member.is_dir()
+    before = {p: p.read_bytes() for p in (root / "label_names.txt", member / "label_names.txt", labels)}
+    assert all(p.stat().st_nlink == 1 for p in (labels, ranker, root / "ranker.npz"))
+    with open(labels, "r+b") as f:
+        f.write(b"EDITED")
+    try:
+        assert (root / "label_names.txt").read_bytes() == before[root / "label_names.txt"]
+        assert (member / "label_names.txt").read_bytes() == before[member / "label_names.txt"]
+    finally:
+        labels.write_bytes(before[labels])
     # Moved elsewhere, with the pipeline's own files gone, it still predicts the same.
     copy = tmp_path / "elsewhere"
     shutil.copytree(bundle, copy)

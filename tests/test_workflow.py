@@ -135,6 +135,25 @@ def test_exported_bundle_reproduces_the_workflow_predictions(tiny_run, model):
     assert abs(got.data - want.data).max() <= 1e-5 * max(1.0, abs(want.data).max())
 
 
+def test_editing_an_exported_bundle_changes_neither_results_nor_other_bundles(tiny_run):
+    _, work, _, _ = tiny_run
+    results = work / "results" / "tiny"
+    models = sorted((results / "models").iterdir())
+    assert len(models) >= 3
+    shared = [f for m in models for f in m.rglob("*") if f.is_file() and f.stat().st_nlink > 1]
+    assert not shared  # no file of a bundle is a link to another file
+    target = models[0] / "label_names.txt"
+    saved = target.read_bytes()
+    others = {p: p.read_bytes() for p in [results / "prepared" / "label_names.txt"] +
+              [m / "label_names.txt" for m in models[1:]]}
+    with open(target, "r+b") as f:  # in place, as an editor that keeps the inode would
+        f.write(b"EDITED")
+    try:
+        assert all(p.read_bytes() == before for p, before in others.items())
+    finally:
+        target.write_bytes(saved)
+
+
 def test_xr_rankers_predict_inside_the_linear_shortlist(tiny_run):
     """XR-Transformer's rows (shortlist: linear, the default) score only labels of the clusters that
     the linear tree over [TF-IDF ; XR embedding] keeps; with shortlist: neural they go back to the
