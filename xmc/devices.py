@@ -169,7 +169,8 @@ def assign_gpus(n: int, lock_dir=None, log=None, poll_s: float = 2.0, timeout_s:
     if not pool:
         why = next((f"{name}={environ[name]!r}" for name in (DEVICES_ENV, "CUDA_VISIBLE_DEVICES") if name in environ),
                    "no CUDA_VISIBLE_DEVICES, and nvidia-smi lists no device")
-        warn(f"{rule} asked for {n} GPU(s) but none is visible {where} ({why}): it runs on the CPU")
+        warn(f"{rule} asked for {n} GPU(s) but none is visible {where} ({why}): it runs on the CPU "
+             f"(config resources.matcher_gpus: 0 asks for none)")
         yield []
         return
     if n > len(pool):
