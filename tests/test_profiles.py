@@ -40,7 +40,7 @@ def _value(text: str):
 
 
 def planned_jobs(out: str) -> list[SimpleNamespace]:
-    """Every job of a dry run's listing: rule, threads, resources (as the executor would get them)."""
+    """Every job of a dry run's listing: rule, threads, resources (as the executor would get them), reason."""
     jobs = []
     for block in re.split(r"\n(?=\[[^\]]*\]\n(?:local)?rule )", out):
         rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
@@ -50,9 +50,11 @@ def planned_jobs(out: str) -> list[SimpleNamespace]:
         res = re.search(r"^\s+resources: (.*)$", block, re.M)
         resources = dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}
         wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        reason = re.search(r"^\s+reason: (.*)$", block, re.M)
         jobs.append(SimpleNamespace(rule=rule.group(1), threads=int(threads.group(1)) if threads else 1,
                                     resources={k: _value(v) for k, v in resources.items()},
-                                    wildcards=wildcards.group(1) if wildcards else ""))
+                                    wildcards=wildcards.group(1) if wildcards else "",
+                                    reason=reason.group(1) if reason else ""))
     return jobs
 
 

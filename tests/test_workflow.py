@@ -255,12 +255,12 @@ def test_invalid_config_fails_at_start_up(tmp_path, path, value, message):
 
 def _reasons(out: str) -> dict[str, set[str]]:
     """Rule -> the reasons Snakemake gives for its planned jobs (dry run)."""
+    from test_profiles import planned_jobs
+
     reasons = {}
-    for block in re.split(r"\n(?=\[[^\]]*\]\n(?:local)?rule )", out):
-        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
-        reason = re.search(r"^\s+reason: (.*)$", block, re.M)
-        if rule and reason:
-            reasons.setdefault(rule.group(1), set()).add(reason.group(1))
+    for job in planned_jobs(out):
+        if job.reason:
+            reasons.setdefault(job.rule, set()).add(job.reason)
     return reasons
 
 

@@ -14,6 +14,7 @@ functions (``xmc.load``'s lazy import of the bundle code) run only when that fun
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from pathlib import Path
 
@@ -69,6 +70,14 @@ def _imported_modules(tree: ast.Module, current: str, is_package: bool, top_leve
     return found
 
 
+@functools.lru_cache(maxsize=None)
+def _file_imports(path: str, mtime_ns: int, size: int, name: str, is_package: bool) -> frozenset[str]:
+    """What one file imports, parsed once per version of the file (the key holds its mtime and size):
+    every rule's digest walks the same xmc modules, and the Snakefile computes them all at start-up."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+    return frozenset(_imported_modules(tree, name, is_package, top_level_only=is_package))
+
+
 def module_files(script, root, package: str = "xmc") -> list[Path]:
     """The files of ``package`` (its folder is ``root``) that ``script`` runs, transitively, sorted."""
     root = Path(root)
@@ -76,8 +85,8 @@ def module_files(script, root, package: str = "xmc") -> list[Path]:
     todo = [(Path(script), None, False)]  # (file, its dotted name or None for the script, is a package)
     while todo:
         path, name, is_package = todo.pop()
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for dotted in _imported_modules(tree, name or "", is_package, top_level_only=is_package):
+        stat = path.stat()
+        for dotted in _file_imports(str(path), stat.st_mtime_ns, stat.st_size, name or "", is_package):
             parts = dotted.split(".")
             # importing a.b.c runs a/__init__.py and a/b/__init__.py first
             for i in range(1, len(parts) + 1):

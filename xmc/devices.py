@@ -69,16 +69,25 @@ def visible_gpus(environ=None) -> list[str]:
     return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
 
 
+def _safe_name(text: str) -> str:
+    """``text`` usable as a file name (lock files and their folders)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
 def slot_folder(lock_dir=None, environ=None) -> Path:
     """Where this job's device locks live: one sub-folder per host (device ids are per machine, and
     ``results/`` may be on a shared file system) and, under SLURM, per allocation."""
     environ = os.environ if environ is None else environ
     base = Path(lock_dir or environ.get(LOCK_DIR_ENV) or DEFAULT_LOCK_DIR)
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname() or "localhost")
+    name = _safe_name(socket.gethostname() or "localhost")
     allocation = under_scheduler(environ)
     if allocation:
-        name += "-slurm-" + re.sub(r"[^A-Za-z0-9_.-]", "_", allocation)
+        name += "-slurm-" + _safe_name(allocation)
     return base / name
+
+
+def _is_int_at_least(value, minimum: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
 
 
 def threads_per_gpu_job(cores: int, gpus_total: int | None, gpus_job: int,
@@ -91,12 +100,12 @@ def threads_per_gpu_job(cores: int, gpus_total: int | None, gpus_job: int,
     G single-GPU jobs fit at once; at least 1, at most ``cores``. Without a GPU limit (no
     ``--resources gpu``: a CPU run) or for a job that holds no GPU, the whole machine.
     """
-    for name, value in (("cores", cores), ("gpus_job", gpus_job)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "cores" else 0):
-            raise ValueError(f"threads_per_gpu_job: {name} must be an integer >= "
-                             f"{1 if name == 'cores' else 0}, got {value!r}")
+    if not _is_int_at_least(cores, 1):
+        raise ValueError(f"threads_per_gpu_job: cores must be an integer >= 1, got {cores!r}")
+    if not _is_int_at_least(gpus_job, 0):
+        raise ValueError(f"threads_per_gpu_job: gpus_job must be an integer >= 0, got {gpus_job!r}")
     if threads_per_gpu is not None:
-        if isinstance(threads_per_gpu, bool) or not isinstance(threads_per_gpu, int) or threads_per_gpu < 1:
+        if not _is_int_at_least(threads_per_gpu, 1):
             raise ValueError(f"resources.threads_per_gpu must be a positive integer, got {threads_per_gpu!r}")
         return max(1, min(cores, threads_per_gpu * max(gpus_job, 1)))
     if not gpus_total or gpus_job == 0:
@@ -113,7 +122,7 @@ def threads_over_cores(set_threads: dict, cores: int) -> dict:
 
 
 def _lock_name(device: str) -> str:
-    return "gpu-" + re.sub(r"[^A-Za-z0-9_.-]", "_", device) + ".lock"
+    return "gpu-" + _safe_name(device) + ".lock"
 
 
 def _try_take(folder: Path, devices: list[str], n: int) -> list[tuple[str, int]]:
@@ -158,14 +167,15 @@ def assign_gpus(n: int, lock_dir=None, log=None, poll_s: float = 2.0, timeout_s:
     devices than are visible is cut to what is visible, with a warning (none visible: the CPU).
     """
     environ = os.environ if environ is None else environ
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+    if not _is_int_at_least(n, 0):
         raise ValueError(f"assign_gpus: n must be a non-negative integer (GPUs per job), got {n!r}")
     info, warn = _loggers(log)
     if n == 0:
         yield []
         return
     pool = visible_gpus(environ)
-    where = "in SLURM allocation " + under_scheduler(environ) if under_scheduler(environ) else "on this machine"
+    allocation = under_scheduler(environ)
+    where = f"in SLURM allocation {allocation}" if allocation else "on this machine"
     if not pool:
         why = next((f"{name}={environ[name]!r}" for name in (DEVICES_ENV, "CUDA_VISIBLE_DEVICES") if name in environ),
                    "no CUDA_VISIBLE_DEVICES, and nvidia-smi lists no device")
