@@ -43,8 +43,8 @@ def code_version(script):
 
 # ---- GPUs ----------------------------------------------------------------------------------
 # Every rule that runs a transformer declares `gpu` and takes its devices from xmc.devices.assign_gpus.
-MATCHER_GPUS = CFG["resources"]["matcher_gpus"]  # train_matcher: data-parallel over these
-ONE_GPU = min(1, MATCHER_GPUS)  # inference, text-emb, phi_pre, XR-Transformer, APLC: one device
+MATCHER_GPUS = CFG["resources"]["matcher_gpus"]  # training (matcher, XR, APLC): data-parallel over these
+ONE_GPU = min(1, MATCHER_GPUS)  # inference, text-emb, phi_pre: one device
 
 
 def _check_thread_cap():

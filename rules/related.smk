@@ -6,7 +6,8 @@ APLC = f"{R}/{{dataset}}/aplc/{{encoder}}"
 
 rule train_xr_matcher:
     """XR-Transformer: fine-tune the encoder coarse to fine over the indexer's tree read at several
-    resolutions, with each level's negatives from the previous level's top-k clusters."""
+    resolutions, with each level's negatives from the previous level's top-k clusters.
+    Checkpoints and resume as train_matcher ({XR}/checkpoint)."""
     input:
         tokens=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
         Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
@@ -22,9 +23,9 @@ rule train_xr_matcher:
         matcher=matcher_params,
         xr=xmc_config.xr_params(CFG),
         code=code_version("train_xr_matcher.py"),
-    threads: gpu_threads(ONE_GPU)
+    threads: gpu_threads(MATCHER_GPUS)
     resources:
-        gpu=ONE_GPU,  # one device: XR-Transformer and APLC do not train data-parallel
+        gpu=MATCHER_GPUS,  # > 1: data-parallel, as train_matcher
     conda:
         "../environment.yml"
     script:
@@ -82,7 +83,8 @@ use rule predict_linear_matcher_features as predict_xr_shortlist with:
 
 
 rule train_aplc:
-    """APLC-XLNet: encoder -> hidden layer -> adaptive probabilistic label clusters, end to end."""
+    """APLC-XLNet: encoder -> hidden layer -> adaptive probabilistic label clusters, end to end.
+    Checkpoints and resume as train_matcher ({APLC}/checkpoint)."""
     input:
         tokens=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
         Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
@@ -96,9 +98,9 @@ rule train_aplc:
         model=encoder_model,
         aplc=aplc_params,
         code=code_version("train_aplc.py"),
-    threads: gpu_threads(ONE_GPU)
+    threads: gpu_threads(MATCHER_GPUS)
     resources:
-        gpu=ONE_GPU,  # one device: XR-Transformer and APLC do not train data-parallel
+        gpu=MATCHER_GPUS,  # > 1: data-parallel, as train_matcher
     conda:
         "../environment.yml"
     script:

@@ -24,3 +24,15 @@ def tiny_encoder(tmp_path_factory):
 def tiny_encoders(tiny_encoder) -> dict[str, str]:
     """All three tiny encoders, kind -> folder (str)."""
     return {kind: str(tiny_encoder(kind)) for kind in KINDS}
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: the same kernels in every run (bit-identical comparisons), and
+    no OpenMP threads spinning against other work on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

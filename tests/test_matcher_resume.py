@@ -16,7 +16,8 @@ import torch  # noqa: E402
 
 import xmc.matcher.transformer as transformer  # noqa: E402
 from xmc.features import tokenize  # noqa: E402
-from xmc.matcher.transformer import CHECKPOINT_FILE, MatcherParams, TransformerMatcher  # noqa: E402
+from xmc.matcher.transformer import MatcherParams, TransformerMatcher  # noqa: E402
+from xmc.training import CHECKPOINT_FILE  # noqa: E402
 
 KEYWORDS = ["sports", "politics", "science", "finance"]
 FILLER = ["the", "quick", "brown", "fox", "red", "blue", "one", "two", "apple", "lemon"]
@@ -24,20 +25,13 @@ FILLER = ["the", "quick", "brown", "fox", "red", "blue", "one", "two", "apple", 
 N, MAX_STEPS = 20, 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread here and in the subprocess: the same kernels in both (bit-identical runs),
-    and no OpenMP threads spinning against other work on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One torch thread here and in the subprocess: the same kernels in both (bit-identical runs).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory, tiny_encoder):
     """A tiny BERT and n docs whose cluster (K = 4) is one keyword among random filler words."""
-    root = tmp_path_factory.mktemp("resume")
     encoder = str(tiny_encoder("bert"))
     rng = np.random.default_rng(0)
     texts = []
@@ -183,7 +177,7 @@ def test_checkpoint_every_zero_writes_nothing(task, tmp_path):
 
 
 def test_out_of_memory_names_batch_settings(task, monkeypatch):
-    real, calls = transformer.squared_hinge_loss, []
+    real, calls = transformer._row_hinge_losses, []
 
     def loss_that_runs_out_of_memory(scores, target):  # a real CPU step, then an OOM at step 2
         calls.append(1)
@@ -191,7 +185,7 @@ def test_out_of_memory_names_batch_settings(task, monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(scores, target)
 
-    monkeypatch.setattr(transformer, "squared_hinge_loss", loss_that_runs_out_of_memory)
+    monkeypatch.setattr(transformer, "_row_hinge_losses", loss_that_runs_out_of_memory)
     with pytest.raises(RuntimeError) as info:
         train(task, params(max_steps=4, checkpoint_every=0))
     message = str(info.value)

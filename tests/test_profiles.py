@@ -98,6 +98,7 @@ def paper_with_related(tmp_path_factory):
 
 GPU_RULES = {"train_matcher", "predict_matcher", "train_xr_matcher", "predict_xr_matcher", "train_aplc",
              "predict_aplc", "embed_pretrained", "label_repr_text_emb"}
+TRAINING_RULES = {"train_matcher", "train_xr_matcher", "train_aplc"}  # resources.matcher_gpus each
 
 
 def test_slurm_profile_puts_every_gpu_job_on_the_gpu_partition(paper_with_related):
@@ -131,8 +132,8 @@ def test_slurm_profile_puts_every_gpu_job_on_the_gpu_partition(paper_with_relate
             assert " -p cpu" in line and "--gpus" not in line and "--gres" not in line, (job.rule, line)
     # every rule that runs a transformer asked for a GPU (paper.yaml trains on 4 per matcher)
     assert gpu_rules_seen == GPU_RULES
-    assert {job.resources["gpu"] for job in jobs if job.rule == "train_matcher"} == {4}
-    assert {job.resources["gpu"] for job in jobs if job.rule in GPU_RULES - {"train_matcher"}} == {1}
+    assert {job.resources["gpu"] for job in jobs if job.rule in TRAINING_RULES} == {4}
+    assert {job.resources["gpu"] for job in jobs if job.rule in GPU_RULES - TRAINING_RULES} == {1}
 
 
 def test_slurm_profile_with_the_default_workflow_profile_warns_of_the_thread_cap(tmp_path, paper_with_related):
@@ -145,13 +146,13 @@ def test_slurm_profile_with_the_default_workflow_profile_warns_of_the_thread_cap
 
 
 def test_gpu_jobs_share_the_cores_of_a_workstation(tmp_path, paper_with_related):
-    """--cores 8 --resources gpu=4: a one-GPU job gets 2 threads (4 fit at once), train_matcher
+    """--cores 8 --resources gpu=4: a one-GPU job gets 2 threads (4 fit at once), a training job
     with matcher_gpus 4 gets all 8; without --resources gpu (a CPU run) every job gets all cores."""
     _, configfile = paper_with_related
     jobs = planned_jobs(dry_run(tmp_path, "--configfile", str(configfile), "--cores", "8",
                                 "--resources", "gpu=4"))
     threads = {(j.rule, j.threads, j.resources.get("gpu")) for j in jobs if j.rule in GPU_RULES}
-    assert threads == {(r, 2, 1) for r in GPU_RULES - {"train_matcher"}} | {("train_matcher", 8, 4)}
+    assert threads == {(r, 2, 1) for r in GPU_RULES - TRAINING_RULES} | {(r, 8, 4) for r in TRAINING_RULES}
     # a config setting instead of the share
     config = yaml.safe_load(configfile.read_text())
     config["resources"]["threads_per_gpu"] = 3

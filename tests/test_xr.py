@@ -13,7 +13,7 @@ from xmc.features import tokenize  # noqa: E402
 from xmc.indexing import BalancedKMeans  # noqa: E402
 from xmc.matcher.transformer import MatcherParams, TransformerMatcher, beam_scores  # noqa: E402
 from xmc.matcher.xr import (XRParams, default_levels, level_assignment, level_targets,  # noqa: E402
-                            masked_squared_hinge_loss, matcher_aware_candidates, online_candidates,
+                            masked_row_hinge_losses, masked_squared_hinge_loss, matcher_aware_candidates, online_candidates,
                             split_steps, train_xr_matcher)
 
 
@@ -150,8 +150,11 @@ def test_masked_loss_hand_computed():
     scores = torch.tensor([[2.0, -0.5, 0.0], [0.3, -2.0, 5.0]])
     M = torch.tensor([[1, 0, 0], [0, 1, 0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
-    # kept terms: max(0, 1-2)^2 = 0, (1-0.5)^2 = 0.25, (1+0.3)^2 = 1.69
-    assert masked_squared_hinge_loss(scores, M, mask).item() == pytest.approx((0.25 + 1.69) / 3)
+    # kept terms: row 0 max(0, 1-2)^2 = 0 and (1-0.5)^2 = 0.25, row 1 (1+0.3)^2 = 1.69; a row's mean
+    # over its own candidates, then the mean over rows
+    np.testing.assert_allclose(masked_row_hinge_losses(scores, M, mask).numpy(), [0.125, 1.69], rtol=1e-6)
+    assert masked_squared_hinge_loss(scores, M, mask).item() == pytest.approx((0.125 + 1.69) / 2)
+    assert masked_row_hinge_losses(scores, M, torch.zeros_like(mask)).tolist() == [0.0, 0.0]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,13 +32,16 @@ from tqdm.auto import tqdm
 
 from xmc.encoders import encoder_family
 from xmc.io import atomic_path
-from xmc.matcher.transformer import (_check_tokens, _EpochBatches, pool_hidden_states, resolve_device,
-                                     resolve_pooling, POOLINGS)
+from xmc.matcher.transformer import POOLINGS, pool_hidden_states, resolve_device, resolve_pooling
 from xmc.params import FromDict
+from xmc.training import (PRECISIONS, Checkpoints, EpochBatches, LoopSettings, autocast, check_tokens, data_digest,
+                          data_parallel, start_distributed, train_loop)
 
-__all__ = ["APLCParams", "partition_labels", "APLCLayer", "aplc_loss", "slanted_triangular", "APLC"]
+__all__ = ["APLCParams", "partition_labels", "APLCLayer", "aplc_row_losses", "aplc_loss", "slanted_triangular", "APLC"]
 
 META_FILE, HEAD_FILE = "aplc.json", "aplc.pt"
+# Settings that change neither the trained weights nor the loss history (see the matcher's).
+_NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every", "eval_batch_size", "top_k")
 
 
 @dataclass
@@ -66,6 +70,9 @@ class APLCParams(FromDict):
     top_k: int = 20
     device: str = "auto"
     log_every: int = 10
+    precision: str = "fp32"
+    grad_accum: int = 1
+    checkpoint_every: int = 100
 
     def __post_init__(self):
         for name in ("encoder_learning_rate", "hidden_learning_rate", "aplc_learning_rate", "q", "ratio",
@@ -75,7 +82,7 @@ class APLCParams(FromDict):
                 setattr(self, name, float(value))  # YAML reads "5e-5" as a string
             except (TypeError, ValueError):
                 raise ValueError(f"aplc {name} must be a number, got {value!r}") from None
-        for name in ("hidden_size", "max_steps", "batch_size", "eval_batch_size", "top_k", "log_every"):
+        for name in ("hidden_size", "max_steps", "batch_size", "eval_batch_size", "top_k", "log_every", "grad_accum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"aplc {name} must be a positive integer, got {value!r}")
@@ -98,6 +105,10 @@ class APLCParams(FromDict):
             raise ValueError(f"aplc prior_init must be true or false, got {self.prior_init!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"aplc pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"aplc precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise ValueError(f"aplc checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -174,21 +185,23 @@ class APLCLayer(nn.Module):
         return out
 
 
-def aplc_loss(head_logits, tail_logits, Y_batch: sp.csr_matrix, layer: APLCLayer) -> torch.Tensor:
-    """BCE over head outputs, plus BCE over each tail cluster's labels for the instances having a
-    label there; summed, divided by the batch size. Y_batch : sparse (B, L) 0/1."""
-    B = head_logits.shape[0]
+def aplc_row_losses(head_logits, tail_logits, Y_batch: sp.csr_matrix, layer: APLCLayer) -> torch.Tensor:
+    """Per instance: BCE summed over the head outputs, plus BCE summed over each tail cluster's labels
+    where the instance has a label in that cluster. (B,). Y_batch : sparse (B, L) 0/1."""
     Yd = torch.from_numpy(sp.csr_matrix(Y_batch, dtype=np.float32).toarray()).to(head_logits.device) > 0
     Yd = Yd.to(head_logits.dtype)
     bce = nn.functional.binary_cross_entropy_with_logits
     parts = [Yd[:, torch.from_numpy(c).to(Yd.device)] for c in layer.clusters]
     needs = torch.stack([p.amax(dim=1) for p in parts[1:]], dim=1) if layer.n_tail else Yd[:, :0]
-    loss = bce(head_logits, torch.cat([parts[0], needs], dim=1), reduction="sum")
+    loss = bce(head_logits, torch.cat([parts[0], needs], dim=1), reduction="none").sum(dim=1)
     for i, logits in enumerate(tail_logits):
-        rows = needs[:, i] > 0
-        if rows.any():
-            loss = loss + bce(logits[rows], parts[i + 1][rows], reduction="sum")
-    return loss / B
+        loss = loss + bce(logits, parts[i + 1], reduction="none").sum(dim=1) * needs[:, i]
+    return loss
+
+
+def aplc_loss(head_logits, tail_logits, Y_batch: sp.csr_matrix, layer: APLCLayer) -> torch.Tensor:
+    """The batch loss: :func:`aplc_row_losses` summed, divided by the batch size."""
+    return aplc_row_losses(head_logits, tail_logits, Y_batch, layer).mean()
 
 
 def slanted_triangular(step: int, total: int, cut_frac: float = 0.1, ratio: float = 32.0) -> float:
@@ -214,6 +227,10 @@ class _APLCNet(nn.Module):
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.dropout(self.hidden(self.dropout(pool_hidden_states(states, attention_mask, self.pooling))))
 
+    def forward(self, input_ids, attention_mask):
+        """(head logits, [tail logits]): through ``forward`` so that DDP sees the whole step."""
+        return self.aplc(self.hidden_state(input_ids, attention_mask))
+
 
 class APLC:
     """The end-to-end APLC model. Build with :meth:`fit` (sklearn style) or :meth:`load`.
@@ -225,17 +242,21 @@ class APLC:
     def __init__(self, params: APLCParams | None = None):
         self.params = params or APLCParams()
 
-    def fit(self, encoder_dir: str, input_ids, attention_mask, Y, log: Callable[[str], None] | None = None) -> "APLC":
-        """input_ids, attention_mask : int (N, T); Y : sparse (N, L) 0/1 training labels."""
+    def fit(self, encoder_dir: str, input_ids, attention_mask, Y, log: Callable[[str], None] | None = None,
+            checkpoint_dir=None) -> "APLC":
+        """input_ids, attention_mask : int (N, T); Y : sparse (N, L) 0/1 training labels. With
+        ``checkpoint_dir``, checkpoints and resume as :meth:`TransformerMatcher.train` does."""
         from transformers import AutoModel, AutoTokenizer
 
         p = self.params
-        ids, mask = _check_tokens(input_ids, attention_mask)
+        ids, mask = check_tokens(input_ids, attention_mask)
         Y = sp.csr_matrix(Y, dtype=np.float32)
         if Y.shape[0] != ids.shape[0] or ids.shape[0] == 0:
             raise ValueError(f"Y has {Y.shape[0]} rows and input_ids {ids.shape[0]}: both must be the same, > 0")
+        device, rank, world = start_distributed(resolve_device(p.device))
+        if rank != 0:  # one voice: rank 0 logs and shows progress
+            log = lambda message: None  # noqa: E731
         say = log or (lambda message: None)
-        device = resolve_device(p.device)
         family = encoder_family(encoder_dir)
         torch.manual_seed(p.seed)
         freq = np.asarray((Y > 0).sum(axis=0)).ravel()
@@ -245,30 +266,35 @@ class APLC:
         if p.prior_init:
             net.aplc.init_prior(Y)
         net = net.to(device).train()
+        model = data_parallel(net, device, p.seed, rank, world)
         groups = [{"params": list(net.encoder.parameters()), "lr": p.encoder_learning_rate},
                   {"params": list(net.hidden.parameters()), "lr": p.hidden_learning_rate},
                   {"params": list(net.aplc.parameters()), "lr": p.aplc_learning_rate}]
         optimizer = torch.optim.AdamW(groups, weight_decay=p.weight_decay, fused=device.type in ("cpu", "cuda"))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: slanted_triangular(s, p.max_steps, p.cut_frac, p.ratio))
-        batches = _EpochBatches(ids.shape[0], p.batch_size, p.seed)
-        say(f"APLC: {Y.shape[1]} labels in clusters of {[len(c) for c in clusters]}, d_h {p.hidden_size}")
-        history, start = [], time.perf_counter()
-        for step in tqdm(range(1, p.max_steps + 1), desc="aplc", unit="step", mininterval=1.0):
-            idx = next(batches).numpy()
-            h = net.hidden_state(ids[idx].to(device), mask[idx].to(device))
-            head, tails = net.aplc(h)
-            loss = aplc_loss(head, tails, Y[idx], net.aplc)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"APLC loss is {loss.item()} at step {step}; lower the learning rates")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            history.append({"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()})
-            if step % p.log_every == 0 or step == p.max_steps:
-                say(f"step {step}/{p.max_steps} loss {np.mean([r['loss'] for r in history[-p.log_every:]]):.4f}")
+        batches = EpochBatches(ids.shape[0], p.batch_size, p.seed)
+        say(f"APLC: {Y.shape[1]} labels in clusters of {[len(c) for c in clusters]}, d_h {p.hidden_size}"
+            + (f"; data-parallel over {world} processes ({device.type})" if world > 1 else ""))
+        checkpoints = state = None
+        if checkpoint_dir is not None and p.checkpoint_every > 0:
+            warn = log or (lambda message: warnings.warn(message, stacklevel=2))
+            fingerprint = {**{k: v for k, v in p.to_dict().items() if k not in _NOT_IN_FINGERPRINT},
+                           "encoder_dir": str(encoder_dir), "N": Y.shape[0], "L": Y.shape[1], "world_size": world,
+                           "data_sha256": data_digest(ids, mask, Y.indptr, Y.indices)}
+            checkpoints = Checkpoints(checkpoint_dir, fingerprint, p.checkpoint_every, "aplc", warn, rank)
+            state = checkpoints.read()
+
+        def row_losses(model_, rows):
+            head, tails = model_(ids[rows].to(device), mask[rows].to(device))
+            return aplc_row_losses(head.float(), [t.float() for t in tails], Y[rows.numpy()], net.aplc)
+
+        settings = LoopSettings(name="aplc", steps=p.max_steps, batch_size=p.batch_size, grad_accum=p.grad_accum,
+                                max_grad_norm=p.max_grad_norm, precision=p.precision, log_every=p.log_every,
+                                hint="lower the learning rates")
+        start = time.perf_counter()
+        history = train_loop(net, row_losses, optimizer, scheduler, batches, settings, device=device, model=model,
+                             rank=rank, world=world, checkpoints=checkpoints, resume=state, log=log)
         self.net_, self.family_, self.clusters_, self.history_ = net.eval(), family, clusters, history
         self.tokenizer_ = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
         self.device_, self.train_seconds_ = device, time.perf_counter() - start
@@ -279,14 +305,16 @@ class APLC:
         """Top-k labels by p(l | x): CSR float32 (N, L), the stored values are the probabilities."""
         k = min(top_k or self.params.top_k, self.net_.aplc.n_labels)
         batch_size = batch_size or self.params.eval_batch_size
-        ids, mask = _check_tokens(input_ids, attention_mask)
+        ids, mask = check_tokens(input_ids, attention_mask)
         n = ids.shape[0]
         cols = np.zeros((n, k), dtype=np.int64)
         vals = np.zeros((n, k), dtype=np.float32)
         self.net_.eval()
         for s in tqdm(range(0, n, batch_size), desc="aplc predict", unit="batch", mininterval=1.0):
             sl = slice(s, s + batch_size)
-            logp = self.net_.aplc.log_probs(self.net_.hidden_state(ids[sl].to(self.device_), mask[sl].to(self.device_)))
+            with autocast(self.device_, self.params.precision):
+                h = self.net_.hidden_state(ids[sl].to(self.device_), mask[sl].to(self.device_))
+            logp = self.net_.aplc.log_probs(h.float())
             top, idx = torch.topk(logp, k, dim=1)  # exact ties are immaterial here
             cols[sl], vals[sl] = idx.cpu().numpy(), top.exp().cpu().numpy()
         return sp.csr_matrix((vals.ravel(), cols.ravel(), np.arange(0, n * k + 1, k)),

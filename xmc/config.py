@@ -46,7 +46,7 @@ XR_MATCHER_PREFIX = "xr-transformer-"  # matcher name of an XR-Transformer match
 APLC_PREFIX = "aplc-"  # model name of an APLC model: aplc-{encoder}
 # APLC settings taken from the encoder's merged matcher settings unless the aplc section sets them.
 _APLC_FROM_MATCHER = ("seed", "max_steps", "batch_size", "pooling", "device", "eval_batch_size", "dropout",
-                      "max_grad_norm", "weight_decay", "log_every")
+                      "max_grad_norm", "weight_decay", "log_every", "precision", "grad_accum", "checkpoint_every")
 
 
 class ConfigError(ValueError):

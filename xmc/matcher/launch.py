@@ -1,55 +1,103 @@
-"""Train a matcher from the workflow's files, in one process or data-parallel under torchrun.
+"""Train a transformer model from the workflow's files, in one process or data-parallel under torchrun.
 
-``python -m xmc.matcher.launch --encoder DIR --tokens train.npz --Y Y.train.npz --C C.npz
---params '{"max_steps": 100, ...}' --output model/ [--checkpoint-dir DIR]`` trains and saves (rank 0).
-:func:`torchrun_command` wraps the same arguments in ``python -m torch.distributed.run --standalone
---nproc_per_node N``: each process then takes one device of ``CUDA_VISIBLE_DEVICES`` (local rank)
-or, on CPU, joins a gloo group.
+The three models share :func:`xmc.training.train_loop`, so all three train the same ways:
+``system`` "matcher" (:class:`~xmc.matcher.transformer.TransformerMatcher`), "xr"
+(:func:`~xmc.matcher.xr.train_xr_matcher`) or "aplc" (:class:`~xmc.aplc.APLC`).
+
+``python -m xmc.matcher.launch --system matcher --encoder DIR --tokens train.npz --Y Y.train.npz
+--C C.npz --params '{"max_steps": 100, ...}' --output model/ [--checkpoint-dir DIR]`` trains and
+saves (rank 0). :func:`torchrun_command` wraps the same arguments in ``python -m
+torch.distributed.run --standalone --nproc_per_node N``: each process then takes one device of
+``CUDA_VISIBLE_DEVICES`` (local rank) or, on CPU, joins a gloo group. :func:`train_and_save` is
+what the workflow's training rules call: one process for one device, torchrun for several.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import shutil
+import subprocess
 import sys
 
 import numpy as np
 
-__all__ = ["main", "torchrun_command", "train_from_files"]
+__all__ = ["SYSTEMS", "main", "torchrun_command", "train_from_files", "train_and_save"]
+
+SYSTEMS = ("matcher", "xr", "aplc")
 
 
-def train_from_files(encoder_dir, tokens, Y, C, params: dict, checkpoint_dir=None, log=None):
-    """Read tokens (npz with input_ids, attention_mask), Y (N, L) and C (L, K); train on M = binarise(Y C)."""
+def train_from_files(encoder_dir, tokens, Y, C, params: dict, checkpoint_dir=None, log=None,
+                     system: str = "matcher", xr: dict | None = None):
+    """Read tokens (npz with input_ids, attention_mask), Y (N, L) and C (L, K; unused by APLC) and
+    train ``system``. Returns the trained model (it has ``save(folder)``)."""
     from xmc.io import load_csr
-    from xmc.matcher.transformer import MatcherParams, TransformerMatcher
-    from xmc.indexing import cluster_targets
 
-    p = MatcherParams.from_dict(params)
+    if system not in SYSTEMS:
+        raise ValueError(f"system must be one of {SYSTEMS}, got {system!r}")
     arrays = np.load(tokens)
-    M = cluster_targets(load_csr(Y), load_csr(C))
+    ids, mask, Y = arrays["input_ids"], arrays["attention_mask"], load_csr(Y)
+    if system == "aplc":
+        from xmc.aplc import APLC, APLCParams
+
+        p = APLCParams.from_dict(params)
+        if log is not None:
+            log(f"APLC: {encoder_dir} on {Y.shape[0]} instances x {Y.shape[1]} labels "
+                f"(checkpoints in {checkpoint_dir}): {p}")
+        model = APLC(p).fit(encoder_dir, ids, mask, Y, log=log, checkpoint_dir=checkpoint_dir)
+        if log is not None:
+            log(f"trained in {model.train_seconds_:.1f} s")
+        return model
+
+    from xmc.matcher.transformer import MatcherParams, TransformerMatcher
+
+    p, C = MatcherParams.from_dict(params), load_csr(C)
+    if system == "matcher":
+        from xmc.indexing import cluster_targets
+
+        M = cluster_targets(Y, C)
+        if log is not None:
+            log(f"fine-tuning {encoder_dir} on {M.shape[0]} instances x {M.shape[1]} clusters "
+                f"(checkpoints in {checkpoint_dir}): {p}")
+        return TransformerMatcher.train(encoder_dir, ids, mask, M, p, log=log, checkpoint_dir=checkpoint_dir)
+
+    from xmc.matcher.xr import XRParams, train_xr_matcher
+
+    if np.any(np.diff(C.indptr) != 1):
+        raise ValueError("C: every label needs exactly one cluster")
+    x = XRParams.from_dict(xr or {})
     if log is not None:
-        log(f"fine-tuning {encoder_dir} on {M.shape[0]} instances x {M.shape[1]} clusters "
-            f"(checkpoints in {checkpoint_dir}): {p}")
-    return TransformerMatcher.train(encoder_dir, arrays["input_ids"], arrays["attention_mask"], M, p,
-                                    log=log, checkpoint_dir=checkpoint_dir)
+        log(f"XR-Transformer: {encoder_dir} on {Y.shape[0]} instances, K = {C.shape[1]} "
+            f"(checkpoints in {checkpoint_dir}): {p}, {x}")
+    matcher = train_xr_matcher(encoder_dir, ids, mask, Y, C.indices, C.shape[1], p, x, log=log,
+                               checkpoint_dir=checkpoint_dir)
+    for level in matcher.xr_levels_ if log is not None else ():
+        log("level K_t = %(level)d: %(steps)d steps in %(seconds).1f s, %(candidates).1f candidates per "
+            "instance" % level)
+    return matcher
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m xmc.matcher.launch", description=__doc__.split("\n")[0])
+    ap.add_argument("--system", choices=SYSTEMS, default="matcher", help="the model to train")
     ap.add_argument("--encoder", required=True, help="encoder folder (config, weights, tokenizer)")
     ap.add_argument("--tokens", required=True, help="npz with input_ids and attention_mask (N, T)")
     ap.add_argument("--Y", required=True, help="CSR npz (N, L) of training labels")
-    ap.add_argument("--C", required=True, help="CSR npz (L, K) label -> cluster")
-    ap.add_argument("--params", default="{}", help="MatcherParams as a JSON object")
-    ap.add_argument("--output", required=True, help="matcher folder to write")
+    ap.add_argument("--C", default=None, help="CSR npz (L, K) label -> cluster (matcher, xr)")
+    ap.add_argument("--params", default="{}", help="MatcherParams (APLCParams for aplc) as a JSON object")
+    ap.add_argument("--xr", default="{}", help="XRParams as a JSON object (xr)")
+    ap.add_argument("--output", required=True, help="model folder to write")
     ap.add_argument("--checkpoint-dir", default=None)
     return ap
 
 
-def arguments(encoder_dir, tokens, Y, C, params: dict, output, checkpoint_dir=None) -> list[str]:
+def arguments(encoder_dir, tokens, Y, C, params: dict, output, checkpoint_dir=None, system: str = "matcher",
+              xr: dict | None = None) -> list[str]:
     """The command-line arguments of :func:`main` for these inputs."""
-    args = ["--encoder", str(encoder_dir), "--tokens", str(tokens), "--Y", str(Y), "--C", str(C),
+    args = ["--system", system, "--encoder", str(encoder_dir), "--tokens", str(tokens), "--Y", str(Y),
             "--params", json.dumps(params), "--output", str(output)]
+    args += ["--C", str(C)] if C is not None else []
+    args += ["--xr", json.dumps(xr)] if xr is not None else []
     return args + (["--checkpoint-dir", str(checkpoint_dir)] if checkpoint_dir is not None else [])
 
 
@@ -62,25 +110,48 @@ def torchrun_command(nproc: int, args: list[str]) -> list[str]:
             "-m", "xmc.matcher.launch", *args]
 
 
+def train_and_save(n_devices: int, encoder_dir, tokens, Y, C, params: dict, output, checkpoint_dir, log,
+                   system: str = "matcher", xr: dict | None = None) -> None:
+    """Train and write ``output``: in this process on one device (or the CPU), else one torchrun
+    process per device. The checkpoint folder goes once the model is written."""
+    if n_devices > 1:  # data-parallel: one process per device, rank 0 writes the model
+        cmd = torchrun_command(n_devices, arguments(encoder_dir, tokens, Y, C, params, output, checkpoint_dir,
+                                                    system, xr))
+        log(f"launching {' '.join(cmd)}")
+        sys.stderr.flush()
+        done = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr)
+        if done.returncode != 0:
+            raise SystemExit(f"data-parallel {system} training failed (exit status {done.returncode}); "
+                             "see the rank logs above")
+    else:
+        train_from_files(encoder_dir, tokens, Y, C, params, checkpoint_dir, log=log, system=system,
+                         xr=xr).save(output)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     import torch.distributed as dist
 
-    from xmc.matcher.transformer import distributed_context
+    from xmc.training import distributed_context
 
     a = _parser().parse_args(argv)
     rank, world, _ = distributed_context()
-    logger = logging.getLogger(f"train_matcher[rank {rank}]")
+    logger = logging.getLogger(f"train_{a.system}[rank {rank}]")
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        params = json.loads(a.params)
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"--params: expected a JSON object, got {a.params!r} ({e})") from None
-    matcher = train_from_files(a.encoder, a.tokens, a.Y, a.C, params, a.checkpoint_dir,
-                               log=logger.info if rank == 0 else None)
+    decoded = {}
+    for name in ("params", "xr"):
+        try:
+            decoded[name] = json.loads(getattr(a, name))
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"--{name}: expected a JSON object, got {getattr(a, name)!r} ({e})") from None
+    if a.system != "aplc" and a.C is None:
+        raise SystemExit(f"--C is required for --system {a.system}")
+    model = train_from_files(a.encoder, a.tokens, a.Y, a.C, decoded["params"], a.checkpoint_dir,
+                             log=logger.info if rank == 0 else None, system=a.system, xr=decoded["xr"])
     if rank == 0:
-        matcher.save(a.output)
+        model.save(a.output)
     if world > 1 and dist.is_initialized():
         dist.barrier()  # no rank leaves (and tears the group down) before the model is written
         dist.destroy_process_group()

@@ -16,12 +16,8 @@ masks differ).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
-import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,11 +31,11 @@ from tqdm.auto import tqdm
 from xmc.encoders import encoder_family
 from xmc.io import atomic_path
 from xmc.params import FromDict
+from xmc.training import (PRECISIONS, Checkpoints, EpochBatches, LoopSettings, autocast,
+                          check_tokens, data_digest, data_parallel, start_distributed, train_loop)
 
 POOLINGS = ("auto", "cls", "mean", "last")
-PRECISIONS = ("fp32", "bf16", "fp16")
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-HEAD_FILE, META_FILE, CHECKPOINT_FILE, TREE_FILE = "head.pt", "matcher.json", "checkpoint.pt", "tree_heads.pt"
+HEAD_FILE, META_FILE, TREE_FILE = "head.pt", "matcher.json", "tree_heads.pt"
 # Settings that change neither the trained weights nor the loss history: a checkpoint written under
 # other values of these is still a valid start.
 _NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every", "eval_batch_size", "top_b",
@@ -183,7 +179,7 @@ class MatcherParams(FromDict):
         return dataclasses.asdict(self)
 
 
-class _Net(nn.Module):
+class MatcherNet(nn.Module):
     """encoder -> pooled phi_neural -> dropout -> Linear(hidden, K)."""
 
     def __init__(self, encoder: nn.Module, n_clusters: int, pooling: str, dropout: float):
@@ -199,153 +195,40 @@ class _Net(nn.Module):
         return self.head(self.dropout(emb)), emb
 
 
-def _check_tokens(input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
-    input_ids, attention_mask = np.asarray(input_ids), np.asarray(attention_mask)
-    if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
-        raise ValueError(f"input_ids {input_ids.shape} and attention_mask {attention_mask.shape} "
-                         "must both be 2-D (N, max_length) of the same shape")
-    if not (np.issubdtype(input_ids.dtype, np.integer) and np.issubdtype(attention_mask.dtype, np.integer)):
-        raise ValueError(f"input_ids and attention_mask must be integer arrays, got "
-                         f"{input_ids.dtype} and {attention_mask.dtype}")
-    return (torch.from_numpy(input_ids.astype(np.int64)),
-            torch.from_numpy(attention_mask.astype(np.int64)))
-
-
-class _EpochBatches:
-    """Endless mini-batches of row indices: each epoch a fresh ``torch.randperm(n)`` cut into pieces
-    of ``batch_size`` (the last one may be smaller).
-
-    ``state_dict`` holds the generator, the current permutation and the position in it, so a
-    restored sampler continues with exactly the batches the interrupted run would have drawn.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size = n, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.perm, self.pos = torch.empty(0, dtype=torch.long), 0
-
-    def __next__(self) -> torch.Tensor:
-        if self.pos >= len(self.perm):
-            self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
-        idx = self.perm[self.pos:self.pos + self.batch_size]
-        self.pos += len(idx)
-        return idx
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.perm, self.pos = state["perm"], state["pos"]
+def checkpoint_params(p: MatcherParams) -> dict:
+    """The params a checkpoint must share with the run that resumes it."""
+    return {k: v for k, v in p.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
 
 
 def _fingerprint(p: MatcherParams, encoder_dir, ids, mask, M: sp.csr_matrix, world: int = 1) -> dict:
     """What a checkpoint must share with this run to be resumed: the training params, the encoder
     and the data (N, K and a digest of tokens and targets)."""
-    digest = hashlib.sha256()
-    for a in (ids.numpy(), mask.numpy(), M.indptr, M.indices, M.data):
-        digest.update(np.ascontiguousarray(a).tobytes())
-    params = {k: v for k, v in p.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
-    return {**params, "encoder_dir": str(encoder_dir), "N": M.shape[0], "K": M.shape[1],
-            "data_sha256": digest.hexdigest(), "world_size": world}
+    return {**checkpoint_params(p), "encoder_dir": str(encoder_dir), "N": M.shape[0], "K": M.shape[1],
+            "data_sha256": data_digest(ids, mask, M.indptr, M.indices, M.data), "world_size": world}
 
 
-def _rng_state(device: torch.device) -> tuple:
-    return (torch.get_rng_state(),  # dropout on CPU
-            torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+def loop_settings(p: MatcherParams, name: str = "matcher", steps: int | None = None) -> LoopSettings:
+    """The training loop's settings from the matcher's params."""
+    return LoopSettings(name=name, steps=p.max_steps if steps is None else steps, batch_size=p.batch_size,
+                        grad_accum=p.grad_accum, max_grad_norm=p.max_grad_norm, precision=p.precision,
+                        log_every=p.log_every, memory_hint="gradient_checkpointing",
+                        hint=f"lower learning_rate ({p.learning_rate:g}) or use precision fp32 (now {p.precision})")
 
 
-def _write_checkpoint(folder: Path, step: int, fingerprint: dict, net, optimizer, scheduler, scaler,
-                      batches: _EpochBatches, history: list, device: torch.device,
-                      rank: int = 0, world: int = 1) -> None:
-    """Everything a bit-identical continuation needs, written to a temporary file then renamed:
-    a kill mid-write leaves the previous checkpoint in place. Under data parallelism every rank
-    calls this (to gather the ranks' RNG states) and rank 0 writes."""
-    rng = [_rng_state(device)]
-    if world > 1:
-        rng = [None] * world
-        torch.distributed.all_gather_object(rng, _rng_state(device))
-    if rank != 0:
-        return
-    state = {"step": step, "fingerprint": fingerprint, "net": net.state_dict(),
-             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "scaler": scaler.state_dict(), "batches": batches.state_dict(), "history": history,
-             "torch_rng": rng[0][0], "cuda_rng": rng[0][1],
-             "rank_rng": [r[0] for r in rng], "rank_cuda_rng": [r[1] for r in rng]}
-    with atomic_path(folder / CHECKPOINT_FILE) as tmp:
-        torch.save(state, tmp)
+def build_net(encoder_dir, n_clusters: int, p: MatcherParams, device: torch.device) -> tuple[MatcherNet, str]:
+    """A fresh (encoder + K-way head) network in train mode, and the encoder's family; with
+    ``gradient_checkpointing`` switched on when the params ask for it."""
+    from transformers import AutoModel
 
-
-def _read_checkpoint(folder: Path, fingerprint: dict, warn: Callable[[str], None]) -> dict | None:
-    """The checkpoint in ``folder`` if it exists, loads, and was written by this same run."""
-    path = folder / CHECKPOINT_FILE
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        old = state["fingerprint"]
-    except Exception as e:  # noqa: BLE001 - any unreadable file means: start afresh
-        warn(f"warning: ignoring unreadable matcher checkpoint {path} ({type(e).__name__}: {e}); "
-             "training from step 0")
-        return None
-    if old != fingerprint:
-        changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
-        warn(f"warning: ignoring matcher checkpoint {path}: it was written by a run with other "
-             f"{', '.join(changed)}; training from step 0")
-        return None
-    return state
-
-
-def _restore(state: dict, net, optimizer, scheduler, scaler, batches: _EpochBatches,
-             device: torch.device, rank: int = 0) -> tuple[int, list]:
-    """Load a checkpoint into freshly built training objects; returns (step, history)."""
-    net.load_state_dict(state["net"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    batches.load_state_dict(state["batches"])
-    torch.set_rng_state(state["rank_rng"][rank])
-    cuda_rng = state["rank_cuda_rng"][rank]
-    if device.type == "cuda" and cuda_rng is not None:
-        torch.cuda.set_rng_state(cuda_rng, device)
-    return state["step"], list(state["history"])
-
-
-def distributed_context() -> tuple[int, int, int]:
-    """(rank, world size, local rank) of this process: from torchrun's environment, else (0, 1, 0)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    rank = int(os.environ["RANK"])
-    return rank, world, int(os.environ.get("LOCAL_RANK", rank))
-
-
-def _local_chunks(micro: list[torch.Tensor], rank: int, world: int, batch_size: int, grad_accum: int):
-    """This rank's share of one optimiser step: [(row indices, row weights or None), ...].
-
-    Single process: the micro-batches themselves (weights None: the loss is the batch mean /
-    grad_accum, as always). With ``world`` ranks: the step's rows are dealt out rank-strided and
-    each row weighs ``world / (len(its micro-batch) * grad_accum)``, so that DDP's average of the
-    ranks' gradients is exactly the single-process gradient. A rank left without rows (a tiny last
-    batch of an epoch) runs one row with weight 0: every rank must join the gradient all-reduce.
-    """
-    if world == 1:
-        return [(m, None) for m in micro]
-    idx = torch.cat(micro)
-    weight = torch.cat([torch.full((len(m),), world / (len(m) * grad_accum)) for m in micro])
-    mine, w = idx[rank::world], weight[rank::world]
-    if len(mine) == 0:
-        mine, w = idx[:1], torch.zeros(1)
-    return [(mine[s:s + batch_size], w[s:s + batch_size]) for s in range(0, len(mine), batch_size)]
-
-
-def _out_of_memory_message(p: MatcherParams, step: int, device: torch.device) -> str:
-    return (f"matcher ran out of {device.type} memory at step {step}/{p.max_steps} with batch_size "
-            f"{p.batch_size} per device and grad_accum {p.grad_accum}; halve batch_size to "
-            f"{max(p.batch_size // 2, 1)} and double grad_accum to {2 * p.grad_accum} (the same total "
-            f"batch of {p.batch_size * p.grad_accum}), or use precision bf16 (now {p.precision}) or "
-            f"gradient_checkpointing")
+    family = encoder_family(encoder_dir)
+    net = MatcherNet(AutoModel.from_pretrained(str(encoder_dir)), n_clusters,
+                     resolve_pooling(p.pooling, family), p.dropout).to(device).train()
+    if p.gradient_checkpointing:
+        if not getattr(net.encoder, "supports_gradient_checkpointing", False):
+            raise ValueError(f"matcher gradient_checkpointing: the {family} encoder "
+                             f"{encoder_dir} does not support it; set it to false")
+        net.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return net, family
 
 
 class TransformerMatcher:
@@ -356,7 +239,7 @@ class TransformerMatcher:
     ``history_`` (one dict per optimiser step: step, loss, lr).
     """
 
-    def __init__(self, net: _Net, tokenizer, family: str, params: MatcherParams, device, history=(),
+    def __init__(self, net: MatcherNet, tokenizer, family: str, params: MatcherParams, device, history=(),
                  tree=None):
         self.net, self.tokenizer, self.family, self.params = net, tokenizer, family, params
         self.device = torch.device(device)
@@ -390,137 +273,46 @@ class TransformerMatcher:
         A checkpoint of another configuration is ignored with a warning (to ``log``, else
         ``warnings.warn``). ``checkpoint_every`` 0 neither reads nor writes checkpoints.
         """
-        from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+        from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
         p = params or MatcherParams()
-        ids, mask = _check_tokens(input_ids, attention_mask)
+        ids, mask = check_tokens(input_ids, attention_mask)
         M = sp.csr_matrix(M, dtype=np.float32)
         if M.shape[0] != ids.shape[0]:
             raise ValueError(f"M has {M.shape[0]} rows but input_ids has {ids.shape[0]}; "
                              "both must be indexed by the same training instances")
         if ids.shape[0] == 0:
             raise ValueError("input_ids has no rows; the matcher needs at least one training instance")
-        device, n = resolve_device(p.device), ids.shape[0]
-        rank, world, local_rank = distributed_context()
-        if world > 1:
-            if device.type == "cuda":
-                device = torch.device("cuda", local_rank)
-                torch.cuda.set_device(device)
-            if not torch.distributed.is_initialized():
-                torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        device, rank, world = start_distributed(resolve_device(p.device))
         if rank != 0:  # one voice: rank 0 logs and shows progress
             log = lambda message: None  # noqa: E731
         say = log or (lambda message: None)
-        warn = log or (lambda message: warnings.warn(message, stacklevel=3))
-        family = encoder_family(encoder_dir)
         torch.manual_seed(p.seed)  # covers head init, any newly initialised encoder part, dropout
-        net = _Net(AutoModel.from_pretrained(str(encoder_dir)), M.shape[1],
-                   resolve_pooling(p.pooling, family), p.dropout).to(device).train()
-        if p.gradient_checkpointing:
-            if not getattr(net.encoder, "supports_gradient_checkpointing", False):
-                raise ValueError(f"matcher gradient_checkpointing: the {family} encoder "
-                                 f"{encoder_dir} does not support it; set it to false")
-            net.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model = net
-        if world > 1:
-            # The encoder's pooler (unused: phi_neural pools the last layer) gets no gradient.
-            model = torch.nn.parallel.DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True)
-            torch.manual_seed(p.seed + 1_000_003 * rank)  # own dropout masks per rank
+        net, family = build_net(encoder_dir, M.shape[1], p, device)
+        model = data_parallel(net, device, p.seed, rank, world)
         tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
         optimizer = make_optimizer(net, p, device)
         scheduler = get_linear_schedule_with_warmup(optimizer, p.warmup_steps, p.max_steps)
-        # fp16 needs loss scaling; disabled, the scaler passes everything through unchanged.
-        scaler = torch.amp.GradScaler(device.type, enabled=p.precision == "fp16")
-        batches = _EpochBatches(n, p.batch_size, p.seed)
+        batches = EpochBatches(ids.shape[0], p.batch_size, p.seed)
         if world > 1:
             say(f"data-parallel over {world} processes ({device.type}): total batch "
                 f"{p.batch_size * p.grad_accum} = about {-(-p.batch_size * p.grad_accum // world)} rows "
                 f"per process per step, in micro-batches of at most {p.batch_size}")
+        checkpoints = state = None
+        if checkpoint_dir is not None and p.checkpoint_every > 0:
+            warn = log or (lambda message: warnings.warn(message, stacklevel=3))
+            checkpoints = Checkpoints(checkpoint_dir, _fingerprint(p, encoder_dir, ids, mask, M, world),
+                                      p.checkpoint_every, "matcher", warn, rank)
+            state = checkpoints.read()
 
-        history, done = [], 0
-        checkpointing = checkpoint_dir is not None and p.checkpoint_every > 0
-        if checkpointing:
-            checkpoint_dir = Path(checkpoint_dir)
-            if rank == 0:
-                checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                for stale in checkpoint_dir.glob(".checkpoint.*.tmp.pt"):  # left by a kill mid-write
-                    stale.unlink(missing_ok=True)
-            fingerprint = _fingerprint(p, encoder_dir, ids, mask, M, world)
-            state = _read_checkpoint(checkpoint_dir, fingerprint, warn)
-            if state is not None:
-                done, history = _restore(state, net, optimizer, scheduler, scaler, batches, device, rank)
-                say(f"resuming from step {done}/{p.max_steps} ({checkpoint_dir / CHECKPOINT_FILE})")
-                del state
+        def row_losses(model_, rows):
+            scores, _ = model_(ids[rows].to(device), mask[rows].to(device))
+            return _row_hinge_losses(scores.float(), torch.from_numpy(M[rows.numpy()].toarray()).to(device))
 
-        autocast = dict(device_type=device.type, dtype=_AUTOCAST.get(p.precision),
-                        enabled=p.precision in _AUTOCAST)
-        start, seen = time.perf_counter(), 0
-        bar = tqdm(range(done + 1, p.max_steps + 1), initial=done, total=p.max_steps, desc="matcher",
-                   unit="step", mininterval=1.0, disable=rank != 0)
-
-        def settle(step_, loss_, lr_):
-            """Read a step's loss back (one step late, so that the host queues the next step while the
-            device still works on this one), stop on NaN/inf, record and log it."""
-            value = loss_.item()
-            if not np.isfinite(value):
-                raise FloatingPointError(
-                    f"matcher loss is {value} at step {step_}/{p.max_steps}; lower "
-                    f"learning_rate ({p.learning_rate:g}) or use precision fp32 (now {p.precision})")
-            history.append({"step": step_, "loss": value, "lr": lr_})
-            bar.set_postfix(loss=f"{value:.4f}", ex_s=f"{seen / (time.perf_counter() - start):.1f}")
-            if log is not None and (step_ % p.log_every == 0 or step_ == p.max_steps):
-                recent = [h["loss"] for h in history[-p.log_every:]]
-                log(f"step {step_}/{p.max_steps} loss {np.mean(recent):.5f} "
-                    f"lr {lr_:.3g} examples/s {seen / (time.perf_counter() - start):.1f}")
-
-        pending = None  # (step, loss on the device, lr) of the step not yet read back
-        for step in bar:
-            micro = [next(batches) for _ in range(p.grad_accum)]
-            chunks = _local_chunks(micro, rank, world, p.batch_size, p.grad_accum)
-            # Summed on the device and read back one step later (a GPU waits for nothing in between).
-            step_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64,
-                                    device=device)
-            try:
-                for j, (idx, weight) in enumerate(chunks):
-                    # Under DDP only the last backward of a step all-reduces the gradients.
-                    sync = nullcontext() if model is net or j == len(chunks) - 1 else model.no_sync()
-                    with sync:
-                        target = torch.from_numpy(M[idx.numpy()].toarray()).to(device)
-                        with torch.autocast(**autocast):
-                            scores, _ = model(ids[idx].to(device), mask[idx].to(device))
-                        if weight is None:
-                            loss = squared_hinge_loss(scores.float(), target) / p.grad_accum
-                        else:
-                            loss = (_row_hinge_losses(scores.float(), target) * weight.to(device)).sum()
-                        scaler.scale(loss).backward()
-                    step_loss += loss.detach().to(step_loss.dtype)
-                if world > 1:  # the step's loss over all ranks (each rank's share is scaled by world)
-                    torch.distributed.all_reduce(step_loss)
-                    step_loss /= world
-                if pending is not None:  # the previous step's loss: a NaN there stops training here
-                    settle(*pending)
-                seen += sum(len(m) for m in micro)
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-            except torch.OutOfMemoryError as e:
-                raise RuntimeError(_out_of_memory_message(p, step, device)) from e
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            pending = (step, step_loss, scheduler.get_last_lr()[0])
-            if checkpointing and step % p.checkpoint_every == 0:
-                settle(*pending)  # a checkpoint only ever holds weights of finite-loss steps
-                pending = None
-                _write_checkpoint(checkpoint_dir, step, fingerprint, net, optimizer, scheduler, scaler,
-                                  batches, history, device, rank, world)
-        if pending is not None:
-            settle(*pending)
+        history = train_loop(net, row_losses, optimizer, scheduler, batches, loop_settings(p), device=device,
+                             model=model, rank=rank, world=world, checkpoints=checkpoints, resume=state, log=log)
         if p.gradient_checkpointing:
             net.encoder.gradient_checkpointing_disable()
-        net.eval()
         return cls(net, tokenizer, family, p, device, history)
 
     @torch.no_grad()
@@ -537,7 +329,7 @@ class TransformerMatcher:
         batch_size = self.params.eval_batch_size if batch_size is None else batch_size
         if b < 1 or batch_size < 1:
             raise ValueError(f"top_b and batch_size must be positive, got {top_b!r}, {batch_size!r}")
-        ids, mask = _check_tokens(input_ids, attention_mask)
+        ids, mask = check_tokens(input_ids, attention_mask)
         n = ids.shape[0]
         cols = np.zeros((n, b), dtype=np.int32)
         vals = np.zeros((n, b), dtype=np.float32)
@@ -545,8 +337,7 @@ class TransformerMatcher:
         self.net.eval()
         for start in tqdm(range(0, n, batch_size), desc="matcher predict", unit="batch", mininterval=1.0):
             sl = slice(start, start + batch_size)
-            with torch.autocast(self.device.type, dtype=_AUTOCAST.get(self.params.precision),
-                                enabled=self.params.precision in _AUTOCAST):
+            with autocast(self.device, self.params.precision):
                 scores, pooled = self.net(ids[sl].to(self.device), mask[sl].to(self.device))
             scores = scores.float()
             if self.tree_:
@@ -590,7 +381,7 @@ class TransformerMatcher:
                 raise ValueError(f"{folder} is not a saved TransformerMatcher: {name} is missing")
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         params = MatcherParams.from_dict(meta["params"])
-        net = _Net(AutoModel.from_pretrained(str(folder)), meta["n_clusters"], meta["pooling"],
+        net = MatcherNet(AutoModel.from_pretrained(str(folder)), meta["n_clusters"], meta["pooling"],
                    params.dropout)
         net.head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
         tree = None

@@ -22,20 +22,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
 
-from xmc.encoders import encoder_family
-from xmc.matcher.transformer import (MatcherParams, TransformerMatcher, _check_tokens, _EpochBatches, _Net,
-                                     beam_scores, make_optimizer, resolve_device, resolve_pooling)
+from xmc.matcher.transformer import (MatcherParams, TransformerMatcher, beam_scores, build_net,
+                                     checkpoint_params, loop_settings, make_optimizer, resolve_device)
 from xmc.params import FromDict
+from xmc.training import (Checkpoints, EpochBatches, check_tokens, data_digest, data_parallel, start_distributed,
+                          train_loop)
 
-__all__ = ["XRParams", "default_levels", "level_assignment", "level_targets", "matcher_aware_candidates", "online_candidates", "masked_squared_hinge_loss", "split_steps", "train_xr_matcher"]
+__all__ = ["XRParams", "default_levels", "level_assignment", "level_targets", "matcher_aware_candidates", "online_candidates", "masked_row_hinge_losses",
+           "masked_squared_hinge_loss", "split_steps", "train_xr_matcher"]
 
 BOOTSTRAPS = ("inherit", "none")
 NEGATIVES = ("online", "pass")
@@ -166,16 +168,31 @@ def online_candidates(emb: torch.Tensor, tree, target: torch.Tensor, top_k: int)
     return reached | (target > 0)
 
 
-def masked_squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the masked (i, k) of max(0, 1 - M~_ik g_ik)^2, M~ = 2M - 1. All tensors (B, K)."""
+def masked_row_hinge_losses(scores: torch.Tensor, M: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per row, the mean over its masked k of max(0, 1 - M~_ik g_ik)^2, M~ = 2M - 1: (B,).
+    All inputs (B, K); a row without candidates has loss 0. Per-row losses (rather than one mean over
+    the batch's candidates) make the batch loss their mean, which data-parallel ranks split exactly."""
     signs = 2.0 * M.to(scores.dtype) - 1.0
     w = mask.to(scores.dtype)
-    return (torch.clamp(1.0 - signs * scores, min=0.0).pow(2) * w).sum() / w.sum().clamp(min=1.0)
+    return (torch.clamp(1.0 - signs * scores, min=0.0).pow(2) * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
+
+
+def masked_squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The batch loss: the mean over rows of :func:`masked_row_hinge_losses`."""
+    return masked_row_hinge_losses(scores, M, mask).mean()
+
+
+def _fingerprint(p: MatcherParams, xr: XRParams, levels, steps, encoder_dir, ids, mask, Y, assignment,
+                 world: int) -> dict:
+    """What a checkpoint must share with this run to be resumed (see the matcher's)."""
+    return {**checkpoint_params(p), **{f"xr_{k}": v for k, v in xr.to_dict().items()}, "levels": levels, "steps": steps,
+            "encoder_dir": str(encoder_dir), "N": Y.shape[0], "L": Y.shape[1], "world_size": world,
+            "data_sha256": data_digest(ids, mask, Y.indptr, Y.indices, assignment)}
 
 
 def train_xr_matcher(encoder_dir: str, input_ids, attention_mask, Y, assignment, n_clusters: int,
                      params: MatcherParams | None = None, xr: XRParams | None = None,
-                     log: Callable[[str], None] | None = None) -> TransformerMatcher:
+                     log: Callable[[str], None] | None = None, checkpoint_dir=None) -> TransformerMatcher:
     """Fine-tune ``encoder_dir`` level by level over the label tree.
 
     input_ids, attention_mask : int (N, T); Y : sparse (N, L) 0/1; assignment : int (L,) leaf of
@@ -183,11 +200,11 @@ def train_xr_matcher(encoder_dir: str, input_ids, attention_mask, Y, assignment,
     Returns a TransformerMatcher over the K leaves whose ``history_`` rows carry the ``level``
     (K_t) and the global step; ``xr_levels_`` lists (level, steps, seconds, mean candidates).
     """
-    from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     p = params or MatcherParams()
     xr = xr or XRParams()
-    ids, mask = _check_tokens(input_ids, attention_mask)
+    ids, mask = check_tokens(input_ids, attention_mask)
     Y = sp.csr_matrix(Y)
     assignment = np.asarray(assignment, dtype=np.int64)
     if Y.shape[0] != ids.shape[0]:
@@ -197,76 +214,97 @@ def train_xr_matcher(encoder_dir: str, input_ids, attention_mask, Y, assignment,
     if ids.shape[0] == 0:
         raise ValueError("input_ids has no rows; the matcher needs at least one training instance")
     levels, steps = xr.resolve(n_clusters, p.max_steps)
+    device, rank, world = start_distributed(resolve_device(p.device))
+    if rank != 0:  # one voice: rank 0 logs and shows progress
+        log = lambda message: None  # noqa: E731
     say = log or (lambda message: None)
-    device = resolve_device(p.device)
-    family = encoder_family(encoder_dir)
     torch.manual_seed(p.seed)
-    net = _Net(AutoModel.from_pretrained(str(encoder_dir)), levels[0], resolve_pooling(p.pooling, family),
-               p.dropout).to(device)
+    net, family = build_net(encoder_dir, levels[0], p, device)
     tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
+    if world > 1:
+        say(f"data-parallel over {world} processes ({device.type}): total batch {p.batch_size * p.grad_accum}")
     warmup_frac = p.warmup_steps / p.max_steps
-    history, done, summary, prev_top, tree = [], 0, [], None, []
-    for t, (level, n_steps) in enumerate(zip(levels, steps)):
+    history, summary, prev_top, tree = [], [], None, []
+    checkpoints = state = None
+    if checkpoint_dir is not None and p.checkpoint_every > 0:
+        warn = log or (lambda message: warnings.warn(message, stacklevel=2))
+        checkpoints = Checkpoints(checkpoint_dir, _fingerprint(p, xr, levels, steps, encoder_dir, ids, mask, Y,
+                                                               assignment, world),
+                                  p.checkpoint_every, "xr matcher", warn, rank)
+        state = checkpoints.read()
+    first = 0
+    if state is not None:  # rebuild the levels finished before the checkpoint's; its own comes next
+        first, extra = state["phase"], state["extra"]
+        for t in range(first):
+            head = torch.nn.Linear(net.head.in_features, levels[t]).to(device)
+            head.load_state_dict(extra["tree"][t])
+            tree.append((levels[t], head))
+        net.head = torch.nn.Linear(net.head.in_features, levels[first]).to(device)
+        summary = list(extra["summary"])
+        if extra.get("prev_top") is not None:
+            prev_top = sp.csr_matrix(tuple(extra["prev_top"][:3]), shape=tuple(extra["prev_top"][3]))
+        say(f"resuming at level {first + 1}/{len(levels)} (K_t = {levels[first]})")
+
+    def extra_state():
+        top = None if prev_top is None else (torch.from_numpy(prev_top.data), torch.from_numpy(prev_top.indices),
+                                             torch.from_numpy(prev_top.indptr), list(prev_top.shape))
+        return {"tree": [h.state_dict() for _, h in tree], "summary": summary, "prev_top": top}
+
+    for t in range(first, len(levels)):
+        level, n_steps = levels[t], steps[t]
         M = level_targets(Y, assignment, n_clusters, level)
         support = None  # the coarsest level sees all its clusters; online: per batch
-        if t > 0:
-            if xr.negatives == "pass":
-                support = matcher_aware_candidates(M, prev_top, levels[t - 1], level)
-            old = net.head
-            tree.append((levels[t - 1], old))  # frozen from now on: the beam's and negatives' level
-            net.head = torch.nn.Linear(old.in_features, level).to(device)
-            if xr.bootstrap == "inherit":
-                with torch.no_grad():
-                    parent = torch.arange(level, device=device) // (level // levels[t - 1])
-                    net.head.weight.copy_(old.weight[parent])
-                    net.head.bias.copy_(old.bias[parent])
-        net.train()
+        if t > 0 and xr.negatives == "pass":
+            support = matcher_aware_candidates(M, prev_top, levels[t - 1], level)
+        if t > first or state is None:
+            if t > 0:
+                old = net.head
+                tree.append((levels[t - 1], old))  # frozen from now on: the beam's and negatives' level
+                net.head = torch.nn.Linear(old.in_features, level).to(device)
+                if xr.bootstrap == "inherit":
+                    with torch.no_grad():
+                        parent = torch.arange(level, device=device) // (level // levels[t - 1])
+                        net.head.weight.copy_(old.weight[parent])
+                        net.head.bias.copy_(old.bias[parent])
+        for _, head in tree:
+            head.requires_grad_(False)
+        model = data_parallel(net, device, p.seed + t, rank, world)  # DDP again: the head is new
         optimizer = make_optimizer(net, p, device)
         scheduler = get_linear_schedule_with_warmup(optimizer, round(warmup_frac * n_steps), n_steps)
-        batches = _EpochBatches(ids.shape[0], p.batch_size, p.seed + t)
+        batches = EpochBatches(ids.shape[0], p.batch_size, p.seed + t)
         online = t > 0 and xr.negatives == "online"
         say(f"level {t + 1}/{len(levels)}: K_t = {level}, {n_steps} steps"
             + ("" if support is None else f", {support.nnz / support.shape[0]:.1f} candidate clusters per instance"))
-        start, n_support, n_rows = time.perf_counter(), 0, 0
-        for _ in tqdm(range(n_steps), desc=f"xr level {level}", unit="step", mininterval=1.0):
-            step_loss = 0.0
-            for _ in range(p.grad_accum):
-                idx = next(batches).numpy()
-                target = torch.from_numpy(M[idx].toarray()).to(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
-                    scores, emb = net(ids[idx].to(device), mask[idx].to(device))
-                if online:
-                    weight = online_candidates(emb.detach().float(), tree, target, xr.top_k)
-                elif support is None:
-                    weight = torch.ones_like(target)
-                else:
-                    weight = torch.from_numpy(support[idx].toarray()).to(device)
-                n_support += int(weight.sum())
-                n_rows += len(idx)
-                loss = masked_squared_hinge_loss(scores.float(), target, weight) / p.grad_accum
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"xr matcher loss is {loss.item()} at level {level}; lower "
-                                             f"learning_rate ({p.learning_rate:g})")
-                loss.backward()
-                step_loss += loss.item()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            done += 1
-            history.append({"step": done, "loss": step_loss, "lr": scheduler.get_last_lr()[0], "level": level})
-            if done % p.log_every == 0:
-                say(f"level {level} step {done}/{sum(steps)} loss "
-                    f"{np.mean([h['loss'] for h in history[-p.log_every:]]):.5f}")
-        net.eval()
+        start, counts = time.perf_counter(), [0, 0]  # candidates, rows
+
+        def row_losses(model_, rows, M=M, support=support, online=online, counts=counts):
+            target = torch.from_numpy(M[rows.numpy()].toarray()).to(device)
+            scores, emb = model_(ids[rows].to(device), mask[rows].to(device))
+            if online:
+                weight = online_candidates(emb.detach().float(), tree, target, xr.top_k)
+            elif support is None:
+                weight = torch.ones_like(target)
+            else:
+                weight = torch.from_numpy(support[rows.numpy()].toarray()).to(device)
+            counts[0] += int(weight.sum())
+            counts[1] += len(rows)
+            return masked_row_hinge_losses(scores.float(), target, weight)
+
+        history = train_loop(net, row_losses, optimizer, scheduler, batches,
+                             loop_settings(p, name=f"xr level {level}", steps=n_steps), device=device, model=model,
+                             rank=rank, world=world, checkpoints=checkpoints,
+                             resume=state if t == first else None, phase=t, extra=extra_state,
+                             step_offset=sum(steps[:t]), total_steps=sum(steps), history=history,
+                             tag={"level": level}, prefix=f"level {level} ", log=log)
         if t + 1 < len(levels) and xr.negatives == "pass":
             # the next level's negatives: this level's top-k (beam search) on the training set
             matcher = TransformerMatcher(net, tokenizer, family, p, device, history, tree=list(tree))
             prev_top, _ = matcher.predict(input_ids, attention_mask, top_b=min(xr.top_k, level))
+            net.train()
         summary.append({"level": level, "steps": n_steps, "seconds": time.perf_counter() - start,
-                        "candidates": n_support / max(n_rows, 1)})
-    for _, head in tree:
-        head.requires_grad_(False)
+                        "candidates": counts[0] / max(counts[1], 1)})
+    if p.gradient_checkpointing:
+        net.encoder.gradient_checkpointing_disable()
     final_params = dataclasses.replace(p, max_steps=sum(steps), warmup_steps=0)
     matcher = TransformerMatcher(net, tokenizer, family, final_params, device, history, tree=tree)
     matcher.xr_levels_ = summary
