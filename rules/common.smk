@@ -105,8 +105,8 @@ def dataset_format(wildcards):
     return dataset_cfg(wildcards)["format"]
 
 
-def dataset_encoding(wildcards):
-    return dataset_cfg(wildcards).get("encoding", "utf-8")
+def dataset_reader_options(wildcards):
+    return xmc_config.reader_options(dataset_cfg(wildcards))
 
 
 def dataset_subsample(wildcards):

@@ -33,7 +33,7 @@ rule prepare:
         f"{R}/benchmarks/{{dataset}}/prepare.tsv"
     params:
         format=dataset_format,
-        encoding=dataset_encoding,
+        options=dataset_reader_options,
         subsample=dataset_subsample,
         code=code_version("prepare.py"),
     conda:

@@ -84,8 +84,45 @@ def test_n_clusters_larger_than_the_labels_is_rejected():
     cfg["indexing"]["n_clusters"] = 64
     cfg = xc.resolve(cfg)
     xc.check_n_clusters(cfg, "eurlex57k-sample", 64)
-    with pytest.raises(xc.ConfigError, match=r"n_clusters \(K\) = 64 is larger than its number of labels \(63\)"):
+    with pytest.raises(xc.ConfigError, match=r"^indexing.n_clusters: K = 64 is larger than the number of labels \(63\)"):
         xc.check_n_clusters(cfg, "eurlex57k-sample", 63)
+    # K from the depth rule (2 for 63 labels) against ranker.shards, once the data is prepared
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["ranker"]["shards"] = 4
+    cfg = xc.resolve(cfg)
+    xc.check_n_clusters(cfg, "eurlex57k-sample", 400)  # K = 8
+    with pytest.raises(xc.ConfigError, match=r"ranker.shards = 4 is larger than the K = 2 clusters"):
+        xc.check_n_clusters(cfg, "eurlex57k-sample", 63)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["tfidf"].update(ngram_range=[2, 1]), r"tfidf.ngram_range: \[2, 1\] has its lower bound above"),
+    (lambda c: c["tfidf"].update(min_df=0.9, max_df=0.5), r"tfidf.min_df \(0.9\) is above tfidf.max_df \(0.5\)"),
+    (lambda c: c["tfidf"].update(min_df=50, max_df=10), r"tfidf.min_df \(50\) is above tfidf.max_df \(10\)"),
+    (lambda c: c["tfidf"].update(max_df=1.5), r"tfidf.max_df: 1.5 is a float above 1.0"),
+    (lambda c: c["datasets"]["eurlex57k-sample"].update(encoding="no-such-codec"),
+     r"datasets.eurlex57k-sample.encoding: unknown encoding 'no-such-codec'"),
+    (lambda c: c["datasets"]["eurlex57k-sample"].update(texts_encoding="no-such-codec"),
+     r"datasets.eurlex57k-sample.texts_encoding: unknown encoding"),
+    (lambda c: c["datasets"]["eurlex57k-sample"].update(label_separator=","),
+     r"label_separator applies to the attentionxml format only"),
+    (lambda c: c["indexing"].update(n_clusters=48), r"^indexing.n_clusters: K = 48 \(dataset eurlex57k-sample\) must be a power of two"),
+    (lambda c: c["datasets"]["eurlex57k-sample"].update(n_clusters=48), r"^datasets.eurlex57k-sample.n_clusters: K = 48"),
+])
+def test_config_errors_found_at_start_up(change, message):
+    """Each of these used to pass start-up and fail inside a job (or name the wrong key)."""
+    cfg = copy.deepcopy(DEFAULT)
+    change(cfg)
+    with pytest.raises(xc.ConfigError, match=message):
+        xc.resolve(cfg)
+
+
+def test_reader_options_only_name_what_differs_from_the_defaults():
+    assert xc.reader_options({"format": "attentionxml", "encoding": "utf-8", "texts_encoding": "utf-8",
+                              "label_separator": None, "control_characters": "error"}) == {"encoding": "utf-8"}
+    assert xc.reader_options({"format": "attentionxml", "encoding": "latin-1", "texts_encoding": "cp1252",
+                              "label_separator": ",", "control_characters": "replace"}) == {
+        "encoding": "latin-1", "text_encoding": "cp1252", "label_separator": ",", "control_characters": "replace"}
 
 
 def test_matcher_params_layering():
@@ -113,7 +150,7 @@ def test_ranker_shards_default_and_bounds():
     jsonschema.validate(cfg, SCHEMA)
     assert xc.resolve(cfg)["ranker"]["shards"] == 4
     cfg["ranker"]["shards"] = 8
-    with pytest.raises(xc.ConfigError, match="ranker.shards = 8 is larger than n_clusters"):
+    with pytest.raises(xc.ConfigError, match=r"ranker.shards = 8 is larger than K = 4 \(indexing.n_clusters\)"):
         xc.resolve(cfg)
     cfg["ranker"]["shards"] = 0
     with pytest.raises(jsonschema.ValidationError):

@@ -341,3 +341,80 @@ def test_xmc_base_refuses_negative_entries(tmp_path):
     sp.save_npz(root / "Y.trn.npz", Y)
     with pytest.raises(ValueError, match=r"Y\.trn\.npz: 1 negative entries"):
         READERS["xmc-base"](root)
+
+
+# --------------------------------------------------------------------------- issue 21: hardening
+@pytest.mark.parametrize("labels, sep", [
+    ("a,b\nb,c,a\nc\n", ","),      # every document one "label", some holding commas
+    ("a;b\nb;c\nc;a\n", ";"),
+    ("a, b\na\nc\n", ","),         # "a," and "a" differ only by the separator
+    ("a|b\nc|a\nb\n", "|"),
+])
+def test_label_lists_of_another_separator_stop_prepare(tmp_path, labels, sep):
+    files = dict(AXML, **{"train_labels.txt": labels})
+    with pytest.raises(ValueError, match=rf"train_labels\.txt: line \d+: .*label_separator: '\{sep}'"):
+        READERS["attentionxml"](_write_axml(tmp_path / "d", files))
+
+
+def test_label_separator_option_reads_lists(tmp_path):
+    files = dict(AXML, **{"train_labels.txt": "b_label, a\na\nc,a,\n", "test_labels.txt": "a;new_label\n"})
+    root = _write_axml(tmp_path / "d", files)
+    with pytest.raises(ValueError, match="label_separator"):
+        READERS["attentionxml"](root)
+    ds = read_dataset("attentionxml", root, label_separator=",")
+    assert _rows(ds, ds.Y_train) == [["a", "b_label"], ["a"], ["a", "c"]]
+    assert ds.label_names == ["a", "a;new_label", "b_label", "c"]  # ";" is no separator here
+    with pytest.raises(ValueError, match="label_separator must be a non-blank string"):
+        read_dataset("attentionxml", root, label_separator=" ")
+    # single-label datasets with plain names are fine
+    plain = dict(AXML, **{"train_labels.txt": "a\nb\nc\n", "test_labels.txt": "b\n"})
+    assert READERS["attentionxml"](_write_axml(tmp_path / "plain", plain)).label_names == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("fmt", ["attentionxml", "xmc-base", "eurlex57k"])
+def test_control_characters_in_texts_are_refused_with_file_and_line(tmp_path, fmt):
+    if fmt == "attentionxml":
+        root = _write_axml(tmp_path / "d", dict(AXML, **{"train_texts.txt": "first\nsec\x00\x00ond\nthird\n"}))
+        where = r"train_texts\.txt: line 2"
+    elif fmt == "xmc-base":
+        root = _write_xmc_base(tmp_path / "d", trn_texts="x0\nx\x011\n")
+        where = r"X\.trn\.txt: line 2"
+    else:
+        root = _write_eurlex(tmp_path / "d", {"train": {"a.json": _doc("Title\x00", ["10"])},
+                                              "test": {"b.json": _doc("Other", ["9"])}})
+        where = r"a\.json"
+    with pytest.raises(ValueError, match=rf"{where}: control character '\\x0[01]'.*control_characters: replace"):
+        read_dataset(fmt, root)
+    ds = read_dataset(fmt, root, control_characters="replace")
+    assert not any(c in t for t in ds.train_texts for c in "\x00\x01")
+
+
+def test_c1_controls_become_spaces_and_are_counted(tmp_path, caplog):
+    root = _write_axml(tmp_path / "d", dict(AXML, **{"train_texts.txt": "first\x97text\nsecond\nthird\n"}))
+    with caplog.at_level("INFO", logger="xmc.data.readers"):
+        ds = READERS["attentionxml"](root)
+    assert ds.train_texts[0] == "first text"
+    assert "replaced 1 control characters" in caplog.text
+
+
+def test_one_blank_line_at_the_end_is_accepted_in_both_files(tmp_path, caplog):
+    files = dict(AXML, **{"train_texts.txt": AXML["train_texts.txt"] + "\n",
+                          "train_labels.txt": AXML["train_labels.txt"] + "\r\n"})
+    with caplog.at_level("INFO", logger="xmc.data.readers"):
+        ds = READERS["attentionxml"](_write_axml(tmp_path / "d", files))
+    assert len(ds.train_texts) == 3 and caplog.text.count("dropped the blank line at its end") == 2
+    two = dict(AXML, **{"train_texts.txt": AXML["train_texts.txt"] + "\n\n"})
+    with pytest.raises(ValueError, match=r"train_texts\.txt: line 4 is an empty text"):
+        READERS["attentionxml"](_write_axml(tmp_path / "two", two))
+
+
+def test_eurlex57k_json_with_a_byte_order_mark_reads(tmp_path):
+    root = _write_eurlex(tmp_path / "d", {"train": {"a.json": _doc("Title", ["10"])}, "test": {"b.json": _doc("Other", ["9"])}})
+    path = next(root.rglob("a.json"))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert read_dataset("eurlex57k", root).train_texts[0].startswith("Title")
+
+
+def test_unknown_encoding_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown encoding 'no-such-codec'"):
+        read_dataset("attentionxml", _write_axml(tmp_path / "d", AXML), text_encoding="no-such-codec")

@@ -217,7 +217,7 @@ def test_more_clusters_than_labels_fails_at_start_up(tiny_run):
     configfile = config_variant(root, config, "too-many-clusters", too_many)
     out = snakemake(work, configfile, "-n")
     assert out.returncode != 0
-    assert "n_clusters (K) = 4096 is larger than its number of labels" in out.stdout + out.stderr
+    assert "indexing.n_clusters: K = 4096 is larger than the number of labels" in out.stdout + out.stderr
 
 
 def test_encoder_change_reruns_its_matchers_onward(tiny_run):

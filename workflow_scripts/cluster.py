@@ -13,9 +13,11 @@ if Z is None:
     Z = sp.load_npz(path).tocsr()
 n_labels = Z.shape[0]
 K = snakemake.params.n_clusters or default_n_clusters(n_labels)
-if K > n_labels:
-    raise ValueError(f"n_clusters (K) = {K} is larger than the number of labels ({n_labels}) of "
-                     f"{snakemake.wildcards.dataset}")
+if K > n_labels:  # on a first run (later runs check at start-up, from the prepared data)
+    ds = snakemake.wildcards.dataset
+    raise ValueError(f"K = {K} clusters ({'set by' if snakemake.params.n_clusters else 'the depth rule; set'} "
+                     f"datasets.{ds}.n_clusters or indexing.n_clusters) is larger than the number of labels "
+                     f"({n_labels}) of dataset {ds}" + ("; a dataset needs at least 2 labels" if n_labels < 2 else ""))
 log.info("clustering %d labels into K=%d clusters (%s)", n_labels, K,
          "from config" if snakemake.params.n_clusters else "depth rule")
 model = BalancedKMeans(n_clusters=K, max_iter=snakemake.params.max_iter, seed=snakemake.params.seed,

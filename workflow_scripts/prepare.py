@@ -1,11 +1,10 @@
 from pathlib import Path
 
-from xmc.data.readers import READERS
+from xmc.data.readers import read_dataset
 from xmc.runlog import start
 
 log = start(snakemake.log[0], "prepare")
-reader = READERS[snakemake.params.format]
-dataset = reader(Path(snakemake.input[0]), encoding=snakemake.params.encoding)
+dataset = read_dataset(snakemake.params.format, Path(snakemake.input[0]), **snakemake.params.options)
 if snakemake.params.subsample:  # a reduced grid: a seeded random subset of the documents
     dataset = dataset.subsample(**snakemake.params.subsample)
     log.info("subsample %s", snakemake.params.subsample)

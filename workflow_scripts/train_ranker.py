@@ -12,6 +12,9 @@ C = load_csr(inp.C)
 clusters = None
 if snakemake.params.shard is not None:
     shard, n_shards = snakemake.params.shard
+    if n_shards > C.shape[1]:  # K from the depth rule, on a first run (later runs check at start-up)
+        raise ValueError(f"ranker.shards = {n_shards} is larger than the K = {C.shape[1]} clusters of "
+                         f"dataset {snakemake.wildcards.dataset}; lower ranker.shards")
     clusters = shard_clusters(C.shape[1], n_shards, shard)
     log.info("shard %d of %d: clusters %d..%d of %d", shard, n_shards, clusters[0], clusters[-1], C.shape[1])
 ranker = Ranker(negatives=snakemake.wildcards.negatives, n_jobs=snakemake.threads, **snakemake.params.ranker)

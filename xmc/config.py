@@ -85,9 +85,62 @@ class Model:
         return cls(*parts)
 
 
+def n_clusters_key(cfg: dict, dataset: str) -> str:
+    """The config key K of ``dataset`` comes from (for messages)."""
+    if cfg["datasets"][dataset].get("n_clusters") is not None:
+        return f"datasets.{dataset}.n_clusters"
+    return "indexing.n_clusters"
+
+
+def _check_datasets(cfg: dict) -> None:
+    """Dataset options that would otherwise fail only inside a job: unknown codecs, options of
+    another format."""
+    import codecs
+
+    for ds, spec in cfg["datasets"].items():
+        for key in ("encoding", "texts_encoding"):
+            if key in spec:
+                try:
+                    codecs.lookup(spec[key])
+                except LookupError:
+                    raise ConfigError(f"datasets.{ds}.{key}: unknown encoding {spec[key]!r} (e.g. utf-8, "
+                                      f"latin-1, cp1252)") from None
+        if spec.get("label_separator") is not None and spec["format"] != "attentionxml":
+            raise ConfigError(f"datasets.{ds}.label_separator applies to the attentionxml format only "
+                              f"(format: {spec['format']})")
+
+
+def reader_options(spec: dict) -> dict:
+    """The reader's options of a dataset's config (only those set away from their defaults, so that
+    configs that do not use them plan as before)."""
+    options = {"encoding": spec.get("encoding", "utf-8")}
+    for key, option, default in (("texts_encoding", "text_encoding", "utf-8"), ("label_separator", "label_separator", None),
+                                 ("control_characters", "control_characters", "error")):
+        if spec.get(key, default) != default:
+            options[option] = spec[key]
+    return options
+
+
+def _check_tfidf(t: dict) -> None:
+    low, high = t["ngram_range"]
+    if low > high:
+        raise ConfigError(f"tfidf.ngram_range: [{low}, {high}] has its lower bound above its upper bound; "
+                          f"write [{high}, {low}]")
+    for key in ("min_df", "max_df"):  # scikit-learn: a float is a share of documents, an int a count
+        if isinstance(t[key], float) and t[key] > 1.0:
+            raise ConfigError(f"tfidf.{key}: {t[key]} is a float above 1.0; a share of documents is in "
+                              f"[0, 1], a count is an integer")
+    same_kind = isinstance(t["min_df"], float) == isinstance(t["max_df"], float)
+    if same_kind and t["min_df"] > t["max_df"]:
+        raise ConfigError(f"tfidf.min_df ({t['min_df']}) is above tfidf.max_df ({t['max_df']}): no term "
+                          f"could be kept")
+
+
 def resolve(config: dict) -> dict:
     """Fill defaults and check cross references; return a new config dict."""
     cfg = _merge(DEFAULTS, config)
+    _check_datasets(cfg)
+    _check_tfidf(cfg["tfidf"])
     encoders = cfg["encoders"]
     for name in cfg["matchers"]:
         if name not in encoders:
@@ -131,18 +184,18 @@ def resolve(config: dict) -> dict:
         if k is None:
             continue  # the depth rule picks K from the data
         if k & (k - 1):
-            raise ConfigError(f"datasets.{ds}: n_clusters (K) = {k} must be a power of two "
+            raise ConfigError(f"{n_clusters_key(cfg, ds)}: K = {k} (dataset {ds}) must be a power of two "
                               "(the indexer splits clusters in two)")
         for enc in cfg["matchers"]:
             top_b = matcher_params(cfg, ds, enc)["top_b"]
             if top_b > k:
                 raise ConfigError(f"datasets.{ds}, encoder {enc}: matcher top_b = {top_b} is larger than "
-                                  f"n_clusters (K) = {k}")
+                                  f"K = {k} ({n_clusters_key(cfg, ds)})")
     for ds in cfg["datasets"]:
         k = n_clusters(cfg, ds)
         if k is not None and cfg["ranker"]["shards"] > k:
-            raise ConfigError(f"ranker.shards = {cfg['ranker']['shards']} is larger than n_clusters (K) = {k} "
-                              f"of dataset {ds}")
+            raise ConfigError(f"ranker.shards = {cfg['ranker']['shards']} is larger than K = {k} "
+                              f"({n_clusters_key(cfg, ds)}) of dataset {ds}")
     xr = cfg["xr_transformer"]
     for section, names in (("xr_transformer", xr["encoders"]), ("aplc", cfg["aplc"]["encoders"])):
         for name in names:
@@ -185,11 +238,18 @@ def check_encoders(cfg: dict) -> None:
 
 
 def check_n_clusters(cfg: dict, dataset: str, n_labels: int) -> None:
-    """K must not exceed the number of labels; known once the dataset has been prepared."""
+    """K must not exceed the number of labels, nor ranker.shards K; known once the dataset has been
+    prepared (on a first run, the cluster and train_ranker jobs check the same)."""
+    from xmc.indexing import default_n_clusters
+
     k = n_clusters(cfg, dataset)
     if k is not None and k > n_labels:
-        raise ConfigError(f"datasets.{dataset}: n_clusters (K) = {k} is larger than its number of labels "
-                          f"({n_labels})")
+        raise ConfigError(f"{n_clusters_key(cfg, dataset)}: K = {k} is larger than the number of labels "
+                          f"({n_labels}) of dataset {dataset}")
+    k = k or default_n_clusters(n_labels)
+    if cfg["ranker"]["shards"] > k:
+        raise ConfigError(f"ranker.shards = {cfg['ranker']['shards']} is larger than the K = {k} clusters "
+                          f"of dataset {dataset}")
 
 
 def transformer_models(cfg: dict) -> list[Model]:

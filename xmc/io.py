@@ -6,6 +6,7 @@ partial file that a later run would mistake for a finished output.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -18,10 +19,22 @@ import scipy.sparse as sp
 
 @contextlib.contextmanager
 def atomic_path(path, is_dir: bool = False):
-    """Yield a temporary path next to ``path``; move it into place only if the block succeeds."""
+    """Yield a temporary path next to ``path``; move it into place only if the block succeeds.
+
+    Temporaries of ``path`` that an earlier, killed writer left behind (a kill -9 runs no cleanup)
+    are removed first: one writer per output is the workflow's rule.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)  # keep ".npz" etc. so numpy/scipy do not append their own
+    # mkstemp/mkdtemp names: prefix, 8 random characters, suffix
+    stale = (f".{glob.escape(path.name)}.????????.tmp" if is_dir
+             else f".{glob.escape(path.stem)}.????????.tmp{glob.escape(suffix)}")
+    for old in path.parent.glob(stale):
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     else:

@@ -1,0 +1,44 @@
+"""xmc.io.atomic_path: all or nothing, and no temporaries left behind by a killed writer."""
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from xmc.io import atomic_path, load_csr, save_csr
+
+
+def test_a_failed_block_leaves_neither_output_nor_temporary(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "X.train.npz") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_temporaries_of_a_killed_writer_go_when_the_output_is_written_again(tmp_path):
+    # a real kill -9 in the middle of writing X.train.npz (as a killed tfidf job)
+    script = ("import sys, time; from xmc.io import atomic_path\n"
+              "with atomic_path(sys.argv[1]) as tmp:\n"
+              "    tmp.write_bytes(b'partial'); print(tmp, flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "X.train.npz")], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    left = proc.stdout.readline().strip()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert os.path.basename(left).startswith(".X.train.") and os.path.exists(left)
+    with atomic_path(tmp_path / "model", is_dir=True) as d:  # a directory output and its own stale copy
+        (d / "f").write_text("x")
+    (tmp_path / ".model.abcd1234.tmp").mkdir()
+    other = tmp_path / ".X.test.abcd1234.tmp.test.npz"  # another output's temporary: kept
+    other.write_bytes(b"")
+
+    save_csr(tmp_path / "X.train.npz", sp.identity(3, format="csr"))
+    with atomic_path(tmp_path / "model", is_dir=True) as d:
+        (d / "f").write_text("y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".X.test.abcd1234.tmp.test.npz", "X.train.npz", "model"]
+    np.testing.assert_array_equal(load_csr(tmp_path / "X.train.npz").toarray(), np.eye(3))
+    assert (tmp_path / "model" / "f").read_text() == "y"
