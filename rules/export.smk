@@ -1,6 +1,7 @@
 rule export:
     """A self-contained bundle per model and ensemble (see xmc.bundle): what `python -m xmc predict`
-    and `xmc.load` use. Files are hard links into results/ where possible, so it costs no disk."""
+    and `xmc.load` use. Its files are copies (copy-on-write clones where the file system makes
+    them), so editing a bundle cannot reach results/ or another bundle."""
     input:
         unpack(export_inputs),
     output:

@@ -70,6 +70,7 @@ def pipeline(tmp_path_factory, tiny_encoder):
     test, _ = _corpus(16, rng)
     names = [f"label {j} ({TOPICS[j // 2][0]})" for j in range(Y_train.shape[1])]
     write_lines(root / "label_names.txt", names)
+    write_lines(root / "label_text.txt", [f"text of {n}" for n in names])
 
     vectorizer, X_train = fit_tfidf(train, TfidfParams(min_df=1))
     with open(root / "vectorizer.pkl", "wb") as f:
@@ -101,8 +102,8 @@ def pipeline(tmp_path_factory, tiny_encoder):
                                   combine="l3-hinge", top_k=TOP_K)
 
     common = dict(vectorizer=root / "vectorizer.pkl", assignment=root / "C.npz",
-                  label_names=root / "label_names.txt", combine="l3-hinge", top_b=TOP_B, top_k=TOP_K,
-                  dataset="synthetic")
+                  label_names=root / "label_names.txt", label_texts=root / "label_text.txt", combine="l3-hinge",
+                  top_b=TOP_B, top_k=TOP_K, dataset="synthetic")
     bundles = root / "models"
     export_bundle(bundles / "neural", name="pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge",
                   matcher=root / "matcher", ranker=root / "ranker.npz", ranker_input="tfidf+neural",
@@ -232,19 +233,26 @@ def test_predict_command(pipeline, tmp_path):
     want = load(bundle).predict(texts, top_k=3)
     out = _cli(bundle, "--top-k", "3", stdin="\n".join(texts) + "\n")
     assert out.returncode == 0, out.stderr
+    rows = [json.loads(line)["labels"] for line in out.stdout.splitlines()]
+    # each label: its id (name), its text, its score
+    assert [[label["id"] for label in row] for row in rows] == [[name for name, _ in row] for row in want]
+    assert all(label["text"] == f"text of {label['id']}" for row in rows for label in row)
+    np.testing.assert_allclose([[label["score"] for label in row] for row in rows],
+                               [[s for _, s in row] for row in want], rtol=1e-5)
+    out = _cli(bundle, "--top-k", "3", "--ids-only", stdin="\n".join(texts) + "\n")
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["labels"] for r in rows] == [[name for name, _ in row] for row in want]
     np.testing.assert_allclose([r["scores"] for r in rows], [[s for _, s in row] for row in want], rtol=1e-6)
 
     source, target = tmp_path / "texts.txt", tmp_path / "out.jsonl"
-    source.write_text("\n".join(texts) + "\n")
+    source.write_text("\n".join(texts) + "\n\n")  # one blank line at the end, as editors write
     out = _cli(pipeline["bundles"] / "ens", "--input", source, "--output", target, "--batch-size", "2",
                "--device", "cpu")
     assert out.returncode == 0, out.stderr
     want = load(pipeline["bundles"] / "ens").predict(texts)
-    assert [json.loads(line)["labels"] for line in target.read_text().splitlines()] == [
+    assert load(pipeline["bundles"] / "ens").label_texts == [f"text of {n}" for n in pipeline["names"]]
+    assert [[label["id"] for label in json.loads(line)["labels"]] for line in target.read_text().splitlines()] == [
         [name for name, _ in row] for row in want]
-
 
 
 def test_predict_command_errors(pipeline, tmp_path, capsys):
@@ -254,12 +262,35 @@ def test_predict_command_errors(pipeline, tmp_path, capsys):
     assert main(["predict", str(pipeline["bundles"] / "linear"), "-i", str(source), "-o", str(target)]) == 2
     assert f"{source}, line 2: empty line" in capsys.readouterr().err
     assert not target.exists() and not list(tmp_path.glob(".*"))
+    for data, message in ((b"apple banana\nmusic \xf0\x28 sports\n", f"{source}, line 2: not UTF-8 (byte 0xf0)"),
+                          (b"apple\nbanana\n\x00\x00\x00\n", f"{source}, line 3: control character '\\x00'"),
+                          (b"apple\n\n\n", f"{source}, line 2: empty line")):
+        source.write_bytes(data)
+        assert main(["predict", str(pipeline["bundles"] / "linear"), "-i", str(source), "-o", str(target)]) == 2
+        assert message in capsys.readouterr().err
     source.write_text("apple banana\n")
     assert main(["predict", str(tmp_path / "no-such-bundle"), "-i", str(source)]) == 2
     assert "no-such-bundle does not exist" in capsys.readouterr().err
+    # the folder of the bundles instead of one of them
+    assert main(["predict", str(pipeline["bundles"]), "-i", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder of 3 bundles, not a bundle" in err and "ens, linear, neural" in err
     with pytest.raises(SystemExit):
         main(["predict", str(pipeline["bundles"] / "linear"), "--top-k", "0"])
     assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_a_damaged_bundle_file_is_named(pipeline, tmp_path, capsys):
+    broken = Path(shutil.copytree(pipeline["bundles"] / "linear", tmp_path / "broken"))
+    data = (broken / "matcher.npz").read_bytes()
+    (broken / "matcher.npz").write_bytes(data[:len(data) // 2])  # truncated
+    with pytest.raises(BundleError, match=r"bundle file .*matcher\.npz is damaged \(BadZipFile"):
+        load(broken)
+    source = tmp_path / "texts.txt"
+    source.write_text("apple banana\n")
+    assert main(["predict", str(broken), "-i", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matcher.npz is damaged" in err
 
 
 def test_cached_weights_give_the_same_scores_and_follow_new_weights(pipeline):

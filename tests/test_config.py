@@ -79,6 +79,26 @@ def test_encoders_are_checked(tmp_path):
             xc.check_encoders(cfg)
 
 
+def test_an_encoder_folder_without_readable_weights_fails_at_start_up(tmp_path, tiny_encoder):
+    """A half-copied model folder used to pass start-up and fail as a transformers traceback."""
+    import shutil
+
+    cfg = xc.resolve(copy.deepcopy(DEFAULT))
+    folder = Path(shutil.copytree(tiny_encoder("bert"), tmp_path / "bert"))
+    cfg["encoders"]["minilm"]["model"] = str(folder)
+    xc.check_encoders(cfg)
+    weights = folder / "model.safetensors"
+    good = weights.read_bytes()
+    for broken, message in ((b"not weights at all", "is not a readable safetensors file"),
+                            (good[:8] + b"{garbage", "is not a readable safetensors file")):
+        weights.write_bytes(broken)
+        with pytest.raises(xc.ConfigError, match=rf"^encoders.minilm.model: .*{message}"):
+            xc.check_encoders(cfg)
+    weights.unlink()
+    with pytest.raises(xc.ConfigError, match="has config.json but no weights"):
+        xc.check_encoders(cfg)
+
+
 def test_n_clusters_larger_than_the_labels_is_rejected():
     cfg = copy.deepcopy(DEFAULT)
     cfg["indexing"]["n_clusters"] = 64

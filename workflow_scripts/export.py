@@ -10,6 +10,7 @@ if s["kind"] == "ensemble":
     export_ensemble(snakemake.output[0], members=list(inp.members), method=s["method"], **common)
 else:
     export_bundle(snakemake.output[0], vectorizer=inp.vectorizer, assignment=inp.assignment, matcher=inp.matcher,
-                  ranker=inp.ranker, label_names=inp.labels, ranker_input=s["ranker_input"],
+                  ranker=inp.ranker, label_names=inp.labels, label_texts=inp.label_texts,
+                  ranker_input=s["ranker_input"],
                   combine=s["combine"], top_b=s["top_b"], max_length=s["max_length"], **common)
 log.info("%s bundle %s written to %s", s["kind"], name, snakemake.output[0])

@@ -6,6 +6,7 @@ model bundle (one ``indexer.matcher.input.negatives.combine`` model)::
 
     manifest.json          format + version, library versions, model settings, config, metrics, files
     label_names.txt        one label name per line, row order = column of the score matrix
+    label_text.txt         each label's text (EUROVOC descriptor, ...), same order
     tfidf/vectorizer.pkl   the fitted TF-IDF vectorizer (phi_tfidf)
     indexer/C.npz          CSR (L, K) 0/1 cluster assignment
     matcher/               transformer matcher folder (encoder + tokenizer + head.pt + matcher.json)
@@ -14,7 +15,7 @@ model bundle (one ``indexer.matcher.input.negatives.combine`` model)::
 
 ensemble bundle::
 
-    manifest.json, label_names.txt
+    manifest.json, label_names.txt, label_text.txt
     members/<model>/       one model bundle per member
 
 A bundle owns its files: they are copies (copy-on-write clones where the file system makes them,
@@ -34,6 +35,7 @@ import json
 import pickle
 import platform
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -48,6 +50,7 @@ FORMAT = "xmc-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LABELS = "label_names.txt"
+LABEL_TEXTS = "label_text.txt"
 VECTORIZER = "tfidf/vectorizer.pkl"
 ASSIGNMENT = "indexer/C.npz"
 TRANSFORMER_DIR = "matcher"
@@ -123,13 +126,14 @@ def _positive_int(value, name: str) -> int:
 def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, label_names,
                   ranker_input: str, combine: str, top_b: int, top_k: int, max_length: int | None = None,
                   dataset: str | None = None, config: dict | None = None,
-                  metrics: dict | None = None) -> Path:
+                  metrics: dict | None = None, label_texts=None) -> Path:
     """Write the bundle of one model to the folder ``dest`` (replaced if present; atomic).
 
     vectorizer : path of the pickled TF-IDF vectorizer; assignment : path of C.npz (L, K);
     matcher : a transformer matcher folder (then ``max_length``, the token length it was trained
     with, is required) or a linear matcher ``.npz``; ranker : path of the ranker ``model.npz``;
-    label_names : path of label_names.txt (L lines); ranker_input : "tfidf" or "tfidf+neural";
+    label_names : path of label_names.txt (L lines); label_texts : path of label_text.txt (L
+    lines, the labels' texts; optional); ranker_input : "tfidf" or "tfidf+neural";
     combine : sigma(g, h) method; top_b : clusters kept per text; top_k : labels kept per text.
     config / metrics : JSON-able records of the run, kept in the manifest.
     """
@@ -147,8 +151,13 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
     if transformer:
         max_length = _positive_int(max_length, "max_length")
     n_labels = len(read_lines(label_names))
+    if label_texts is not None and len(read_lines(label_texts)) != n_labels:
+        raise ValueError(f"label_texts: {label_texts} has {len(read_lines(label_texts))} lines, "
+                         f"{label_names} {n_labels}")
     with atomic_path(dest, is_dir=True) as tmp:
         _place(label_names, tmp / LABELS)
+        if label_texts is not None:
+            _place(label_texts, tmp / LABEL_TEXTS)
         _place(vectorizer, tmp / VECTORIZER)
         _place(assignment, tmp / ASSIGNMENT)
         _place(matcher, tmp / (TRANSFORMER_DIR if transformer else LINEAR_FILE))
@@ -188,6 +197,8 @@ def export_ensemble(dest, *, name: str, members: Sequence, method: str, top_k: i
                              f"{manifests[0]['n_labels']}")
     with atomic_path(dest, is_dir=True) as tmp:
         _place(members[0] / LABELS, tmp / LABELS)
+        if (members[0] / LABEL_TEXTS).is_file():
+            _place(members[0] / LABEL_TEXTS, tmp / LABEL_TEXTS)
         for path, member in zip(members, names):
             _place(path, tmp / MEMBERS / member)
         _write_manifest(tmp, {
@@ -206,6 +217,11 @@ def _read_manifest(path) -> dict:
     if not folder.is_dir():
         raise BundleError(f"bundle {folder} is not a folder (expected a folder written by xmc export)")
     if not (folder / MANIFEST).is_file():
+        inside = sorted(p.name for p in folder.iterdir() if (p / MANIFEST).is_file())
+        if inside:  # results/{dataset}/models/: the folder of the bundles, not one of them
+            shown = ", ".join(inside[:20]) + (f" and {len(inside) - 20} more" if len(inside) > 20 else "")
+            raise BundleError(f"{folder} is a folder of {len(inside)} bundles, not a bundle; name one of "
+                              f"them, e.g. {folder / inside[0]}. Bundles: {shown}")
         raise BundleError(f"incomplete bundle {folder}: {MANIFEST} is missing")
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -236,6 +252,24 @@ def _check_texts(texts) -> list[str]:
     return texts
 
 
+class _damaged:
+    """Reading ``folder / name``: a truncated or corrupted file becomes one BundleError naming it,
+    not the loader's traceback."""
+
+    def __init__(self, folder: Path, name: str):
+        self.path = folder / name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if isinstance(error, (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, OSError, KeyError,
+                              RuntimeError)) or (kind is ValueError and not isinstance(error, BundleError)):
+            raise BundleError(f"bundle file {self.path} is damaged ({type(error).__name__}: {error}); "
+                              "export the bundle again") from error
+        return False
+
+
 class _Model:
     """Prediction state of one model bundle."""
 
@@ -245,15 +279,19 @@ class _Model:
         from xmc.ranker import Ranker
 
         self.manifest = manifest
-        with open(folder / VECTORIZER, "rb") as f:
+        with _damaged(folder, VECTORIZER), open(folder / VECTORIZER, "rb") as f:
             self.vectorizer = pickle.load(f)
         if manifest["matcher"] == "transformer":
-            self.matcher = TransformerMatcher.load(folder / TRANSFORMER_DIR, device=device)
+            with _damaged(folder, TRANSFORMER_DIR):
+                self.matcher = TransformerMatcher.load(folder / TRANSFORMER_DIR, device=device)
         else:
-            self.matcher = LinearMatcher.load(folder / LINEAR_FILE)
-        self.ranker = Ranker.load(folder / RANKER)
+            with _damaged(folder, LINEAR_FILE):
+                self.matcher = LinearMatcher.load(folder / LINEAR_FILE)
+        with _damaged(folder, RANKER):
+            self.ranker = Ranker.load(folder / RANKER)
         self.ranker.keep_blocks = True  # served queries are small: keep the transposed weights
-        C = load_csr(folder / ASSIGNMENT)
+        with _damaged(folder, ASSIGNMENT):
+            C = load_csr(folder / ASSIGNMENT)
         n_labels = manifest["n_labels"]
         if self.ranker.W_.shape[0] != n_labels or C.shape[0] != n_labels:
             raise BundleError(f"bundle {folder}: {n_labels} label names but the ranker has "
@@ -294,7 +332,8 @@ class Bundle:
     """A loaded bundle. Build it with :func:`load`.
 
     Attributes: ``path``, ``manifest`` (dict), ``name``, ``kind`` ("model" or "ensemble"),
-    ``label_names`` (list of L str), ``top_k`` (labels per text the workflow kept).
+    ``label_names`` (list of L str), ``label_texts`` (list of L str, or None for a bundle without
+    them), ``top_k`` (labels per text the workflow kept).
     """
 
     def __init__(self, path, device: str = "auto"):
@@ -306,6 +345,12 @@ class Bundle:
         if len(self.label_names) != self.manifest["n_labels"]:
             raise BundleError(f"bundle {self.path}: {LABELS} has {len(self.label_names)} lines, the "
                               f"manifest says {self.manifest['n_labels']} labels")
+        self.label_texts = None
+        if (self.path / LABEL_TEXTS).is_file():
+            self.label_texts = read_lines(self.path / LABEL_TEXTS)
+            if len(self.label_texts) != len(self.label_names):
+                raise BundleError(f"bundle {self.path}: {LABEL_TEXTS} has {len(self.label_texts)} lines, "
+                                  f"{LABELS} {len(self.label_names)}")
         if self.kind == "model":
             self._models = [_Model(self.path, self.manifest, device)]
         else:
@@ -344,9 +389,9 @@ class Bundle:
         preds = [m.scores(texts, max(top_k, m.manifest["top_k"]), batch_size) for m in self._models]
         return ensemble(preds, self.manifest["method"], top_k=top_k)
 
-    def predict(self, texts: Sequence[str], top_k: int = 10, batch_size: int = 64,
-                device: str | None = None) -> list[list[tuple[str, float]]]:
-        """Per text, its ``top_k`` labels as ``(label_name, score)``, best first (ties: lower
+    def ranked(self, texts: Sequence[str], top_k: int = 10, batch_size: int = 64,
+               device: str | None = None) -> list[list[tuple[int, float]]]:
+        """Per text, its ``top_k`` labels as ``(label index, score)``, best first (ties: lower
         label index first). ``device`` moves the model first (see :meth:`to`)."""
         if device is not None and device != self._device:
             self.to(device)
@@ -356,8 +401,14 @@ class Bundle:
             lo, hi = S.indptr[i], S.indptr[i + 1]
             cols, vals = S.indices[lo:hi], S.data[lo:hi]
             order = np.lexsort((cols, -vals.astype(np.float64)))
-            out.append([(self.label_names[cols[j]], float(vals[j])) for j in order])
+            out.append([(int(cols[j]), float(vals[j])) for j in order])
         return out
+
+    def predict(self, texts: Sequence[str], top_k: int = 10, batch_size: int = 64,
+                device: str | None = None) -> list[list[tuple[str, float]]]:
+        """Per text, its ``top_k`` labels as ``(label_name, score)``, best first (see :meth:`ranked`)."""
+        return [[(self.label_names[j], score) for j, score in row]
+                for row in self.ranked(texts, top_k, batch_size, device)]
 
 
 def load(path, device: str = "auto") -> Bundle:

@@ -1,9 +1,12 @@
 """Command line: ``python -m xmc predict BUNDLE [--input FILE|-] [--output FILE|-] [--top-k K]
-[--batch-size B] [--device D]``.
+[--batch-size B] [--device D] [--ids-only]``.
 
-Reads one text per line and writes one JSON line per text, ``{"labels": [...], "scores": [...]}``,
-best label first. An output file is written atomically: an error (an empty input line, a bad
-bundle) leaves no partial file.
+Reads one text per line (UTF-8) and writes one JSON line per text, best label first:
+``{"labels": [{"id": "2173", "text": "common organisation of markets", "score": 0.91}, ...]}``
+(``text`` where the bundle carries the labels' texts), or with ``--ids-only``
+``{"labels": ["2173", ...], "scores": [0.91, ...]}``. Input errors name the source and the line.
+An output file is written atomically: an error (an empty input line, a bad bundle) leaves no
+partial file.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="tag texts (one per line) with an exported model bundle",
                        description="Tag texts, one per line, with the top-k labels of an exported bundle "
                                    "(results/{dataset}/models/{model}/). Writes JSON lines "
-                                   '{"labels": [...], "scores": [...]}, best first.')
+                                   '{"labels": [{"id": ..., "text": ..., "score": ...}, ...]}, best first.')
     p.add_argument("bundle", help="bundle folder written by the workflow's export rule")
     p.add_argument("--input", "-i", default="-", help="text file, one text per line ('-': standard input)")
     p.add_argument("--output", "-o", default="-", help="JSON lines file ('-': standard output)")
@@ -42,38 +45,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", "-b", type=_positive_int, default=64,
                    help="texts per encoder forward pass (default 64)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    p.add_argument("--ids-only", action="store_true",
+                   help='the label ids only: {"labels": [ids], "scores": [...]} per text')
     return parser
 
 
 def read_texts(source: str) -> list[str]:
-    """Lines of ``source`` ('-': stdin); an empty line is an error that names its line number."""
+    """Lines of ``source`` ('-': stdin), UTF-8. Errors name the source and the line: bytes that are
+    not UTF-8, control characters (NUL, ...), an empty line (one blank line at the very end is
+    what editors write, and is accepted)."""
+    from xmc.data.readers import clean_controls
+
     name = "standard input" if source == "-" else source
     if source == "-":
-        text = sys.stdin.read()
+        data = sys.stdin.buffer.read()
     else:
         try:
-            with open(source, encoding="utf-8") as f:
-                text = f.read()
+            with open(source, "rb") as f:
+                data = f.read()
         except OSError as e:
             raise ValueError(f"--input {source}: cannot read ({e.strerror})") from None
-    lines = text.split("\n")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ValueError(f"{name}, line {line}: not UTF-8 (byte 0x{data[e.start]:02x}); save the texts as "
+                         "UTF-8") from None
+    lines = text.removeprefix("\ufeff").split("\n")
     if lines and lines[-1] == "":  # the final newline ends the last line; it starts no new one
         lines.pop()
+        if len(lines) > 1 and not lines[-1].strip("\r"):
+            lines.pop()  # one blank line at the end
     for i, line in enumerate(lines, start=1):
         line = line.rstrip("\r")
-        lines[i - 1] = line
         if not line.strip():
             raise ValueError(f"{name}, line {i}: empty line; expected one text per line")
+        lines[i - 1] = clean_controls(line, f"{name}, line {i}")[0]
     if not lines:
         raise ValueError(f"{name}: no texts; expected one text per line")
     return lines
 
 
-def _json_lines(bundle, texts, top_k, batch_size):
+def _json_lines(bundle, texts, top_k, batch_size, ids_only=False):
+    names, label_texts = bundle.label_names, bundle.label_texts
     for start in range(0, len(texts), CHUNK):
-        for row in bundle.predict(texts[start:start + CHUNK], top_k=top_k, batch_size=batch_size):
-            yield json.dumps({"labels": [label for label, _ in row], "scores": [score for _, score in row]},
-                             ensure_ascii=False) + "\n"
+        for row in bundle.ranked(texts[start:start + CHUNK], top_k=top_k, batch_size=batch_size):
+            if ids_only:
+                record = {"labels": [names[j] for j, _ in row], "scores": [score for _, score in row]}
+            else:
+                record = {"labels": [{"id": names[j], **({"text": label_texts[j]} if label_texts else {}),
+                                      "score": score} for j, score in row]}
+            yield json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def predict(args) -> None:
@@ -83,12 +105,12 @@ def predict(args) -> None:
     texts = read_texts(args.input)
     bundle = load(args.bundle, device=args.device)
     if args.output == "-":
-        for line in _json_lines(bundle, texts, args.top_k, args.batch_size):
+        for line in _json_lines(bundle, texts, args.top_k, args.batch_size, args.ids_only):
             sys.stdout.write(line)
         sys.stdout.flush()
     else:
         with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(_json_lines(bundle, texts, args.top_k, args.batch_size))
+            f.writelines(_json_lines(bundle, texts, args.top_k, args.batch_size, args.ids_only))
 
 
 def main(argv=None) -> int:

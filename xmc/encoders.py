@@ -35,7 +35,25 @@ def _package_model_dir(name: str) -> Path | None:
     return folder if (folder / "config.json").is_file() else None
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def _check_safetensors(path: Path) -> None:
+    """A safetensors file starts with the 8-byte length of a JSON header; read just that."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 2 <= n <= min(path.stat().st_size - 8, 100_000_000):
+                raise ValueError("bad header length")
+            json.loads(f.read(n))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({e}); copy the model folder again") from None
+
+
 def _check_model_dir(folder: Path, spec: str) -> str:
+    """A model folder: config.json and a weights file (a safetensors header that parses); checked at
+    start-up, so that a half-copied folder does not fail as a transformers traceback in a job."""
     if not folder.is_dir():
         raise ValueError(f"encoder {spec!r}: {folder} is not a folder")
     if not (folder / "config.json").is_file():
@@ -43,6 +61,17 @@ def _check_model_dir(folder: Path, spec: str) -> str:
             f"encoder {spec!r}: folder {folder} has no config.json; expected a Hugging Face model "
             "folder (config.json, weights, tokenizer files) as written by save_pretrained()"
         )
+    weights = [folder / name for name in WEIGHT_FILES if (folder / name).is_file()]
+    if not weights:
+        raise ValueError(f"encoder {spec!r}: folder {folder} has config.json but no weights "
+                         f"({' or '.join(WEIGHT_FILES[::2])}); expected a folder written by save_pretrained()")
+    if weights[0].name == "model.safetensors":
+        try:
+            _check_safetensors(weights[0])
+        except ValueError as e:
+            raise ValueError(f"encoder {spec!r}: {e}") from None
+    elif weights[0].stat().st_size == 0:
+        raise ValueError(f"encoder {spec!r}: {weights[0]} is empty; copy the model folder again")
     return str(folder.resolve())
 
 
