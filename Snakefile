@@ -29,6 +29,7 @@ wildcard_constraints:
     ensemble=_alternatives(CFG["ensembles"]) if CFG["ensembles"] else "(?!)",
     split="train|test",
     model=_alternatives(model_names()),
+    peer=_alternatives(xmc_config.PEERS),
 
 
 include: "rules/data.smk"
@@ -38,6 +39,7 @@ include: "rules/matcher.smk"
 include: "rules/ranker.smk"
 include: "rules/ensemble.smk"
 include: "rules/related.smk"
+include: "rules/peers.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/export.smk"

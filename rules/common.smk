@@ -1,19 +1,24 @@
 import functools
 import json
 import re
+import sys
 from pathlib import Path
 
 from snakemake.logging import logger
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 from xmc import code_digest as xmc_code_digest
 from xmc import config as xmc_config
 from xmc import devices as xmc_devices
 from xmc import paper as xmc_paper
+from xmc import peers as xmc_peers
 from xmc import plan as xmc_plan
 from xmc.data import download as xmc_download
 
 R = "results"
+_PEERS_IN_CONDA = (DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+                   and not config.get("peers", {}).get("python"))
 
 validate(config, schema="../config/schema.yaml")
 try:
@@ -23,7 +28,11 @@ try:
         _meta = Path(f"{R}/{_ds}/prepared/meta.json")
         if _meta.is_file():
             xmc_config.check_n_clusters(CFG, _ds, json.loads(_meta.read_text())["n_labels"])
-except xmc_config.ConfigError as err:
+    # A missing peer package fails here, not in the peer's first job; under conda the peer rules
+    # get environment-peers.yml, created only when the jobs run.
+    if not _PEERS_IN_CONDA:
+        xmc_peers.check_available(CFG["peers"]["systems"], CFG["peers"]["python"])
+except (xmc_config.ConfigError, ValueError) as err:
     raise ValueError(f"invalid configuration: {err}") from None
 
 DATASETS = list(CFG["datasets"])
@@ -186,6 +195,19 @@ def ensemble_members(wildcards):
 def model_description(wildcards):
     """Columns of the results table for one model or ensemble."""
     return xmc_plan.model_description(CFG, wildcards.model)
+
+
+def model_costs(wildcards):
+    """A peer's training and prediction times and peak memory (its results-table columns)."""
+    return xmc_plan.model_costs(CFG, R, wildcards.dataset, wildcards.model)
+
+
+# ---- peers (rules/peers.smk) ---------------------------------------------------------------
+# Run with peers.python, which may lack this project: the rule puts the project on PYTHONPATH.
+# Unset: the workflow's own interpreter, or under conda the `python` of environment-peers.yml.
+PEER_PYTHON = CFG["peers"]["python"] or ("python" if _PEERS_IN_CONDA else sys.executable)
+PEER_SCRIPT = str(Path(workflow.basedir) / "workflow_scripts" / "peer.py")
+PROJECT_ROOT = str(Path(workflow.basedir))
 
 
 # ---- tables, figures, timing (rules/evaluate.smk, rules/report.smk) ------------------------

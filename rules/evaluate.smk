@@ -3,6 +3,7 @@ rule evaluate:
     input:
         pred=f"{R}/{{dataset}}/predictions/{{model}}.npz",
         Y=f"{R}/{{dataset}}/prepared/Y.test.npz",
+        costs=model_costs,
     output:
         f"{R}/{{dataset}}/metrics/{{model}}.json",
     log:

@@ -7,6 +7,8 @@ rule label_repr_pifa_tfidf:
         f"{R}/{{dataset}}/label_repr/pifa-tfidf.npz",
     log:
         f"{R}/logs/{{dataset}}/label_repr.pifa-tfidf.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/label_repr.pifa-tfidf.tsv"
     params:
         code=code_version("label_repr_pifa.py"),
     conda:

@@ -74,6 +74,7 @@ rule train_linear_matcher:
     params:
         C=CFG["linear_baseline"]["C"],
         threshold=CFG["linear_baseline"]["threshold"],
+        branching=CFG["linear_baseline"]["branching"],
         code=code_version("train_linear_matcher.py"),
     threads: workflow.cores
     conda:
@@ -92,6 +93,8 @@ rule predict_linear_matcher:
         topb_test=f"{LINEAR}/topb.test.npz",
     log:
         f"{R}/logs/{{dataset}}/predict_matcher.{{indexer}}.linear.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/predict_matcher.{{indexer}}.linear.tsv"
     params:
         top_b=baseline_top_b,
         code=code_version("predict_linear_matcher.py"),
@@ -120,6 +123,7 @@ rule train_linear_matcher_features:
     params:
         C=CFG["linear_baseline"]["C"],
         threshold=CFG["linear_baseline"]["threshold"],
+        branching=CFG["linear_baseline"]["branching"],
         code=code_version("train_linear_matcher.py"),
     threads: workflow.cores
     conda:

@@ -65,7 +65,8 @@ def test_every_table5_id_and_table3_row_is_in_the_paper_grid():
     names = {m.name for m in xc.models(cfg)} | set(cfg["ensembles"])
     assert set(t5.values()) <= names
     t3 = paper.table3_models(cfg)
-    assert {row for row, name in t3.items() if name is None} == {"Parabel", "AttentionXML"}
+    # the peers' rows (Parabel = omikuji, XR-Linear) are off in the paper grid: no `peers:` there
+    assert {row for row, name in t3.items() if name is None} == {"Parabel", "AttentionXML", paper.XR_LINEAR_ROW}
     assert {name for name in t3.values() if name} <= names
     # the paper's rank_average for ids 7, 8, 9
     assert {cfg["ensembles"][t5[i]]["method"] for i in (7, 8, 9)} == {"rank_average"}
@@ -90,3 +91,30 @@ def test_eurlex57k_grids_mark_the_ids_their_one_encoder_cannot_give(name):
         assert cfg["ranker"][key] == paper_cfg["ranker"][key]
     assert cfg["indexers"] == paper_cfg["indexers"]
     assert cfg["linear_baseline"]["inputs"] == paper_cfg["linear_baseline"]["inputs"]
+
+
+def test_the_linear_config_is_our_linear_path_and_the_peers():
+    """config/eurlex57k-linear.yaml: no matcher, one model of ours (Table 3's phi_tfidf + linear, a
+    tree matcher like XR-Linear's) and both peers as rows (Parabel = omikuji)."""
+    raw = load("eurlex57k-linear.yaml")
+    jsonschema.validate(raw, SCHEMA)
+    cfg = xc.resolve(raw)
+    assert [m.name for m in xc.models(cfg)] == ["pifa-tfidf.linear.tfidf.tfn+man.noop"]
+    assert xc.peer_models(cfg) == ["xr-linear", "omikuji"]
+    assert cfg["linear_baseline"]["branching"] == 16 and xc.n_clusters(cfg, "eurlex57k") == 256
+    t3 = paper.table3_models(cfg)
+    assert t3["phi_tfidf + linear"] == "pifa-tfidf.linear.tfidf.tfn+man.noop"
+    assert (t3["Parabel"], t3[paper.XR_LINEAR_ROW], t3["X-Transformer"]) == ("omikuji", "xr-linear", None)
+
+
+def test_no_matchers_needs_no_indexer_that_needs_one():
+    raw = load("eurlex57k-linear.yaml")
+    with pytest.raises(xc.ConfigError, match="pifa_neural.encoder"):
+        xc.resolve({**raw, "indexers": ["pifa-tfidf", "pifa-neural"]})
+    with pytest.raises(xc.ConfigError, match="text_emb.encoder: None is not an encoder"):
+        xc.resolve({**raw, "indexers": ["pifa-tfidf", "text-emb"]})
+    # text-emb with a named encoder needs no matcher (pretrained embeddings of the label texts)
+    cfg = xc.resolve({**raw, "indexers": ["pifa-tfidf", "text-emb"], "text_emb": {"encoder": "minilm"}})
+    assert cfg["text_emb"]["encoder"] == "minilm"
+    with pytest.raises(xc.ConfigError, match="tfidf\\+fnt input"):
+        xc.resolve({**raw, "linear_baseline": {**raw["linear_baseline"], "inputs": ["tfidf+fnt"]}})

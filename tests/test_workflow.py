@@ -86,6 +86,7 @@ def tiny_run(tmp_path_factory, tiny_encoder):
         "xr_transformer": {"encoders": ["tiny-bert"], "levels": [2, 8], "top_k": 1},
         "aplc": {"encoders": ["tiny-bert"], "hidden_size": 16, "max_steps": 20, "aplc_learning_rate": 0.1,
                  "hidden_learning_rate": 0.01},
+        "peers": {"systems": ["omikuji"]},  # a peer as a row of the same tables (in the test extra)
     }
     configfile = root / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
@@ -101,13 +102,23 @@ def test_end_to_end_results_table(tiny_run):
     table = pd.read_csv(work / "results" / "tables" / "results.csv", keep_default_na=False)
     expected = {f"{ix}.tiny-bert.{inp}.tfn+man.{comb}"
                 for ix in config["indexers"] for inp in ("tfidf", "tfidf+neural") for comb in ("noop", "l3-hinge")}
-    expected |= {"pifa-tfidf.linear.tfidf.tfn+man.noop", "ens", "aplc-tiny-bert"}
+    expected |= {"pifa-tfidf.linear.tfidf.tfn+man.noop", "ens", "aplc-tiny-bert", "omikuji"}
     expected |= {f"pifa-tfidf.xr-transformer-tiny-bert.{inp}.tfn+man.{comb}"
                  for inp in ("tfidf", "tfidf+neural") for comb in ("noop", "l3-hinge")}
     assert set(table["model"]) == expected
     assert list(table.columns) == ["dataset", "model", "indexer", "matcher", "ranker_input", "negatives",
-                                   "combine", "ensemble", "P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
+                                   "combine", "ensemble", "P@1", "P@3", "P@5", "R@1", "R@3", "R@5",
+                                   "train_s", "predict_s", "peak_mem_mib"]
     assert table.loc[table.model == "ens", "ensemble"].item() == "rank_average"
+    # the peer's own costs in its row (blank in ours), its jobs in the timing table, its Table 3 row
+    peer = table.set_index("model").loc["omikuji"]
+    assert float(peer["train_s"]) > 0 and float(peer["predict_s"]) > 0 and float(peer["peak_mem_mib"]) > 10
+    assert (table.loc[table.model != "omikuji", ["train_s", "predict_s"]] == "").all().all()
+    steps = pd.read_csv(work / "results" / "tables" / "timing_steps.csv")
+    assert {"train_peer", "predict_peer"} <= set(steps["step"])
+    table3 = pd.read_csv(work / "results" / "tables" / "table3.csv").set_index("method")
+    assert table3.loc["Parabel", "model"] == "omikuji"
+    assert table3.loc["Parabel", "tiny P@1"] == peer["P@1"]
     for _, row in table.iterrows():
         assert 0 <= row["P@5"] <= row["P@1"] * 5 and 0 < row["P@1"] <= 100
         assert row["R@1"] <= row["R@3"] <= row["R@5"] <= 100

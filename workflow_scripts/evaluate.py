@@ -1,5 +1,6 @@
-from xmc.io import load_csr, save_json
+from xmc.io import load_csr, load_json, save_json
 from xmc.metrics import precision_recall_at_k
+from xmc.peers import merge_costs
 from xmc.runlog import start
 
 log = start(snakemake.log[0], "evaluate")
@@ -7,4 +8,6 @@ scores = precision_recall_at_k(load_csr(snakemake.input.pred), load_csr(snakemak
 log.info("%s: %s", snakemake.wildcards.model, scores)
 row = {"dataset": snakemake.wildcards.dataset, "model": snakemake.wildcards.model,
        **snakemake.params.description, **scores}
+if snakemake.input.costs:  # a peer: its own training/prediction times and peak memory
+    row.update(merge_costs([load_json(path) for path in snakemake.input.costs]))
 save_json(snakemake.output[0], row)

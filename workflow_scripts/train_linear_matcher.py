@@ -13,5 +13,5 @@ X = ranker_features(load_csr(tfidf) if tfidf else None,
 M = cluster_targets(load_csr(inp.Y), load_csr(inp.C))
 log.info("linear matcher on %s %s -> %d clusters", snakemake.wildcards.get("input", "tfidf"), X.shape, M.shape[1])
 matcher = LinearMatcher(C=snakemake.params.C, threshold=snakemake.params.threshold,
-                        n_jobs=snakemake.threads).fit(X, M)
+                        branching=snakemake.params.branching, n_jobs=snakemake.threads).fit(X, M)
 matcher.save(snakemake.output[0])

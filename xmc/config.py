@@ -33,7 +33,8 @@ DEFAULTS = {
     "ranker": {"inputs": ["tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop"],
                "C": 1.0, "threshold": 0.01, "top_k": 20, "shards": 1},
     "linear_baseline": {"enabled": True, "indexer": "pifa-tfidf", "negatives": "tfn+man",
-                        "combine": "noop", "C": 1.0, "threshold": 0.01, "inputs": ["tfidf"]},
+                        "combine": "noop", "C": 1.0, "threshold": 0.01, "inputs": ["tfidf"],
+                        "branching": None},
     "ensembles": {},
     "paper": {"roles": {}},
     "resources": {"matcher_gpus": 1, "threads_per_gpu": None},
@@ -41,9 +42,12 @@ DEFAULTS = {
     "xr_transformer": {"encoders": [], "indexer": "pifa-tfidf", "levels": None, "steps": None, "top_k": 5,
                        "bootstrap": "inherit", "negatives": "online", "shortlist": "linear"},
     "aplc": {"encoders": []},
+    # The peers (xmc.peers) as rows of the same tables, on the same TF-IDF and test split.
+    "peers": {"systems": [], "python": None},
 }
 XR_MATCHER_PREFIX = "xr-transformer-"  # matcher name of an XR-Transformer matcher: xr-transformer-{encoder}
 APLC_PREFIX = "aplc-"  # model name of an APLC model: aplc-{encoder}
+PEERS = ("xr-linear", "omikuji")  # model names of the peers' rows (xmc.peers.SYSTEMS)
 # APLC settings taken from the encoder's merged matcher settings unless the aplc section sets them.
 _APLC_FROM_MATCHER = ("seed", "max_steps", "batch_size", "pooling", "device", "eval_batch_size", "dropout",
                       "max_grad_norm", "weight_decay", "log_every", "precision", "grad_accum", "checkpoint_every")
@@ -145,11 +149,13 @@ def resolve(config: dict) -> dict:
     for name in cfg["matchers"]:
         if name not in encoders:
             raise ConfigError(f"matchers: {name!r} is not an encoder; known encoders: {sorted(encoders)}")
-    text_encoder = cfg["text_emb"].setdefault("encoder", cfg["matchers"][0])
+    # No matchers: the linear path alone (pifa-tfidf, the linear baselines on TF-IDF, the peers).
+    first_matcher = cfg["matchers"][0] if cfg["matchers"] else None
+    text_encoder = cfg["text_emb"].setdefault("encoder", first_matcher)
     if "text-emb" in cfg["indexers"] and text_encoder not in encoders:
         raise ConfigError(f"text_emb.encoder: {text_encoder!r} is not an encoder; known: {sorted(encoders)}")
     source = cfg["pifa_neural"]
-    source.setdefault("encoder", cfg["matchers"][0])
+    source.setdefault("encoder", first_matcher)
     if "pifa-neural" in cfg["indexers"]:
         if source["encoder"] not in cfg["matchers"]:
             raise ConfigError(f"pifa_neural.encoder: {source['encoder']!r} is not among matchers {cfg['matchers']}")
@@ -168,7 +174,7 @@ def resolve(config: dict) -> dict:
     if baseline["enabled"] and baseline["indexer"] not in cfg["indexers"]:
         raise ConfigError(f"linear_baseline.indexer: {baseline['indexer']!r} is not among indexers {cfg['indexers']}")
     # phi_pre / phi_fnt come from the paper's XLNet encoder unless named (the paper used XLNet)
-    baseline.setdefault("encoder", paper["roles"].get("XLNet", cfg["matchers"][0]))
+    baseline.setdefault("encoder", paper["roles"].get("XLNet", first_matcher))
     if baseline["enabled"]:
         for kind in baseline["inputs"]:
             if kind not in LINEAR_INPUTS:
@@ -217,6 +223,8 @@ def resolve(config: dict) -> dict:
     for ens, spec in cfg["ensembles"].items():
         if "." in ens:
             raise ConfigError(f"ensembles: name {ens!r} must not contain '.'")
+        if ens in PEERS:
+            raise ConfigError(f"ensembles: name {ens!r} is taken by a peer's row (peers.systems)")
         for member in spec["models"]:
             if member != "all" and member not in known:
                 raise ConfigError(
@@ -284,7 +292,7 @@ def baseline_models(cfg: dict) -> list[Model]:
     b = cfg["linear_baseline"]
     if not b["enabled"]:
         return []
-    encoder = b.get("encoder", cfg["matchers"][0])
+    encoder = b["encoder"]  # resolve() fills it
     return [Model(b["indexer"], LINEAR_MATCHER, linear_input_name(kind, encoder), b["negatives"], b["combine"])
             for kind in b["inputs"]]
 
@@ -306,13 +314,18 @@ def aplc_models(cfg: dict) -> list[str]:
     return [APLC_PREFIX + enc for enc in cfg["aplc"]["encoders"]]
 
 
+def peer_models(cfg: dict) -> list[str]:
+    """The peers' rows (no indexer or ranker of ours): the system's name."""
+    return list(cfg["peers"]["systems"])
+
+
 def models(cfg: dict) -> list[Model]:
     return transformer_models(cfg) + baseline_models(cfg) + xr_models(cfg)
 
 
 def describe_model(cfg: dict, name: str) -> Model:
-    """The grid columns of a model name (an APLC model has only its matcher column)."""
-    if name in aplc_models(cfg):
+    """The grid columns of a model name (an APLC model or a peer has only its matcher column)."""
+    if name in aplc_models(cfg) or name in peer_models(cfg):
         return Model("", name, "", "", "")
     return Model.parse(name)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from xmc import config as xmc_config
 
-__all__ = ["feature_files", "matcher_dir", "ranker_input_files", "model_description", "bundles",
+__all__ = ["feature_files", "matcher_dir", "ranker_input_files", "model_description", "model_costs", "bundles",
            "export_inputs", "export_settings"]
 
 
@@ -80,17 +80,26 @@ def model_description(cfg: dict, name: str) -> dict[str, str]:
             "negatives": m.negatives, "combine": m.combine, "ensemble": ""}
 
 
+def model_costs(cfg: dict, root: str, dataset: str, name: str) -> list[str]:
+    """The info files of a peer's training and prediction jobs (train_s, predict_s, peak memory);
+    none for our models, whose costs are spread over shared jobs (see the timing table)."""
+    if name not in xmc_config.peer_models(cfg):
+        return []
+    return [f"{root}/{dataset}/peers/{name}/train.json", f"{root}/{dataset}/peers/{name}/predict.json"]
+
+
 def model_names(cfg: dict) -> list[str]:
     """Every model and ensemble of the grid (the rows of the results table)."""
-    return [m.name for m in xmc_config.models(cfg)] + xmc_config.aplc_models(cfg) + list(cfg["ensembles"])
+    return ([m.name for m in xmc_config.models(cfg)] + xmc_config.aplc_models(cfg) + xmc_config.peer_models(cfg)
+            + list(cfg["ensembles"]))
 
 
 def bundles(cfg: dict, root: str) -> list[str]:
-    """The bundle folders to export: every model and ensemble but those a bundle cannot hold yet,
-    APLC's end-to-end models and the linear matchers over encoder features (the baselines on
+    """The bundle folders to export: every model and ensemble but the peers' and those a bundle
+    cannot hold yet, APLC's end-to-end models and the linear matchers over encoder features (the baselines on
     phi_pre / phi_fnt and XR-Transformer's linear shortlist: a bundle would need the encoder beside
     the linear matcher), and the ensembles with such a member."""
-    skip = set(xmc_config.aplc_models(cfg)) | {
+    skip = set(xmc_config.aplc_models(cfg)) | set(xmc_config.peer_models(cfg)) | {
         m.name for m in xmc_config.baseline_models(cfg) if m.input != "tfidf"} | {
         m.name for m in xmc_config.xr_models(cfg) if xmc_config.uses_xr_shortlist(cfg, m.matcher)}
 

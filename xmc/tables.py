@@ -23,6 +23,8 @@ from xmc.io import atomic_path
 COLUMNS = ["dataset", "model", "indexer", "matcher", "ranker_input", "negatives", "combine", "ensemble",
            "P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
 METRICS = COLUMNS[-6:]
+# Filled by the peers' rows only (xmc.peers.COST_COLUMNS); present when some row has them.
+COST_COLUMNS = ["train_s", "predict_s", "peak_mem_mib"]
 TABLE3_METRICS = METRICS[:3]
 TABLE5_CONFIG = ["indexing", "matcher", "ranker_input", "negatives"]
 MISSING = "n/a"
@@ -31,14 +33,16 @@ DIFF = " diff"
 
 
 def results_table(rows: list[dict]) -> pd.DataFrame:
-    """Rows (from the evaluate stage) -> DataFrame with COLUMNS, sorted by dataset then model,
-    ensembles last within a dataset."""
+    """Rows (from the evaluate stage) -> DataFrame with COLUMNS (and the peers' COST_COLUMNS when a
+    row has them, blank for the others), sorted by dataset then model, ensembles last within a dataset."""
     if not rows:
         raise ValueError("no metrics to tabulate")
     missing = [c for c in COLUMNS if c not in rows[0]]
     if missing:
         raise ValueError(f"metrics row for {rows[0].get('model')!r} lacks {missing}")
-    df = pd.DataFrame(rows)[COLUMNS].fillna("")
+    columns = COLUMNS + [c for c in COST_COLUMNS if any(row.get(c) is not None for row in rows)]
+    df = pd.DataFrame(rows).reindex(columns=columns)
+    df = df.astype({c: object for c in columns if c in COST_COLUMNS}).fillna("")  # blank, not NaN
     df["_is_ensemble"] = df["ensemble"] != ""
     df = df.sort_values(["dataset", "_is_ensemble", "model"], kind="stable").drop(columns="_is_ensemble")
     return df.reset_index(drop=True)
@@ -174,7 +178,7 @@ def _cell(column: str, value, digits: int) -> str:
 
 
 def _is_numeric(df: pd.DataFrame, column: str) -> bool:
-    return column in METRICS or pd.api.types.is_numeric_dtype(df[column])
+    return column in METRICS or column in COST_COLUMNS or pd.api.types.is_numeric_dtype(df[column])
 
 
 def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:

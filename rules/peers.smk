@@ -1,0 +1,57 @@
+# The peers as rows of the same tables (peers.systems): PECOS XR-Linear and omikuji on the dataset's
+# TF-IDF and test split, run by peers.python (xmc.peers). Their times and peak memory reach the
+# results table through train.json / predict.json, and the timing table through the benchmarks.
+PEER = f"{R}/{{dataset}}/peers/{{peer}}"
+
+
+rule train_peer:
+    """Train a peer with its published defaults on the training TF-IDF."""
+    input:
+        X=f"{R}/{{dataset}}/tfidf/X.train.npz",
+        Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
+    output:
+        model=directory(f"{PEER}/model"),
+        info=f"{PEER}/train.json",
+    log:
+        f"{R}/logs/{{dataset}}/train_peer.{{peer}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/train_peer.{{peer}}.tsv"
+    params:
+        python=PEER_PYTHON,
+        script=PEER_SCRIPT,
+        root=PROJECT_ROOT,
+        code=code_version("peer.py"),
+    threads: workflow.cores
+    conda:
+        "../environment-peers.yml"
+    shell:
+        "PYTHONPATH={params.root:q} {params.python:q} {params.script:q} train --system {wildcards.peer}"
+        " --X {input.X:q} --Y {input.Y:q} --model {output.model:q} --info {output.info:q}"
+        " --threads {threads} --log {log:q}"
+
+
+rule predict_peer:
+    """Top-k labels of the test documents from a trained peer."""
+    input:
+        model=f"{PEER}/model",
+        X=f"{R}/{{dataset}}/tfidf/X.test.npz",
+    output:
+        pred=f"{R}/{{dataset}}/predictions/{{peer}}.npz",
+        info=f"{PEER}/predict.json",
+    log:
+        f"{R}/logs/{{dataset}}/predict_peer.{{peer}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/predict_peer.{{peer}}.tsv"
+    params:
+        python=PEER_PYTHON,
+        script=PEER_SCRIPT,
+        root=PROJECT_ROOT,
+        top_k=CFG["ranker"]["top_k"],
+        code=code_version("peer.py"),
+    threads: workflow.cores
+    conda:
+        "../environment-peers.yml"
+    shell:
+        "PYTHONPATH={params.root:q} {params.python:q} {params.script:q} predict --system {wildcards.peer}"
+        " --X {input.X:q} --model {input.model:q} --out {output.pred:q} --info {output.info:q}"
+        " --top-k {params.top_k} --threads {threads} --log {log:q}"
