@@ -76,7 +76,7 @@ def run_size(labels: int, args) -> tuple[list[dict], pd.DataFrame]:
     work = Path(args.work) / "runs" / f"{name}-{n_train}"
     work.mkdir(parents=True, exist_ok=True)
     shards = args.shards if args.shards_from and labels >= args.shards_from else 1
-    peers_python = str(Path(args.peers_python).resolve()) if args.peers_python else None
+    peers_python = str(Path(args.peers_python).absolute()) if args.peers_python else None  # not resolve(): a venv python is a symlink
     write_config(work / "config.yaml", data.resolve(), name, shards, peers_python)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
            "--configfile", str(work / "config.yaml"), "--cores", str(args.cores)]

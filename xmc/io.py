@@ -59,8 +59,10 @@ def atomic_path(path, is_dir: bool = False):
 
 
 def save_csr(path, matrix) -> None:
+    # Uncompressed: zlib took 15.6 s of the 63.5 s TF-IDF job on full EURLEX57K for 36% less disk,
+    # and every job that reads the matrix paid to inflate it again.
     with atomic_path(path) as tmp:
-        sp.save_npz(tmp, sp.csr_matrix(matrix), compressed=True)
+        sp.save_npz(tmp, sp.csr_matrix(matrix), compressed=False)
 
 
 def load_csr(path) -> sp.csr_matrix:

@@ -314,8 +314,8 @@ def save_weights(path, W, **meta) -> None:
     clash = {"data", "indices", "indptr", "format", "shape"} & set(meta)
     if clash:
         raise ValueError(f"save_weights: reserved metadata key(s) {sorted(clash)}")
-    with atomic_path(path) as tmp:
-        np.savez_compressed(
+    with atomic_path(path) as tmp:  # uncompressed, as xmc.io.save_csr (zlib: 18.8 s of a 98.6 s ranker job)
+        np.savez(
             tmp, format=np.asarray("csr"), data=W.data, indices=W.indices, indptr=W.indptr,
             shape=np.asarray(W.shape), **{k: np.asarray(v) for k, v in meta.items()},
         )
