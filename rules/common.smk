@@ -203,11 +203,13 @@ def model_costs(wildcards):
 
 
 # ---- peers (rules/peers.smk) ---------------------------------------------------------------
-# Run with peers.python, which may lack this project: the rule puts the project on PYTHONPATH.
-# Unset: the workflow's own interpreter, or under conda the `python` of environment-peers.yml.
-PEER_PYTHON = CFG["peers"]["python"] or ("python" if _PEERS_IN_CONDA else sys.executable)
-PEER_SCRIPT = str(Path(workflow.basedir) / "workflow_scripts" / "peer.py")
-PROJECT_ROOT = str(Path(workflow.basedir))
+# The peer rules run workflow_scripts/peer.py with peers.python (unset: the workflow's own
+# interpreter, or under conda the `python` of environment-peers.yml), which may lack this project,
+# so PYTHONPATH names the project. Both reach the shell through the environment (every job process
+# reads this file again), not through params, so that a moved checkout or a new virtual environment
+# does not rerun the peers; an explicit peers.python is a param of its own.
+xmc_peers.set_job_environment(workflow.basedir,
+                              CFG["peers"]["python"] or ("python" if _PEERS_IN_CONDA else sys.executable))
 
 
 # ---- tables, figures, timing (rules/evaluate.smk, rules/report.smk) ------------------------

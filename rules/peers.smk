@@ -1,5 +1,6 @@
 # The peers as rows of the same tables (peers.systems): PECOS XR-Linear and omikuji on the dataset's
-# TF-IDF and test split, run by peers.python (xmc.peers). Their times and peak memory reach the
+# TF-IDF and test split, run by peers.python (xmc.peers; the interpreter and the project folder come
+# from the environment that rules/common.smk sets). Their times and peak memory reach the
 # results table through train.json / predict.json, and the timing table through the benchmarks.
 PEER = f"{R}/{{dataset}}/peers/{{peer}}"
 
@@ -17,15 +18,14 @@ rule train_peer:
     benchmark:
         f"{R}/benchmarks/{{dataset}}/train_peer.{{peer}}.tsv"
     params:
-        python=PEER_PYTHON,
-        script=PEER_SCRIPT,
-        root=PROJECT_ROOT,
+        python=CFG["peers"]["python"],
         code=code_version("peer.py"),
     threads: workflow.cores
     conda:
         "../environment-peers.yml"
     shell:
-        "PYTHONPATH={params.root:q} {params.python:q} {params.script:q} train --system {wildcards.peer}"
+        'PYTHONPATH="$XMC_PROJECT_ROOT" "$XMC_PEER_INTERPRETER" "$XMC_PROJECT_ROOT/workflow_scripts/peer.py"'
+        " train --system {wildcards.peer}"
         " --X {input.X:q} --Y {input.Y:q} --model {output.model:q} --info {output.info:q}"
         " --threads {threads} --log {log:q}"
 
@@ -43,15 +43,14 @@ rule predict_peer:
     benchmark:
         f"{R}/benchmarks/{{dataset}}/predict_peer.{{peer}}.tsv"
     params:
-        python=PEER_PYTHON,
-        script=PEER_SCRIPT,
-        root=PROJECT_ROOT,
+        python=CFG["peers"]["python"],
         top_k=CFG["ranker"]["top_k"],
         code=code_version("peer.py"),
     threads: workflow.cores
     conda:
         "../environment-peers.yml"
     shell:
-        "PYTHONPATH={params.root:q} {params.python:q} {params.script:q} predict --system {wildcards.peer}"
+        'PYTHONPATH="$XMC_PROJECT_ROOT" "$XMC_PEER_INTERPRETER" "$XMC_PROJECT_ROOT/workflow_scripts/peer.py"'
+        " predict --system {wildcards.peer}"
         " --X {input.X:q} --model {input.model:q} --out {output.pred:q} --info {output.info:q}"
         " --top-k {params.top_k} --threads {threads} --log {log:q}"

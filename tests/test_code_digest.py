@@ -65,7 +65,7 @@ def _rule_scripts() -> dict:
             script = re.search(r'script:\s*\n\s*"\.\./workflow_scripts/(\w+\.py)"', body)
             if script:
                 scripts[name] = script.group(1)
-            elif "script=PEER_SCRIPT" in body:  # the peers' shell rules run workflow_scripts/peer.py
+            elif "workflow_scripts/peer.py" in body:  # the peers' shell rules run it
                 scripts[name] = "peer.py"
             code = re.search(r'code=code_version\("(\w+\.py)"\)', body)
             blocks.append((name, parent, code.group(1) if code else None))

@@ -200,7 +200,12 @@ def test_same_seed_gives_identical_clusters_and_metrics(tiny_run):
         first = sp.load_npz(work / f"results/tiny/indexer/{indexer}/C.npz")
         second = sp.load_npz(again / f"results/tiny/indexer/{indexer}/C.npz")
         assert (first != second).nnz == 0, indexer
-    assert (work / "results/tables/results.csv").read_text() == (again / "results/tables/results.csv").read_text()
+    # Ours to the last digit; the peer's row is omikuji's (its threaded training is not deterministic)
+    # and the cost columns are times.
+    first, second = (pd.read_csv(w / "results/tables/results.csv", keep_default_na=False) for w in (work, again))
+    ours = lambda t: t[t.model != "omikuji"].drop(columns=["train_s", "predict_s", "peak_mem_mib"])
+    assert ours(first).to_csv() == ours(second).to_csv()
+    assert list(first.model) == list(second.model)
 
 
 def test_nothing_to_do_after_a_run(tiny_run):

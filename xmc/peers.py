@@ -16,6 +16,7 @@ TF-IDF, ``Indexer.gen`` (hierarchical 2-means, leaves of at most 100 labels), ``
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -25,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["SYSTEMS", "PACKAGES", "COST_COLUMNS", "check_available", "train", "predict", "merge_costs",
-           "write_svmlight_labels"]
+__all__ = ["SYSTEMS", "PACKAGES", "COST_COLUMNS", "check_available", "set_job_environment", "train", "predict",
+           "merge_costs", "write_svmlight_labels"]
 
 SYSTEMS = ("xr-linear", "omikuji")
 COST_COLUMNS = ("train_s", "predict_s", "peak_mem_mib")  # the peers' extra results-table columns
@@ -74,6 +75,14 @@ def check_available(systems, python: str | None = None) -> None:
                            f"{' (' + why + ')' if why else ''}; {_INSTALL[system]}")
     if missing:
         raise ValueError("peers: " + " | ".join(missing))
+
+
+def set_job_environment(project_root, python: str) -> None:
+    """Tell the peer rules' shell commands (rules/peers.smk) where the project and the interpreter
+    are: ``XMC_PROJECT_ROOT`` and ``XMC_PEER_INTERPRETER`` in this process's environment, which its
+    jobs inherit."""
+    os.environ["XMC_PROJECT_ROOT"] = str(project_root)
+    os.environ["XMC_PEER_INTERPRETER"] = str(python)
 
 
 def _float32_csr(M) -> sp.csr_matrix:
