@@ -17,8 +17,6 @@ from xmc import plan as xmc_plan
 from xmc.data import download as xmc_download
 
 R = "results"
-_PEERS_IN_CONDA = (DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-                   and not config.get("peers", {}).get("python"))
 
 validate(config, schema="../config/schema.yaml")
 try:
@@ -28,12 +26,17 @@ try:
         _meta = Path(f"{R}/{_ds}/prepared/meta.json")
         if _meta.is_file():
             xmc_config.check_n_clusters(CFG, _ds, json.loads(_meta.read_text())["n_labels"])
-    # A missing peer package fails here, not in the peer's first job; under conda the peer rules
-    # get environment-peers.yml, created only when the jobs run.
-    if not _PEERS_IN_CONDA:
-        xmc_peers.check_available(CFG["peers"]["systems"], CFG["peers"]["python"])
-except (xmc_config.ConfigError, ValueError) as err:
+except xmc_config.ConfigError as err:
     raise ValueError(f"invalid configuration: {err}") from None
+
+# Under conda (and no peers.python) the peer rules run in environment-peers.yml, made when they run.
+_PEERS_IN_CONDA = (DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+                   and CFG["peers"]["python"] is None)
+if not _PEERS_IN_CONDA and not workflow.remote_exec:  # once per run, not again in every job process
+    try:  # a missing peer package fails here, not in the peer's first job
+        xmc_peers.check_available(CFG["peers"]["systems"], CFG["peers"]["python"])
+    except ValueError as err:
+        raise ValueError(f"invalid configuration: {err}") from None
 
 DATASETS = list(CFG["datasets"])
 

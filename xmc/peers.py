@@ -199,10 +199,8 @@ def predict(system: str, model_dir, X, top_k: int, threads: int = 1) -> tuple[sp
 def merge_costs(infos: list[dict]) -> dict:
     """The training and prediction info of one peer -> its :data:`COST_COLUMNS` (peak memory: the
     larger of the two jobs')."""
-    out = {"train_s": None, "predict_s": None, "peak_mem_mib": None}
+    out = dict.fromkeys(COST_COLUMNS)
     for info in infos:
-        for key in ("train_s", "predict_s"):
-            if key in info:
-                out[key] = info[key]
+        out.update({key: info[key] for key in COST_COLUMNS if key in info and key != "peak_mem_mib"})
         out["peak_mem_mib"] = max(out["peak_mem_mib"] or 0.0, info["peak_mem_mib"])
     return out

@@ -19,12 +19,13 @@ import re
 import pandas as pd
 
 from xmc.io import atomic_path
+from xmc.peers import COST_COLUMNS as PEER_COST_COLUMNS
 
 COLUMNS = ["dataset", "model", "indexer", "matcher", "ranker_input", "negatives", "combine", "ensemble",
            "P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
 METRICS = COLUMNS[-6:]
-# Filled by the peers' rows only (xmc.peers.COST_COLUMNS); present when some row has them.
-COST_COLUMNS = ["train_s", "predict_s", "peak_mem_mib"]
+# Filled by the peers' rows only; present when some row has them.
+COST_COLUMNS = list(PEER_COST_COLUMNS)
 TABLE3_METRICS = METRICS[:3]
 TABLE5_CONFIG = ["indexing", "matcher", "ranker_input", "negatives"]
 MISSING = "n/a"
