@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -36,14 +38,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from peers import cpu, side_by_side  # noqa: E402
+from peers import cpu  # noqa: E402
 from xmc.data.synthetic import SyntheticSpec, write_attentionxml  # noqa: E402
 
 # labels -> (train, test) documents: as many as the 24 GiB, 2-core machine takes in an evening
 SIZES = {4000: (20000, 4000), 30000: (60000, 10000), 130000: (150000, 20000), 500000: (400000, 40000)}
 
 
-def write_config(path: Path, data: Path, name: str, shards: int, peers_python: str | None) -> None:
+def write_config(path: Path, data: Path, name: str, shards: int, peers_python: str | None,
+                 tiny: Path | None = None, matcher_steps: int = 20) -> None:
+    """The linear path with TFN (XR-Linear's negatives: the like-for-like row) and TFN+MAN rankers;
+    with ``tiny``, also a matcher of that tiny random encoder for ``matcher_steps`` steps (its
+    stages' time and memory; its accuracy means nothing)."""
     config = {
         "seed": 0,
         "datasets": {name: {"source": str(data), "format": "attentionxml"}},
@@ -52,17 +58,109 @@ def write_config(path: Path, data: Path, name: str, shards: int, peers_python: s
         "indexers": ["pifa-tfidf"],
         "tfidf": {"ngram_range": [1, 1], "max_features": 200000, "min_df": 2},  # synthetic words: unigrams
         "linear_baseline": {"enabled": True, "indexer": "pifa-tfidf", "inputs": ["tfidf"],
-                            "negatives": "tfn+man", "combine": "noop", "branching": 16},
-        "ranker": {"inputs": ["tfidf"], "negatives": ["tfn+man"], "combine": ["noop"], "top_k": 20,
+                            "negatives": ["tfn", "tfn+man"], "combine": ["l3-hinge", "noop"], "branching": 16},
+        "ranker": {"inputs": ["tfidf"], "negatives": ["tfn"], "combine": ["noop"], "top_k": 20,
                    "shards": shards},
         "peers": {"systems": ["xr-linear"] if peers_python else [], "python": peers_python},
     }
+    if tiny is not None:
+        config["encoders"] = {"tiny": {"model": str(tiny), "max_length": 32,
+                                       "matcher": {"max_steps": matcher_steps, "warmup_steps": 2, "batch_size": 32,
+                                                   "eval_batch_size": 512, "checkpoint_every": 0}}}
+        config["matchers"] = ["tiny"]
+        config["paper"] = {"roles": {"BERT": "tiny"}, "combine": "noop"}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def nnz(npz: Path) -> int:
     with np.load(npz) as f:
         return int(f["indptr"][-1])
+
+
+LINEAR = "pifa-tfidf.linear"
+# like for like with XR-Linear: its negatives (TFN) and its score combination (l3-hinge); then ours
+NEGATIVES = {"ours": ("tfn", "l3-hinge"), "ours (tfn+man)": ("tfn+man", "noop")}
+OUR_TRAIN_STEPS = {"label_repr": "pifa-tfidf", "cluster": "pifa-tfidf", "train_matcher": LINEAR,
+                   "predict_matcher": LINEAR}  # + train_ranker; predict_matcher also scores the train split (MAN)
+
+
+def _jobs(timing: pd.DataFrame, step: str, wildcards: str, prefix: bool = False) -> pd.DataFrame:
+    wc = timing["wildcards"].fillna("").astype(str)
+    hit = wc.str.startswith(wildcards + ".") | (wc == wildcards) if prefix else wc == wildcards
+    return timing[(timing["step"] == step) & hit]
+
+
+def system_rows(results: pd.DataFrame, timing: pd.DataFrame, dataset: str) -> list[dict]:
+    """Ours (per negatives) and XR-Linear with the same instrument: the sum of the wall times of the
+    jobs that train (predict) each, from Snakemake's `benchmark:` files, process start and input
+    loading included. XR-Linear's in-process time of its own calls is `fit_s`."""
+    res = results[results["dataset"] == dataset].set_index("model")
+    timing = timing[timing["dataset"] == dataset]
+    rows = []
+    for system, (neg, comb) in NEGATIVES.items():
+        model = f"{LINEAR}.tfidf.{neg}.{comb}"
+        if model not in res.index:
+            continue
+        train = pd.concat([_jobs(timing, st, wc) for st, wc in OUR_TRAIN_STEPS.items()]
+                          + [_jobs(timing, "train_ranker", f"{LINEAR}.tfidf.{neg}", prefix=True)])
+        pred = _jobs(timing, "predict_ranker", model)
+        rows.append({"system": system, "P@1": float(res.loc[model, "P@1"]), "train_s": train["s"].sum(),
+                     "fit_s": float("nan"), "predict_s": pred["s"].sum(),
+                     "peak_mem_mib": max(train["max_rss_mb"].max(), pred["max_rss_mb"].max())})
+    if "xr-linear" in res.index:
+        train, pred = _jobs(timing, "train_peer", "xr-linear"), _jobs(timing, "predict_peer", "xr-linear")
+        rows.append({"system": "xr-linear", "P@1": float(res.loc["xr-linear", "P@1"]), "train_s": train["s"].sum(),
+                     "fit_s": float(res.loc["xr-linear", "train_s"]), "predict_s": pred["s"].sum(),
+                     "peak_mem_mib": max(train["max_rss_mb"].max(), pred["max_rss_mb"].max())})
+    return rows
+
+
+def job_input_mb(work: Path, config: Path) -> dict[str, float]:
+    """Log file -> MiB of the job's input files that still exist (Snakemake's --detailed-summary):
+    the size the memory model reads as ``input.size_mb``."""
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
+                          "--configfile", str(config), "--detailed-summary"], capture_output=True, text=True, check=True)
+    sizes = {}
+    for line in out.stdout.splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) < 5 or cols[3] in ("-", ""):
+            continue
+        files = {f for f in cols[4].split(",") if f and f != "-"}
+        mb = sum((work / f).stat().st_size for f in files if (work / f).is_file()) / 2**20
+        for log in cols[3].split(","):
+            sizes[log] = max(sizes.get(log, 0.0), mb)
+    return sizes
+
+
+def _with_input_mb(timing: pd.DataFrame, sizes: dict[str, float]) -> pd.DataFrame:
+    def log_of(r):
+        wc = "" if pd.isna(r["wildcards"]) else str(r["wildcards"])
+        return f"results/logs/{r['dataset']}/{r['step']}{'.' + wc if wc else ''}.log"
+    return timing.assign(input_mb=[sizes.get(log_of(r), float("nan")) for _, r in timing.iterrows()])
+
+
+def unsharded_rankers(work: Path, name: str, config: dict) -> pd.DataFrame:
+    """The linear path's rankers once more with ranker.shards: 1, in a copy of ``work`` whose
+    results are hard links (so only the rankers run): the unsharded memory that S shards divide."""
+    copy = work.with_name(work.name + "-unsharded")
+    if copy.exists():
+        shutil.rmtree(copy)
+    copy.mkdir()
+    subprocess.run(["cp", "-al", str(work / "results"), str(copy / "results")], check=True)
+    shutil.copytree(work / ".snakemake", copy / ".snakemake", ignore=shutil.ignore_patterns("log", "locks", "incomplete"))
+    shutil.rmtree(copy / "results" / name / "ranker")
+    config = {**config, "ranker": {**config["ranker"], "shards": 1}, "peers": {"systems": []}}
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    targets = [f"results/{name}/ranker/pifa-tfidf/linear/tfidf.{neg}/model.npz" for neg, _ in NEGATIVES.values()]
+    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(copy),
+                    "--configfile", str(copy / "config.yaml"), "--cores", "2", *targets], check=True)
+    rows = []
+    for neg, _ in NEGATIVES.values():
+        tsv = copy / "results" / "benchmarks" / name / f"train_ranker.{LINEAR}.tfidf.{neg}.tsv"
+        b = pd.read_csv(tsv, sep="\t").iloc[0]
+        rows.append({"dataset": name, "step": "train_ranker", "wildcards": f"{LINEAR}.tfidf.{neg}", "s": b["s"],
+                     "max_rss_mb": b["max_rss"], "cpu_s": b["cpu_time"], "shards": 1})
+    return pd.DataFrame(rows)
 
 
 def run_size(labels: int, args) -> tuple[list[dict], pd.DataFrame]:
@@ -77,7 +175,12 @@ def run_size(labels: int, args) -> tuple[list[dict], pd.DataFrame]:
     work.mkdir(parents=True, exist_ok=True)
     shards = args.shards if args.shards_from and labels >= args.shards_from else 1
     peers_python = str(Path(args.peers_python).absolute()) if args.peers_python else None  # not resolve(): a venv python is a symlink
-    write_config(work / "config.yaml", data.resolve(), name, shards, peers_python)
+    tiny = None
+    if args.matcher_steps:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from tiny_models import make_tiny_encoder  # the tests' offline random BERT (hidden 32, 2 layers)
+        tiny = make_tiny_encoder("bert", Path(args.work) / "tiny-bert")
+    write_config(work / "config.yaml", data.resolve(), name, shards, peers_python, tiny, args.matcher_steps)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
            "--configfile", str(work / "config.yaml"), "--cores", str(args.cores)]
     print(f"[{name}] {n_train} train / {n_test} test documents, shards {shards}: {' '.join(cmd)}", flush=True)
@@ -85,29 +188,43 @@ def run_size(labels: int, args) -> tuple[list[dict], pd.DataFrame]:
     tables = work / "results" / "tables"
     results = pd.read_csv(tables / "results.csv", keep_default_na=False)
     timing = pd.read_csv(tables / "timing.csv")
-    table = side_by_side(results, timing, name, work)
     sizes = {"labels": labels, "documents": n_train + n_test,
              "nnz_X": nnz(work / "results" / name / "tfidf" / "X.train.npz"),
              "nnz_Y": nnz(work / "results" / name / "prepared" / "Y.train.npz")}
-    rows = [{**sizes, "system": r["system"], "P@1": r["P@1"],
-             "train_s": r["train_s"], "predict_s": r["predict_s"], "peak_mem_mib": r["peak_mib"]}
-            for _, r in table.iterrows() if r["system"] in ("ours", "xr-linear")]
-    jobs = timing[timing["dataset"] == name].assign(**sizes)
-    return rows, jobs
+    rows = [{**sizes, **r} for r in system_rows(results, timing, name)]
+    jobs = _with_input_mb(timing[timing["dataset"] == name].assign(shards=shards),
+                          job_input_mb(work, work / "config.yaml"))
+    if shards > 1 and args.unsharded:
+        one = unsharded_rankers(work, name, yaml.safe_load((work / "config.yaml").read_text()))
+        sharded_inputs = jobs.loc[jobs["step"] == "train_ranker", "input_mb"].max()
+        jobs = pd.concat([jobs, one.assign(input_mb=sharded_inputs)], ignore_index=True)
+    return rows, jobs.assign(**sizes)
+
+
+def stage_of(step: str, wildcards) -> str:
+    """A job's stage: its step and wildcards without the shard (``.0-of-4``)."""
+    wc = "" if pd.isna(wildcards) else re.sub(r"\.\d+-of-\d+$", "", str(wildcards))
+    return f"{step} {wc}".strip()
 
 
 def exponents(stages: pd.DataFrame) -> pd.DataFrame:
-    """Per step: the slope of log(time) and log(peak memory) against log(L) and log(nnz(X))."""
+    """Per stage: the slope of log(time) and log(peak memory) against log(L), log(nnz(X)) and
+    log(the job's input MiB); an unsharded run of a stage is preferred where a size has both."""
+    stages = stages.assign(stage=[stage_of(a, b) for a, b in zip(stages["step"], stages["wildcards"])])
     out = []
-    for step, g in stages.groupby("step"):
-        g = g.groupby("labels").agg(s=("s", "sum"), mem=("max_rss_mb", "max"), nnz_X=("nnz_X", "first"))
+    for stage, g in stages.groupby("stage"):
+        g = g[(g["shards"] == 1) | ~g["labels"].isin(g.loc[g["shards"] == 1, "labels"])]
+        g = g.groupby("labels").agg(s=("s", "sum"), mem=("max_rss_mb", "max"), nnz_X=("nnz_X", "first"),
+                                    input_mb=("input_mb", "max"))
         g = g[(g["s"] > 0) & (g["mem"] > 0)]
         if len(g) < 2:
             continue
         fit = lambda x, y: float(np.polyfit(np.log(x), np.log(y), 1)[0])
-        out.append({"step": step, "sizes": len(g), "time_vs_L": fit(g.index, g["s"]),
-                    "mem_vs_L": fit(g.index, g["mem"]), "time_vs_nnzX": fit(g["nnz_X"], g["s"]),
-                    "mem_vs_nnzX": fit(g["nnz_X"], g["mem"])})
+        row = {"stage": stage, "sizes": len(g), "time_vs_L": fit(g.index, g["s"]), "mem_vs_L": fit(g.index, g["mem"]),
+               "time_vs_nnzX": fit(g["nnz_X"], g["s"]), "mem_vs_nnzX": fit(g["nnz_X"], g["mem"])}
+        if (g["input_mb"] > 0).all():
+            row["mem_vs_input"] = fit(g["input_mb"], g["mem"])
+        out.append(row)
     return pd.DataFrame(out)
 
 
@@ -120,6 +237,10 @@ def main(argv=None) -> None:
     p.add_argument("--shards-from", type=int, default=500000, help="sizes >= this run S ranker shards")
     p.add_argument("--peers-python", default=".venv-peers/bin/python",
                    help="interpreter with libpecos ('' : ours alone; see docs/peers.md)")
+    p.add_argument("--matcher-steps", type=int, default=20,
+                   help="also fine-tune a tiny random BERT matcher for this many steps (0: none)")
+    p.add_argument("--unsharded", action=argparse.BooleanOptionalAction, default=True,
+                   help="at sharded sizes, also train the rankers unsharded (memory per shard vs whole)")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--work", default=str(ROOT / "results" / "bench" / "scale"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.csv"))
@@ -139,7 +260,12 @@ def main(argv=None) -> None:
     exp = exponents(stages)
     print(f"CPU: {cpu()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
-    print(stages.pivot_table(index="step", columns="labels", values="s", aggfunc="sum").round(1).to_string())
+    view = stages.assign(stage=[stage_of(a, b) + (" (unsharded)" if n == 1 and (stages["labels"] == l).any()
+                                                  and (stages.loc[stages["labels"] == l, "shards"] > 1).any() else "")
+                                for a, b, n, l in zip(stages["step"], stages["wildcards"], stages["shards"], stages["labels"])])
+    for value in ("s", "max_rss_mb"):
+        agg = "sum" if value == "s" else "max"
+        print(view.pivot_table(index="stage", columns="labels", values=value, aggfunc=agg).round(1).to_string())
     if not exp.empty:
         print(exp.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     table.to_csv(args.out, index=False, float_format="%.4g")

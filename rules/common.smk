@@ -142,6 +142,11 @@ def matcher_params(wildcards):
     return xmc_config.matcher_params(CFG, wildcards.dataset, wildcards.encoder)
 
 
+def matcher_train_params(wildcards):
+    """What training reads: a prediction-only setting changed reruns predict_matcher alone."""
+    return {k: v for k, v in matcher_params(wildcards).items() if k != "predict_precision"}
+
+
 def matcher_top_b(wildcards):
     return matcher_params(wildcards)["top_b"]
 

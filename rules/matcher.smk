@@ -20,7 +20,7 @@ rule train_matcher:
         f"{R}/benchmarks/{{dataset}}/train_matcher.{{indexer}}.{{encoder}}.tsv"
     params:
         model=encoder_model,
-        matcher=matcher_params,
+        matcher=matcher_train_params,
         code=code_version("train_matcher.py"),
     threads: gpu_threads(MATCHER_GPUS)
     resources:

@@ -73,6 +73,7 @@ rule timing:
         f"{R}/logs/timing.log",
     params:
         folder=f"{R}/benchmarks",
+        logs=f"{R}/logs",  # each job's exact peak memory (xmc.runlog), which the benchmark's sampler misses
         code=code_version("timing.py"),
     conda:
         "../environment.yml"

@@ -29,16 +29,35 @@ def test_level_sizes():
         level_sizes(64, 1)
 
 
+def _l3(s):
+    return np.exp(-np.maximum(0.0, 1.0 - s) ** 3)
+
+
+def _decision(X, W):
+    return np.asarray((sp.csr_matrix(X) @ W[:, :-1].T).todense()) + W[:, -1].toarray().ravel()[None, :]
+
+
+def _top1(P):
+    """Each row's best stored cluster (scores may be negative: not argmax over implicit zeros)."""
+    return np.array([P.indices[P.indptr[i] + np.argmax(P.data[P.indptr[i]:P.indptr[i + 1]])] for i in range(P.shape[0])])
+
+
 def test_tree_matcher_finds_the_true_cluster():
     X, M, which = _clustered()
     tree = LinearMatcher(top_b=3, branching=4).fit(X, M)
     assert [W.shape[0] for W in tree.levels_] == [4, 16] and tree.W_ is tree.levels_[-1]
     P = tree.predict(X)
     assert P.shape == M.shape and np.all(np.diff(P.indptr) == 3)
-    assert np.all((P.data > 0) & (P.data <= 1))
-    top1 = np.asarray(P.argmax(axis=1)).ravel()
+    # g is the decision value whose l3-hinge transform is the path product p in (0, 1]
+    assert np.all(P.data <= 1) and np.all(np.isfinite(P.data))
+    levels = [_l3(_decision(X, W)) for W in tree.levels_]
+    for i in range(0, X.shape[0], 17):
+        for c, g in zip(P.indices[P.indptr[i]:P.indptr[i + 1]], P.data[P.indptr[i]:P.indptr[i + 1]]):
+            p = levels[0][i, c // 4] * levels[1][i, c]
+            assert np.exp(-max(0.0, 1.0 - g) ** 3) == pytest.approx(p, rel=1e-4)
+    top1 = _top1(P)
     assert np.mean(top1 == which) > 0.9
-    flat_top1 = np.asarray(LinearMatcher(top_b=3).fit(X, M).predict(X).argmax(axis=1)).ravel()
+    flat_top1 = _top1(LinearMatcher(top_b=3).fit(X, M).predict(X))
     assert np.mean(top1 == flat_top1) > 0.9
 
 

@@ -184,3 +184,63 @@ def test_non_finite_loss_stops_training_with_the_step(encoders, tmp_path):
     tok = tokenize(texts, str(broken), max_length=16)
     with pytest.raises(FloatingPointError, match="step 1/8"):
         TransformerMatcher.train(str(broken), tok["input_ids"], tok["attention_mask"], M, fast_params())
+
+
+@pytest.mark.parametrize("kind", ["bert", "xlnet"])  # right and left padding
+def test_length_sorted_trimmed_batches_equal_the_padded_pass(kind, encoders):
+    """predict() sorts rows by length and cuts each batch to its longest row: the scores and
+    embeddings equal one forward pass over the fully padded rows, in the input order."""
+    texts, M = toy_task(n=12)
+    texts = [" ".join([t] * (1 + i % 4)) for i, t in enumerate(texts)]  # 1 to 4 times as long
+    tok = tokenize(texts, encoders[kind], max_length=128)
+    lengths = tok["attention_mask"].sum(1)
+    assert lengths.max() < 128 and len(set(lengths.tolist())) > 3  # padding to cut, lengths to sort
+    matcher = TransformerMatcher.train(encoders[kind], tok["input_ids"], tok["attention_mask"], M, fast_params())
+    widths, forward = [], matcher.net.forward
+    matcher.net.forward = lambda ids, mask: widths.append(ids.shape[1]) or forward(ids, mask)
+    topb, emb = matcher.predict(tok["input_ids"], tok["attention_mask"], top_b=4, batch_size=5)
+    matcher.net.forward = forward
+    assert widths == sorted(widths, reverse=True) and widths[0] == lengths.max() and widths[-1] < widths[0]
+    matcher.net.eval()
+    with torch.no_grad():
+        scores, pooled = matcher.net(torch.as_tensor(tok["input_ids"], dtype=torch.long),
+                                     torch.as_tensor(tok["attention_mask"], dtype=torch.long))
+    np.testing.assert_allclose(emb, pooled.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(topb.toarray(), scores.numpy(), rtol=1e-4, atol=1e-5)  # K = 4 = top_b
+
+
+def test_precision_auto_follows_the_cpus_bf16_flags(tmp_path, monkeypatch):
+    from xmc import training
+
+    with_bf16, without = tmp_path / "bf16", tmp_path / "avx2"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert training.cpu_has_native_bf16(str(with_bf16)) and not training.cpu_has_native_bf16(str(without))
+    assert not training.cpu_has_native_bf16(str(tmp_path / "missing"))
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(training, "cpu_has_native_bf16", lambda native=native: native)
+        assert training.resolve_precision("auto", torch.device("cpu")) == expected
+        assert training.resolve_precision("auto", torch.device("cuda")) == "fp32"  # the paper's, on GPUs
+        assert training.resolve_precision("fp16", torch.device("cpu")) == "fp16"
+        with training.autocast(torch.device("cpu"), "auto"):
+            assert torch.is_autocast_enabled("cpu") == (expected == "bf16")
+
+
+def test_int8_prediction_quantises_the_encoder_and_keeps_the_ranking(encoders):
+    texts, M = toy_task(n=32)
+    tok = tokenize(texts, encoders["bert"], max_length=16)
+    matcher = TransformerMatcher.train(encoders["bert"], tok["input_ids"], tok["attention_mask"], M,
+                                       fast_params(max_steps=24))
+    fp32, emb32 = matcher.predict(tok["input_ids"], tok["attention_mask"], top_b=2)
+    int8, emb8 = matcher.predict(tok["input_ids"], tok["attention_mask"], top_b=2, precision="int8")
+    assert not np.array_equal(emb8, emb32)  # another computation ...
+    cos = np.sum(emb8 * emb32, 1) / np.linalg.norm(emb8, axis=1) / np.linalg.norm(emb32, axis=1)
+    assert cos.min() > 0.95  # ... of nearly the same embeddings
+    top1 = lambda P: np.asarray(P.argmax(axis=1)).ravel()  # noqa: E731 (scores here are hinge outputs, mostly > 0)
+    assert np.mean(top1(int8.tocsr()) == top1(fp32.tocsr())) >= 0.9
+    assert isinstance(matcher.net.encoder.encoder.layer[0].attention.self.query, torch.nn.Linear)  # untouched
+    matcher.device = torch.device("cuda")  # int8 is refused before any work on a GPU
+    with pytest.raises(ValueError, match="int8.*CPU"):
+        matcher.predict(tok["input_ids"], tok["attention_mask"], precision="int8")
+    with pytest.raises(ValueError, match="predict precision"):
+        matcher.predict(tok["input_ids"], tok["attention_mask"], precision="int4")

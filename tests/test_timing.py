@@ -63,3 +63,29 @@ def test_not_a_benchmark_file_is_named(tmp_path):
 
 def test_hms():
     assert hms(0.4) == "0:00:00" and hms(3725) == "1:02:05"
+
+
+def test_a_jobs_log_ends_with_its_exact_peak_and_the_timing_table_takes_it(tmp_path):
+    """Snakemake samples memory every 30 s after a job's first 15 s: the log's getrusage peak
+    (xmc.runlog) replaces a sampled max_rss that is lower, never one that is higher."""
+    import subprocess
+    import sys
+
+    from xmc.timing import logged_peak_mib, read_logged_peaks, timing_table
+
+    log = tmp_path / "logs" / "ds" / "train_ranker.a.b.log"
+    log.parent.mkdir(parents=True)
+    code = ("from xmc.runlog import start; import numpy as np; start(%r, 'job'); "
+            "a = np.ones(300 * 2**20 // 8); del a" % str(log))
+    subprocess.run([sys.executable, "-c", code], check=True)
+    peak = logged_peak_mib(log.read_text())
+    assert peak is not None and 300 < peak < 1000
+    bench = pd.DataFrame({"s": [50.0], "h:m:s": ["0:00:50"], "max_rss": [120.0], "cpu_time": [40.0]})
+    high = pd.DataFrame({"s": [5.0], "h:m:s": ["0:00:05"], "max_rss": [5000.0], "cpu_time": [4.0]})
+    keys = {("ds", "train_ranker", "a.b"): bench, ("ds", "tfidf", ""): high}
+    peaks = read_logged_peaks(tmp_path / "logs", keys)
+    assert set(peaks) == {("ds", "train_ranker", "a.b")}  # tfidf has no log here
+    jobs = timing_table(keys, peaks).set_index("step")
+    assert jobs.loc["train_ranker", "max_rss_mb"] == pytest.approx(peak)
+    assert jobs.loc["tfidf", "max_rss_mb"] == 5000.0
+    assert logged_peak_mib("no peak line") is None

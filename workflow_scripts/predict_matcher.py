@@ -14,7 +14,7 @@ with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
     for split in ("train", "test"):
         tokens = np.load(snakemake.input[f"tokens_{split}"])
         topb, emb = matcher.predict(tokens["input_ids"], tokens["attention_mask"], top_b=snakemake.params.top_b,
-                                    batch_size=batch_size)
+                                    batch_size=batch_size, precision=snakemake.params.matcher.get("predict_precision"))
         log.info("%s: top-%d clusters of %d instances, embeddings %s", split, snakemake.params.top_b,
                  topb.shape[0], emb.shape)
         save_csr(snakemake.output[f"topb_{split}"], topb)

@@ -1,10 +1,11 @@
 from xmc.io import atomic_path
 from xmc.runlog import start
 from xmc.tables import html_page, to_markdown, write_table
-from xmc.timing import read_benchmarks, timing_by_step, timing_table
+from xmc.timing import read_benchmarks, read_logged_peaks, timing_by_step, timing_table
 
 log = start(snakemake.log[0], "timing")
-jobs = timing_table(read_benchmarks(snakemake.params.folder))
+benchmarks = read_benchmarks(snakemake.params.folder)
+jobs = timing_table(benchmarks, read_logged_peaks(snakemake.params.logs, benchmarks))
 steps = timing_by_step(jobs)
 write_table(jobs, csv=snakemake.output.csv)
 write_table(steps, csv=snakemake.output.steps)

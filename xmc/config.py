@@ -175,6 +175,9 @@ def resolve(config: dict) -> dict:
         raise ConfigError(f"linear_baseline.indexer: {baseline['indexer']!r} is not among indexers {cfg['indexers']}")
     # phi_pre / phi_fnt come from the paper's XLNet encoder unless named (the paper used XLNet)
     baseline.setdefault("encoder", paper["roles"].get("XLNet", first_matcher))
+    for key in ("negatives", "combine"):  # one value or a list of them; a list from here on
+        if isinstance(baseline[key], str):
+            baseline[key] = [baseline[key]]
     if baseline["enabled"]:
         for kind in baseline["inputs"]:
             if kind not in LINEAR_INPUTS:
@@ -288,13 +291,14 @@ def parse_linear_input(name: str) -> tuple[str, str | None]:
 
 
 def baseline_models(cfg: dict) -> list[Model]:
-    """The Table 3 linear baselines: one model per ``linear_baseline.inputs`` entry."""
+    """The Table 3 linear baselines: one model per ``linear_baseline.inputs`` entry, negatives
+    and combine."""
     b = cfg["linear_baseline"]
     if not b["enabled"]:
         return []
     encoder = b["encoder"]  # resolve() fills it
-    return [Model(b["indexer"], LINEAR_MATCHER, linear_input_name(kind, encoder), b["negatives"], b["combine"])
-            for kind in b["inputs"]]
+    return [Model(b["indexer"], LINEAR_MATCHER, linear_input_name(kind, encoder), neg, comb)
+            for kind in b["inputs"] for neg in b["negatives"] for comb in b["combine"]]
 
 
 def ranker_inputs(cfg: dict) -> list[str]:

@@ -6,9 +6,9 @@ from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 from tqdm.auto import tqdm
 
+from xmc.indexing import l2_normalize_rows as normalize  # not sklearn's: its import is 0.8 s of every ranker job
 from xmc.params import FromDict
 
 

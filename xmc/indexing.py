@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from xmc.parallel import check_n_jobs, thread_map
 
-__all__ = ["default_n_clusters", "BalancedKMeans", "cluster_targets", "sparse_pattern"]
+__all__ = ["default_n_clusters", "BalancedKMeans", "cluster_targets", "sparse_pattern", "l2_normalize_rows"]
 
 
 def default_n_clusters(n_labels: int) -> int:
@@ -24,7 +24,7 @@ def default_n_clusters(n_labels: int) -> int:
     return 2**depth
 
 
-def _l2_normalize_rows(Z):
+def l2_normalize_rows(Z):
     """Rows scaled to unit l2 norm; all-zero rows stay zero (labels without features). Sparse input
     becomes float32 (norms summed in float64): half the memory and bandwidth of the 2-means."""
     if sp.issparse(Z):
@@ -111,7 +111,7 @@ class BalancedKMeans:
             raise ValueError("Z: contains NaN or infinite values")
         n_labels = Z.shape[0]
         k = self._validate(n_labels)
-        Zn = _l2_normalize_rows(Z)
+        Zn = l2_normalize_rows(Z)
 
         nodes = [np.arange(n_labels, dtype=np.int64)]  # label ids per node, left to right
         node_ids = [1]

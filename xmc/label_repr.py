@@ -79,15 +79,18 @@ def text_embedding(texts: Sequence[str], encoder_dir: str, max_length: int = 32,
     tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
     model = AutoModel.from_pretrained(str(encoder_dir)).to(device).eval()
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    # longest first, batches of similar lengths: little padding to encode (outputs equal)
+    order = np.argsort([-len(t) for t in texts], kind="stable")
     with torch.no_grad():
         for start in tqdm(range(0, len(texts), batch_size), desc="text-emb", unit="batch",
                           mininterval=2.0):
-            enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+            rows = order[start:start + batch_size]
+            enc = tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                             max_length=max_length, return_tensors="pt")
             mask = enc["attention_mask"].to(device)
             hidden = model(input_ids=enc["input_ids"].to(device),
                            attention_mask=mask).last_hidden_state
             m = mask.unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-            out[start:start + batch_size] = mean.float().cpu().numpy()
+            out[rows] = mean.float().cpu().numpy()
     return out

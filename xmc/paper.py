@@ -150,5 +150,5 @@ def table3_models(cfg: dict) -> dict[str, str | None]:
                 "tfidf+fnt": "phi_fnt (+) phi_tfidf + linear"}
         for kind in b["inputs"]:
             out[rows[kind]] = xc.Model(b["indexer"], xc.LINEAR_MATCHER, xc.linear_input_name(kind, encoder),
-                                       b["negatives"], b["combine"]).name
+                                       b["negatives"][0], b["combine"][0]).name
     return out

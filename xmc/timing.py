@@ -7,6 +7,7 @@ rules that share one, e.g. ``train_matcher.{indexer}.linear`` for the linear mat
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -46,11 +47,36 @@ def summarise_benchmark(frame: pd.DataFrame, source: str = "benchmark") -> dict:
             "max_rss_mb": float(num("max_rss").max()), "cpu_s": float(num("cpu_time").mean())}
 
 
-def timing_table(benchmarks: dict[tuple[str, str, str], pd.DataFrame]) -> pd.DataFrame:
+def logged_peak_mib(text: str) -> float | None:
+    """The exact peak memory a job's log ends with (xmc.runlog), or None."""
+    found = re.findall(r"peak memory \(getrusage\): ([0-9.]+) MiB", text)
+    return float(found[-1]) if found else None
+
+
+def read_logged_peaks(logs_root, keys) -> dict[tuple[str, str, str], float]:
+    """(dataset, step, wildcards) -> the peak in ``logs_root/{dataset}/{step}.{wildcards}.log``,
+    for the jobs whose log has one."""
+    peaks = {}
+    for ds, step, wc in keys:
+        path = Path(logs_root) / ds / (f"{step}.{wc}.log" if wc else f"{step}.log")
+        if path.is_file():
+            peak = logged_peak_mib(path.read_text(encoding="utf-8", errors="replace"))
+            if peak is not None:
+                peaks[(ds, step, wc)] = peak
+    return peaks
+
+
+def timing_table(benchmarks: dict[tuple[str, str, str], pd.DataFrame], peaks: dict | None = None) -> pd.DataFrame:
     """(dataset, step, wildcards) -> benchmark table, for every job -> one row per job
-    (:data:`JOB_COLUMNS`), sorted by dataset, step, wildcards."""
+    (:data:`JOB_COLUMNS`), sorted by dataset, step, wildcards. ``peaks`` (from
+    :func:`read_logged_peaks`) replace the sampled max_rss where larger: the sampler misses peaks."""
+    peaks = peaks or {}
     rows = [{"dataset": ds, "step": step, "wildcards": wc, **summarise_benchmark(frame, f"{ds}/{step}.{wc}")}
             for (ds, step, wc), frame in benchmarks.items()]
+    for row in rows:
+        peak = peaks.get((row["dataset"], row["step"], row["wildcards"]))
+        if peak is not None and not peak <= row["max_rss_mb"]:  # NaN-safe
+            row["max_rss_mb"] = peak
     df = pd.DataFrame(rows, columns=JOB_COLUMNS)
     return df.sort_values(["dataset", "step", "wildcards"], kind="stable").reset_index(drop=True)
 

@@ -29,16 +29,36 @@ from tqdm.auto import tqdm
 
 from xmc.io import atomic_path
 
-__all__ = ["PRECISIONS", "check_tokens", "EpochBatches", "distributed_context", "start_distributed",
+__all__ = ["PRECISIONS", "autocast", "resolve_precision", "cpu_has_native_bf16", "trim_padding", "check_tokens", "EpochBatches", "distributed_context", "start_distributed",
            "data_parallel", "rank_chunks", "data_digest", "LoopSettings", "Checkpoints", "train_loop"]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX): read from the CPU's flags,
+    never assumed (our hosts differ; torch's capability string does not say)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 autocast on a CPU with native bf16, else fp32 (GPUs keep the paper's fp32:
+    the authors saw AMP instability); other values as given."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
 def autocast(device: torch.device, precision: str):
-    """The forward pass's autocast context for ``precision`` (fp32: none)."""
+    """The forward pass's autocast context for ``precision`` (fp32: none; auto: see resolve_precision)."""
+    precision = resolve_precision(precision, device)
     return torch.autocast(device.type, dtype=AUTOCAST.get(precision), enabled=precision in AUTOCAST)
 
 
@@ -53,6 +73,15 @@ def check_tokens(input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]
                          f"{input_ids.dtype} and {attention_mask.dtype}")
     return (torch.from_numpy(input_ids.astype(np.int64)),
             torch.from_numpy(attention_mask.astype(np.int64)))
+
+
+def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch without the columns that are padding in every row (right padding: the tail; XLNet's
+    left padding: the head), so the encoder does not attend over them; outputs are unchanged."""
+    keep = attention_mask.bool().any(0)
+    if not keep.any():
+        keep[0] = True
+    return input_ids[:, keep], attention_mask[:, keep]
 
 
 class EpochBatches:

@@ -32,14 +32,15 @@ from xmc.encoders import encoder_family
 from xmc.io import atomic_path
 from xmc.params import FromDict
 from xmc.training import (PRECISIONS, Checkpoints, EpochBatches, LoopSettings, autocast,
-                          check_tokens, data_digest, data_parallel, start_distributed, train_loop)
+                          check_tokens, data_digest, data_parallel, start_distributed, train_loop, trim_padding)
 
 POOLINGS = ("auto", "cls", "mean", "last")
 HEAD_FILE, META_FILE, TREE_FILE = "head.pt", "matcher.json", "tree_heads.pt"
 # Settings that change neither the trained weights nor the loss history: a checkpoint written under
 # other values of these is still a valid start.
 _NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every", "eval_batch_size", "top_b",
-                       "gradient_checkpointing")
+                       "gradient_checkpointing", "predict_precision")
+PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8: dynamic quantisation of the encoder, CPU only
 
 
 def squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
@@ -125,6 +126,7 @@ class MatcherParams(FromDict):
     device: str = "auto"
     log_every: int = 10
     precision: str = "fp32"
+    predict_precision: str | None = None
     checkpoint_every: int = 100
     gradient_checkpointing: bool = False
 
@@ -169,6 +171,9 @@ class MatcherParams(FromDict):
             raise ValueError(f"matcher pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"matcher precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.predict_precision not in (None, *PREDICT_PRECISIONS):
+            raise ValueError(f"matcher predict_precision must be one of {PREDICT_PRECISIONS}, "
+                             f"got {self.predict_precision!r}")
         try:
             resolve_device(self.device)
         except (RuntimeError, TypeError):
@@ -193,6 +198,21 @@ class MatcherNet(nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         emb = pool_hidden_states(hidden, attention_mask, self.pooling)
         return self.head(self.dropout(emb)), emb
+
+
+def int8_encoder(net: MatcherNet) -> MatcherNet:
+    """A copy of ``net`` whose encoder's nn.Linear layers run int8 (dynamic quantisation: weights
+    int8, activations quantised per batch); the K-way head stays float, so cluster scores keep
+    their resolution."""
+    import copy
+    import warnings
+
+    quantized = copy.deepcopy(net).cpu().eval()
+    with warnings.catch_warnings():  # torch.ao.quantization says it moves to torchao; it works in 2.13
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        quantized.encoder = torch.ao.quantization.quantize_dynamic(quantized.encoder, {nn.Linear}, dtype=torch.qint8)
+    return quantized
 
 
 def checkpoint_params(p: MatcherParams) -> dict:
@@ -317,14 +337,25 @@ class TransformerMatcher:
 
     @torch.no_grad()
     def predict(self, input_ids, attention_mask, top_b: int | None = None,
-                batch_size: int | None = None):
+                batch_size: int | None = None, precision: str | None = None):
         """Score all K clusters (a tree matcher: the children of its beam, see :func:`beam_scores`);
         keep each row's top-b.
 
         Returns ``(topb, emb)``: topb CSR float32 (N, K) with exactly min(b, K) stored scores g
         per row (ties broken by the lower cluster index; column indices sorted), and emb float32
         (N, hidden) the pooled phi_neural. Defaults: ``params.top_b`` and ``params.eval_batch_size``.
+        ``precision`` (default ``params.predict_precision``, else ``params.precision``): fp32, bf16,
+        fp16 or auto autocast, or int8: the encoder's linear layers dynamically quantised (CPU).
         """
+        precision = precision or self.params.predict_precision or self.params.precision
+        if precision not in PREDICT_PRECISIONS:
+            raise ValueError(f"predict precision must be one of {PREDICT_PRECISIONS}, got {precision!r}")
+        net = self.net
+        if precision == "int8":
+            if self.device.type != "cpu":
+                raise ValueError(f"predict precision int8 (dynamic quantisation) runs on the CPU, not {self.device}; "
+                                 "use bf16 or fp16 on a GPU")
+            net, precision = int8_encoder(self.net), "fp32"
         b = min(self.params.top_b if top_b is None else top_b, self.n_clusters)
         batch_size = self.params.eval_batch_size if batch_size is None else batch_size
         if b < 1 or batch_size < 1:
@@ -334,11 +365,15 @@ class TransformerMatcher:
         cols = np.zeros((n, b), dtype=np.int32)
         vals = np.zeros((n, b), dtype=np.float32)
         emb = np.zeros((n, self.encoder.config.hidden_size), dtype=np.float32)
-        self.net.eval()
+        net.eval()
+        # Length-sorted batches cut to their longest row: no pass over padding (outputs equal).
+        by_length = torch.argsort(mask.sum(1), descending=True, stable=True)
         for start in tqdm(range(0, n, batch_size), desc="matcher predict", unit="batch", mininterval=1.0):
-            sl = slice(start, start + batch_size)
-            with autocast(self.device, self.params.precision):
-                scores, pooled = self.net(ids[sl].to(self.device), mask[sl].to(self.device))
+            rows = by_length[start:start + batch_size]
+            batch_ids, batch_mask = trim_padding(ids[rows], mask[rows])
+            sl = rows.numpy()
+            with autocast(self.device, precision):
+                scores, pooled = net(batch_ids.to(self.device), batch_mask.to(self.device))
             scores = scores.float()
             if self.tree_:
                 scores = beam_scores(pooled.float(), self.tree_, scores, b)

@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""The memory model: each rule's peak memory and time as a line in the size of its inputs, fitted on
+the scaling benchmark's jobs (bench/scale.py -> bench/results/scale_stages.csv), and its
+predictions for the paper's four datasets.
+
+    python bench/memory_model.py                      # fit, print, write bench/results/memory_model.csv
+    python bench/memory_model.py --check profiles/slurm/config.yaml
+
+Per rule, from the sizes the benchmark ran (unsharded jobs; the rankers' variants together):
+
+    peak MiB = a + b * input MiB        time s (2 cores) = c + d * input MiB
+
+``input MiB`` is what Snakemake gives a resource expression as ``input.size_mb`` (uncompressed
+.npz: 8 bytes per stored entry), so profiles/slurm states the same lines with a margin and
+``attempt``; ``--check`` fails when the profile asks for less than a measured job used. The
+predictions scale each rule's 500k-label input by the dataset's nnz(X) + nnz(Y) against the
+synthetic one's (nnz(X) from an assumed TF-IDF entries per document, stated in PAPER below).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# the paper's Table 1 (train N, L, labels per document) and an assumed TF-IDF entries per document
+# (EURLEX57K with our TF-IDF settings for the long-text sets; a fifth of it for AmazonCat's short
+# product texts): replace nnz_per_doc with your data's figure.
+PAPER = {
+    "Eurlex-4K": dict(n_train=15_449, labels=3_956, labels_per_doc=5.30, nnz_per_doc=None),
+    "Wiki10-31K": dict(n_train=14_146, labels=30_938, labels_per_doc=18.64, nnz_per_doc=None),
+    "AmazonCat-13K": dict(n_train=1_186_239, labels=13_330, labels_per_doc=5.04, nnz_per_doc="short"),
+    "Wiki-500K": dict(n_train=1_779_881, labels=501_070, labels_per_doc=4.75, nnz_per_doc=None),
+}
+EURLEX57K_NNZ_PER_DOC = 1100  # replaced below by the measured figure when given --eurlex-nnz
+
+
+def rule_of(step: str, wildcards) -> str | None:
+    """The Snakemake rule of a benchmarked job (benchmark files are named by step and wildcards)."""
+    wc = "" if pd.isna(wildcards) else str(wildcards)
+    linear = wc.endswith(".linear")
+    return {"label_repr": "label_repr_pifa_tfidf",
+            "train_matcher": "train_linear_matcher" if linear else "train_matcher",
+            "predict_matcher": "predict_linear_matcher" if linear else "predict_matcher"}.get(step, step)
+
+
+def fit(stages: pd.DataFrame) -> pd.DataFrame:
+    """Per rule: a, b (MiB), c, d (s) by least squares over the unsharded jobs' (input MiB, peak,
+    time) with b, d >= 0; and the factor by which the line must grow to cover every job."""
+    stages = stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])])
+    rows = []
+    for rule, g in stages[(stages["shards"] == 1) & (stages["input_mb"] > 0)].groupby("rule"):
+        # the heaviest variant per size (a ranker's TFN+MAN, the tiny matcher's ranker...)
+        g = g.groupby("labels").agg(x=("input_mb", "max"), mem=("max_rss_mb", "max"), s=("s", "max"))
+        if len(g) < 2:
+            continue
+        a, b = _line(g["x"], g["mem"])
+        c, d = _line(g["x"], g["s"])
+        rows.append({"rule": rule, "sizes": len(g), "a_mib": a, "b_mib_per_mib": b, "c_s": c, "d_s_per_mib": d,
+                     "max_input_mib": g["x"].max(), "max_peak_mib": g["mem"].max(), "max_s": g["s"].max(),
+                     "cover_mem": float(np.max(g["mem"] / (a + b * g["x"]))),
+                     "cover_s": float(np.max(g["s"] / (c + d * g["x"])))})
+    return pd.DataFrame(rows)
+
+
+def _line(x, y) -> tuple[float, float]:
+    slope, intercept = np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)
+    if slope < 0:  # flat within noise: the mean
+        return float(np.mean(y)), 0.0
+    if intercept < 0:  # through the smallest point's share instead of a negative base
+        slope = float(np.max(np.asarray(y) / np.asarray(x)))
+        intercept = 0.0
+    return float(intercept), float(slope)
+
+
+def paper_sizes(eurlex_nnz_per_doc: float) -> pd.DataFrame:
+    rows = []
+    for name, p in PAPER.items():
+        per_doc = {None: eurlex_nnz_per_doc, "short": eurlex_nnz_per_doc / 5}[p["nnz_per_doc"]]
+        rows.append({"dataset": name, "n_train": p["n_train"], "labels": p["labels"],
+                     "nnz_X": p["n_train"] * per_doc, "nnz_Y": p["n_train"] * p["labels_per_doc"]})
+    return pd.DataFrame(rows)
+
+
+def predict(model: pd.DataFrame, stages: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Each rule's peak MiB and 2-core minutes on each paper dataset: its input at the largest
+    synthetic size, scaled by nnz(X) + nnz(Y)."""
+    stages = stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])])
+    top = stages[stages["labels"] == stages["labels"].max()]
+    ref_nnz = float(top["nnz_X"].iloc[0] + top["nnz_Y"].iloc[0])
+    rows = []
+    for _, m in model.iterrows():
+        x_ref = top.loc[top["rule"] == m["rule"], "input_mb"].max()
+        if not x_ref > 0:
+            continue
+        for _, d in paper.iterrows():
+            x = x_ref * (d["nnz_X"] + d["nnz_Y"]) / ref_nnz
+            rows.append({"rule": m["rule"], "dataset": d["dataset"], "input_mib": x,
+                         "peak_mib": m["a_mib"] + m["b_mib_per_mib"] * x,
+                         "minutes_2_cores": (m["c_s"] + m["d_s_per_mib"] * x) / 60})
+    return pd.DataFrame(rows)
+
+
+def profile_value(profile: dict, rule: str, key: str, input_mb: float, attempt: int = 1):
+    """A profile resource of ``rule`` evaluated as Snakemake does (Python over input, attempt)."""
+    value = profile.get("set-resources", {}).get(rule, {}).get(key)
+    if value is None:
+        value = profile.get("default-resources", {}).get(key)
+    if not isinstance(value, str):
+        return value
+    return eval(value, {"input": SimpleNamespace(size_mb=input_mb), "attempt": attempt})
+
+
+def check(profile_path: Path, stages: pd.DataFrame) -> list[str]:
+    """Jobs of the benchmark whose measured peak (time on 2 cores) exceeds what the profile asks for."""
+    profile = yaml.safe_load(profile_path.read_text())
+    stages = stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])])
+    short = []
+    for _, job in stages[stages["input_mb"] > 0].iterrows():
+        mem = profile_value(profile, job["rule"], "mem_mb", job["input_mb"])
+        minutes = profile_value(profile, job["rule"], "runtime", job["input_mb"])
+        if mem is not None and mem < job["max_rss_mb"]:
+            short.append(f"{job['rule']} at {job['labels']} labels: peak {job['max_rss_mb']:.0f} MiB > mem_mb {mem:.0f}")
+        if minutes is not None and minutes * 60 < job["s"]:
+            short.append(f"{job['rule']} at {job['labels']} labels: {job['s']:.0f} s > runtime {minutes:.0f} min")
+    return short
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--stages", default=str(ROOT / "bench" / "results" / "scale_stages.csv"))
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "memory_model.csv"))
+    p.add_argument("--eurlex-nnz", type=float, default=EURLEX57K_NNZ_PER_DOC,
+                   help="TF-IDF entries per document of a long-text dataset (default: EURLEX57K's with our settings)")
+    p.add_argument("--check", metavar="PROFILE", help="fail if this profile asks for less than a measured job used")
+    args = p.parse_args(argv)
+    stages = pd.read_csv(args.stages)
+    if args.check:
+        short = check(Path(args.check), stages)
+        print("\n".join(short) or f"{args.check}: every measured job fits its mem_mb and runtime")
+        sys.exit(1 if short else 0)
+    model = fit(stages)
+    pred = predict(model, stages, paper_sizes(args.eurlex_nnz))
+    pd.set_option("display.width", 200)
+    print(model.to_string(index=False, float_format=lambda v: f"{v:,.3g}"))
+    for key, fmt in (("peak_mib", "{:,.0f}"), ("minutes_2_cores", "{:,.1f}")):
+        table = pred.pivot_table(index="rule", columns="dataset", values=key)[list(PAPER)]
+        print(f"\n{key}:\n" + table.to_string(float_format=lambda v: fmt.format(v)))
+    model.to_csv(args.out, index=False, float_format="%.4g")
+    pred.to_csv(re.sub(r"\.csv$", "_paper.csv", args.out), index=False, float_format="%.4g")
+
+
+if __name__ == "__main__":
+    main()
