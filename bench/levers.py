@@ -14,7 +14,6 @@ prediction batches are in every lever (outputs equal: tests/test_matcher.py).
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from peers import cpu  # noqa: E402
+from scale import hardlinked_copy, snakemake_cmd  # noqa: E402
 
 MODEL = "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
 LEVERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "int8": {"predict_precision": "int8"}}
@@ -44,18 +44,7 @@ def config_for(base: dict, lever: str) -> dict:
 def run(work: Path, config: dict, cores: int) -> None:
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-                    "--configfile", str(work / "config.yaml"), "--cores", str(cores)], check=True)
-
-
-def hardlinked_copy(src: Path, dst: Path) -> None:
-    """``src``'s results as hard links (rewritten files get new inodes: the original stays) and a real
-    copy of its Snakemake metadata."""
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    subprocess.run(["cp", "-al", str(src / "results"), str(dst / "results")], check=True)
-    shutil.copytree(src / ".snakemake", dst / ".snakemake", ignore=shutil.ignore_patterns("log", "locks", "incomplete"))
+    subprocess.run(snakemake_cmd(work, work / "config.yaml", "--cores", str(cores)), check=True)
 
 
 def row(work: Path, lever: str) -> dict:

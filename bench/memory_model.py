@@ -30,16 +30,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# the paper's Table 1 (train N, L, labels per document) and an assumed TF-IDF entries per document
-# (EURLEX57K with our TF-IDF settings for the long-text sets; a fifth of it for AmazonCat's short
-# product texts): replace nnz_per_doc with your data's figure.
+# the paper's Table 1 (train N, L, labels per document) and TF-IDF entries per document that are
+# assumptions, not measurements (--eurlex-nnz for the long-text sets, a fifth of it for AmazonCat's
+# short product texts): give your data's figure.
 PAPER = {
     "Eurlex-4K": dict(n_train=15_449, labels=3_956, labels_per_doc=5.30, nnz_per_doc=None),
     "Wiki10-31K": dict(n_train=14_146, labels=30_938, labels_per_doc=18.64, nnz_per_doc=None),
     "AmazonCat-13K": dict(n_train=1_186_239, labels=13_330, labels_per_doc=5.04, nnz_per_doc="short"),
     "Wiki-500K": dict(n_train=1_779_881, labels=501_070, labels_per_doc=4.75, nnz_per_doc=None),
 }
-EURLEX57K_NNZ_PER_DOC = 1100  # replaced below by the measured figure when given --eurlex-nnz
+LONG_TEXT_NNZ_PER_DOC = 1100  # assumed (unigrams + bigrams of a long document); not measured
 
 
 def rule_of(step: str, wildcards) -> str | None:
@@ -51,10 +51,13 @@ def rule_of(step: str, wildcards) -> str | None:
             "predict_matcher": "predict_linear_matcher" if linear else "predict_matcher"}.get(step, step)
 
 
+def with_rules(stages: pd.DataFrame) -> pd.DataFrame:
+    return stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])])
+
+
 def fit(stages: pd.DataFrame) -> pd.DataFrame:
     """Per rule: a, b (MiB), c, d (s) by least squares over the unsharded jobs' (input MiB, peak,
     time) with b, d >= 0; and the factor by which the line must grow to cover every job."""
-    stages = stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])])
     rows = []
     for rule, g in stages[(stages["shards"] == 1) & (stages["input_mb"] > 0)].groupby("rule"):
         # the heaviest variant per size (a ranker's TFN+MAN, the tiny matcher's ranker...)
@@ -92,7 +95,6 @@ def paper_sizes(eurlex_nnz_per_doc: float) -> pd.DataFrame:
 def predict(model: pd.DataFrame, stages: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Each rule's peak MiB and 2-core minutes on each paper dataset: its input at the largest
     synthetic size, scaled by nnz(X) + nnz(Y)."""
-    stages = stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])])
     top = stages[stages["labels"] == stages["labels"].max()]
     ref_nnz = float(top["nnz_X"].iloc[0] + top["nnz_Y"].iloc[0])
     rows = []
@@ -121,7 +123,6 @@ def profile_value(profile: dict, rule: str, key: str, input_mb: float, attempt: 
 def check(profile_path: Path, stages: pd.DataFrame) -> list[str]:
     """Jobs of the benchmark whose measured peak (time on 2 cores) exceeds what the profile asks for."""
     profile = yaml.safe_load(profile_path.read_text())
-    stages = stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])])
     short = []
     for _, job in stages[stages["input_mb"] > 0].iterrows():
         mem = profile_value(profile, job["rule"], "mem_mb", job["input_mb"])
@@ -137,11 +138,11 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--stages", default=str(ROOT / "bench" / "results" / "scale_stages.csv"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "memory_model.csv"))
-    p.add_argument("--eurlex-nnz", type=float, default=EURLEX57K_NNZ_PER_DOC,
-                   help="TF-IDF entries per document of a long-text dataset (default: EURLEX57K's with our settings)")
+    p.add_argument("--eurlex-nnz", type=float, default=LONG_TEXT_NNZ_PER_DOC,
+                   help="TF-IDF entries per document of a long-text dataset (default: an assumption)")
     p.add_argument("--check", metavar="PROFILE", help="fail if this profile asks for less than a measured job used")
     args = p.parse_args(argv)
-    stages = pd.read_csv(args.stages)
+    stages = with_rules(pd.read_csv(args.stages))
     if args.check:
         short = check(Path(args.check), stages)
         print("\n".join(short) or f"{args.check}: every measured job fits its mem_mb and runtime")

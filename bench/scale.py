@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from peers import cpu  # noqa: E402
 from xmc.data.synthetic import SyntheticSpec, write_attentionxml  # noqa: E402
+from xmc.timing import log_path  # noqa: E402
 
 # labels -> (train, test) documents: as many as the 24 GiB, 2-core machine takes in an evening
 SIZES = {4000: (20000, 4000), 30000: (60000, 10000), 130000: (150000, 20000), 500000: (400000, 40000)}
@@ -70,6 +71,22 @@ def write_config(path: Path, data: Path, name: str, shards: int, peers_python: s
         config["matchers"] = ["tiny"]
         config["paper"] = {"roles": {"BERT": "tiny"}, "combine": "noop"}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def snakemake_cmd(work: Path, config: Path, *args: str) -> list[str]:
+    """This checkout's workflow run in the working folder ``work`` with ``config``."""
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
+            "--configfile", str(config), *args]
+
+
+def hardlinked_copy(src: Path, dst: Path) -> None:
+    """``src``'s results as hard links (rewritten files get new inodes: the original stays) and a real
+    copy of its Snakemake metadata: a run there redoes only what a changed setting touches."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(src / "results"), str(dst / "results")], check=True)
+    shutil.copytree(src / ".snakemake", dst / ".snakemake", ignore=shutil.ignore_patterns("log", "locks", "incomplete"))
 
 
 def nnz(npz: Path) -> int:
@@ -118,8 +135,7 @@ def system_rows(results: pd.DataFrame, timing: pd.DataFrame, dataset: str) -> li
 def job_input_mb(work: Path, config: Path) -> dict[str, float]:
     """Log file -> MiB of the job's input files that still exist (Snakemake's --detailed-summary):
     the size the memory model reads as ``input.size_mb``."""
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-                          "--configfile", str(config), "--detailed-summary"], capture_output=True, text=True, check=True)
+    out = subprocess.run(snakemake_cmd(work, config, "--detailed-summary"), capture_output=True, text=True, check=True)
     sizes = {}
     for line in out.stdout.splitlines()[1:]:
         cols = line.split("\t")
@@ -133,27 +149,21 @@ def job_input_mb(work: Path, config: Path) -> dict[str, float]:
 
 
 def _with_input_mb(timing: pd.DataFrame, sizes: dict[str, float]) -> pd.DataFrame:
-    def log_of(r):
-        wc = "" if pd.isna(r["wildcards"]) else str(r["wildcards"])
-        return f"results/logs/{r['dataset']}/{r['step']}{'.' + wc if wc else ''}.log"
-    return timing.assign(input_mb=[sizes.get(log_of(r), float("nan")) for _, r in timing.iterrows()])
+    logs = [str(log_path("results/logs", r["dataset"], r["step"], "" if pd.isna(r["wildcards"]) else str(r["wildcards"])))
+            for _, r in timing.iterrows()]
+    return timing.assign(input_mb=[sizes.get(log, float("nan")) for log in logs])
 
 
 def unsharded_rankers(work: Path, name: str, config: dict) -> pd.DataFrame:
     """The linear path's rankers once more with ranker.shards: 1, in a copy of ``work`` whose
     results are hard links (so only the rankers run): the unsharded memory that S shards divide."""
     copy = work.with_name(work.name + "-unsharded")
-    if copy.exists():
-        shutil.rmtree(copy)
-    copy.mkdir()
-    subprocess.run(["cp", "-al", str(work / "results"), str(copy / "results")], check=True)
-    shutil.copytree(work / ".snakemake", copy / ".snakemake", ignore=shutil.ignore_patterns("log", "locks", "incomplete"))
+    hardlinked_copy(work, copy)
     shutil.rmtree(copy / "results" / name / "ranker")
     config = {**config, "ranker": {**config["ranker"], "shards": 1}, "peers": {"systems": []}}
     (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     targets = [f"results/{name}/ranker/pifa-tfidf/linear/tfidf.{neg}/model.npz" for neg, _ in NEGATIVES.values()]
-    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(copy),
-                    "--configfile", str(copy / "config.yaml"), "--cores", "2", *targets], check=True)
+    subprocess.run(snakemake_cmd(copy, copy / "config.yaml", "--cores", "2", *targets), check=True)
     rows = []
     for neg, _ in NEGATIVES.values():
         tsv = copy / "results" / "benchmarks" / name / f"train_ranker.{LINEAR}.tfidf.{neg}.tsv"
@@ -181,8 +191,7 @@ def run_size(labels: int, args) -> tuple[list[dict], pd.DataFrame]:
         from tiny_models import make_tiny_encoder  # the tests' offline random BERT (hidden 32, 2 layers)
         tiny = make_tiny_encoder("bert", Path(args.work) / "tiny-bert")
     write_config(work / "config.yaml", data.resolve(), name, shards, peers_python, tiny, args.matcher_steps)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "config.yaml"), "--cores", str(args.cores)]
+    cmd = snakemake_cmd(work, work / "config.yaml", "--cores", str(args.cores))
     print(f"[{name}] {n_train} train / {n_test} test documents, shards {shards}: {' '.join(cmd)}", flush=True)
     subprocess.run(cmd, check=True)
     tables = work / "results" / "tables"

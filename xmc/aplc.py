@@ -35,7 +35,7 @@ from xmc.io import atomic_path
 from xmc.matcher.transformer import POOLINGS, pool_hidden_states, resolve_device, resolve_pooling
 from xmc.params import FromDict
 from xmc.training import (PRECISIONS, Checkpoints, EpochBatches, LoopSettings, autocast, check_tokens, data_digest,
-                          data_parallel, start_distributed, train_loop, trim_padding)
+                          data_parallel, length_sorted_batches, start_distributed, train_loop)
 
 __all__ = ["APLCParams", "partition_labels", "APLCLayer", "aplc_row_losses", "aplc_loss", "slanted_triangular", "APLC"]
 
@@ -310,11 +310,8 @@ class APLC:
         cols = np.zeros((n, k), dtype=np.int64)
         vals = np.zeros((n, k), dtype=np.float32)
         self.net_.eval()
-        by_length = torch.argsort(mask.sum(1), descending=True, stable=True)  # batches of similar lengths
-        for s in tqdm(range(0, n, batch_size), desc="aplc predict", unit="batch", mininterval=1.0):
-            rows = by_length[s:s + batch_size]
-            batch_ids, batch_mask = trim_padding(ids[rows], mask[rows])
-            sl = rows.numpy()
+        for sl, batch_ids, batch_mask in tqdm(length_sorted_batches(ids, mask, batch_size), total=-(-n // batch_size),
+                                              desc="aplc predict", unit="batch", mininterval=1.0):
             with autocast(self.device_, self.params.precision):
                 h = self.net_.hidden_state(batch_ids.to(self.device_), batch_mask.to(self.device_))
             logp = self.net_.aplc.log_probs(h.float())

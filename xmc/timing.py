@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from xmc.runlog import PEAK_LINE
+
 JOB_COLUMNS = ["dataset", "step", "wildcards", "repeats", "s", "h:m:s", "max_rss_mb", "cpu_s"]
 STEP_COLUMNS = ["step", "jobs", "total_s", "total_h:m:s", "mean_s", "max_s", "max_rss_mb"]
 
@@ -47,18 +49,26 @@ def summarise_benchmark(frame: pd.DataFrame, source: str = "benchmark") -> dict:
             "max_rss_mb": float(num("max_rss").max()), "cpu_s": float(num("cpu_time").mean())}
 
 
+_PEAK = re.compile(re.escape(PEAK_LINE).replace(re.escape("%.1f"), r"([0-9.]+)"))
+
+
 def logged_peak_mib(text: str) -> float | None:
-    """The exact peak memory a job's log ends with (xmc.runlog), or None."""
-    found = re.findall(r"peak memory \(getrusage\): ([0-9.]+) MiB", text)
+    """The exact peak memory a job's log ends with (:data:`xmc.runlog.PEAK_LINE`), or None."""
+    found = _PEAK.findall(text)
     return float(found[-1]) if found else None
 
 
+def log_path(logs_root, dataset: str, step: str, wildcards: str) -> Path:
+    """The log of the job whose benchmark is ``{dataset}/{step}.{wildcards}.tsv`` (same naming)."""
+    return Path(logs_root) / dataset / (f"{step}.{wildcards}.log" if wildcards else f"{step}.log")
+
+
 def read_logged_peaks(logs_root, keys) -> dict[tuple[str, str, str], float]:
-    """(dataset, step, wildcards) -> the peak in ``logs_root/{dataset}/{step}.{wildcards}.log``,
-    for the jobs whose log has one."""
+    """(dataset, step, wildcards) -> the peak in the job's :func:`log_path`, for the jobs whose
+    log has one."""
     peaks = {}
     for ds, step, wc in keys:
-        path = Path(logs_root) / ds / (f"{step}.{wc}.log" if wc else f"{step}.log")
+        path = log_path(logs_root, ds, step, wc)
         if path.is_file():
             peak = logged_peak_mib(path.read_text(encoding="utf-8", errors="replace"))
             if peak is not None:

@@ -15,6 +15,7 @@ weighs them so that DDP's average of the ranks' gradients is exactly the single-
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -29,7 +30,8 @@ from tqdm.auto import tqdm
 
 from xmc.io import atomic_path
 
-__all__ = ["PRECISIONS", "autocast", "resolve_precision", "cpu_has_native_bf16", "trim_padding", "check_tokens", "EpochBatches", "distributed_context", "start_distributed",
+__all__ = ["PRECISIONS", "autocast", "resolve_precision", "cpu_has_native_bf16", "trim_padding",
+           "length_sorted_batches", "check_tokens", "EpochBatches", "distributed_context", "start_distributed",
            "data_parallel", "rank_chunks", "data_digest", "LoopSettings", "Checkpoints", "train_loop"]
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -37,6 +39,7 @@ AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
+@functools.lru_cache(maxsize=None)  # autocast asks on every batch
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX): read from the CPU's flags,
     never assumed (our hosts differ; torch's capability string does not say)."""
@@ -82,6 +85,15 @@ def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple
     if not keep.any():
         keep[0] = True
     return input_ids[:, keep], attention_mask[:, keep]
+
+
+def length_sorted_batches(input_ids: torch.Tensor, attention_mask: torch.Tensor, batch_size: int):
+    """Prediction batches longest rows first, each cut by :func:`trim_padding`: yields
+    ``(rows, ids, mask)`` with ``rows`` the batch's row numbers (numpy) in the input."""
+    by_length = torch.argsort(attention_mask.sum(1), descending=True, stable=True)
+    for start in range(0, by_length.numel(), batch_size):
+        rows = by_length[start:start + batch_size]
+        yield (rows.numpy(), *trim_padding(input_ids[rows], attention_mask[rows]))
 
 
 class EpochBatches:

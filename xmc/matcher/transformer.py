@@ -32,7 +32,8 @@ from xmc.encoders import encoder_family
 from xmc.io import atomic_path
 from xmc.params import FromDict
 from xmc.training import (PRECISIONS, Checkpoints, EpochBatches, LoopSettings, autocast,
-                          check_tokens, data_digest, data_parallel, start_distributed, train_loop, trim_padding)
+                          check_tokens, data_digest, data_parallel, length_sorted_batches, start_distributed,
+                          train_loop)
 
 POOLINGS = ("auto", "cls", "mean", "last")
 HEAD_FILE, META_FILE, TREE_FILE = "head.pt", "matcher.json", "tree_heads.pt"
@@ -355,7 +356,9 @@ class TransformerMatcher:
             if self.device.type != "cpu":
                 raise ValueError(f"predict precision int8 (dynamic quantisation) runs on the CPU, not {self.device}; "
                                  "use bf16 or fp16 on a GPU")
-            net, precision = int8_encoder(self.net), "fp32"
+            if getattr(self, "_int8_net", None) is None:  # once per matcher: predict_matcher calls per split
+                self._int8_net = int8_encoder(self.net)
+            net, precision = self._int8_net, "fp32"
         b = min(self.params.top_b if top_b is None else top_b, self.n_clusters)
         batch_size = self.params.eval_batch_size if batch_size is None else batch_size
         if b < 1 or batch_size < 1:
@@ -367,11 +370,8 @@ class TransformerMatcher:
         emb = np.zeros((n, self.encoder.config.hidden_size), dtype=np.float32)
         net.eval()
         # Length-sorted batches cut to their longest row: no pass over padding (outputs equal).
-        by_length = torch.argsort(mask.sum(1), descending=True, stable=True)
-        for start in tqdm(range(0, n, batch_size), desc="matcher predict", unit="batch", mininterval=1.0):
-            rows = by_length[start:start + batch_size]
-            batch_ids, batch_mask = trim_padding(ids[rows], mask[rows])
-            sl = rows.numpy()
+        for sl, batch_ids, batch_mask in tqdm(length_sorted_batches(ids, mask, batch_size), total=-(-n // batch_size),
+                                              desc="matcher predict", unit="batch", mininterval=1.0):
             with autocast(self.device, precision):
                 scores, pooled = net(batch_ids.to(self.device), batch_mask.to(self.device))
             scores = scores.float()
