@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """The memory model: each rule's peak memory and time as a line in the size of its inputs, fitted on
-the scaling benchmark's jobs (bench/scale.py -> bench/results/scale_stages.csv), and its
-predictions for the paper's four datasets.
+the scaling benchmark's jobs (bench/scale.py -> bench/results/scale_stages.csv), its predictions for
+the paper's four datasets, and the lines profiles/slurm asks for.
 
-    python bench/memory_model.py                      # fit, print, write bench/results/memory_model.csv
+    python bench/memory_model.py                      # fit, print, write bench/results/memory_model*.csv
+    python bench/memory_model.py --profile-lines      # ... and print set-resources lines for profiles/slurm
+    python bench/memory_model.py --write-profile      # ... and write them into profiles/slurm/config.yaml
     python bench/memory_model.py --check profiles/slurm/config.yaml
 
 Per rule, from the sizes the benchmark ran (unsharded jobs; the rankers' variants together):
@@ -11,10 +13,13 @@ Per rule, from the sizes the benchmark ran (unsharded jobs; the rankers' variant
     peak MiB = a + b * input MiB        time s (2 cores) = c + d * input MiB
 
 ``input MiB`` is what Snakemake gives a resource expression as ``input.size_mb`` (uncompressed
-.npz: 8 bytes per stored entry), so profiles/slurm states the same lines with a margin and
-``attempt``; ``--check`` fails when the profile asks for less than a measured job used. The
-predictions scale each rule's 500k-label input by the dataset's nnz(X) + nnz(Y) against the
-synthetic one's (nnz(X) from an assumed TF-IDF entries per document, stated in PAPER below).
+.npz: 8 bytes per stored entry). A ranker shard reads the whole input but trains 1/S of the labels,
+so its ``b`` splits into a part every shard pays and a part divided by S (from the sharded and the
+unsharded jobs at the top size); profiles/slurm reads S from the job's ``shards`` wildcard.
+``--check`` evaluates the profile with Snakemake's own resource evaluator and fails when it asks for
+less than a measured job used. The predictions scale each rule's 500k-label input by the dataset's
+nnz(X) + nnz(Y) against the synthetic one's (nnz(X) from an assumed TF-IDF entries per document,
+stated in PAPER below).
 """
 from __future__ import annotations
 
@@ -52,25 +57,47 @@ def rule_of(step: str, wildcards) -> str | None:
 
 
 def with_rules(stages: pd.DataFrame) -> pd.DataFrame:
-    return stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])])
+    """The jobs with their rule; ``shards`` is the ranker's (1 for every other rule's job)."""
+    return stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])],
+                         shards=stages["shards"].where(stages["step"] == "train_ranker", 1))
 
 
 def fit(stages: pd.DataFrame) -> pd.DataFrame:
     """Per rule: a, b (MiB), c, d (s) by least squares over the unsharded jobs' (input MiB, peak,
-    time) with b, d >= 0; and the factor by which the line must grow to cover every job."""
+    time) with b, d >= 0; the share of b a ranker shard pays whole (``b_shared``; the rest is divided
+    by S); and the factor by which the line must grow to cover every job."""
     rows = []
     for rule, g in stages[(stages["shards"] == 1) & (stages["input_mb"] > 0)].groupby("rule"):
         # the heaviest variant per size (a ranker's TFN+MAN, the tiny matcher's ranker...)
         g = g.groupby("labels").agg(x=("input_mb", "max"), mem=("max_rss_mb", "max"), s=("s", "max"))
-        if len(g) < 2:
-            continue
-        a, b = _line(g["x"], g["mem"])
-        c, d = _line(g["x"], g["s"])
-        rows.append({"rule": rule, "sizes": len(g), "a_mib": a, "b_mib_per_mib": b, "c_s": c, "d_s_per_mib": d,
+        if len(g) < 2:  # one size (merge_ranker runs only where the rankers are sharded): proportional
+            a, b, c, d = 0.0, float(g["mem"].iloc[0] / g["x"].iloc[0]), 0.0, float(g["s"].iloc[0] / g["x"].iloc[0])
+        else:
+            a, b = _line(g["x"], g["mem"])
+            c, d = _line(g["x"], g["s"])
+        rows.append({"rule": rule, "sizes": len(g), "a_mib": a, "b_mib_per_mib": b,
+                     "b_shared": _shared_share(stages[stages["rule"] == rule], a, b), "c_s": c, "d_s_per_mib": d,
                      "max_input_mib": g["x"].max(), "max_peak_mib": g["mem"].max(), "max_s": g["s"].max(),
                      "cover_mem": float(np.max(g["mem"] / (a + b * g["x"]))),
                      "cover_s": float(np.max(g["s"] / (c + d * g["x"])))})
     return pd.DataFrame(rows)
+
+
+def _shared_share(jobs: pd.DataFrame, a: float, b: float) -> float:
+    """The share of ``b`` a shard of S pays in full, from its sharded jobs: a shard's peak P =
+    a + b * x * (shared + (1 - shared) / S), so shared = ((P - a) / (b x) - 1/S) / (1 - 1/S); the
+    largest over shards (every shard must fit). 1 (no saving assumed) for a rule never sharded."""
+    sharded = jobs[jobs["shards"] > 1]
+    if sharded.empty or b <= 0:
+        return 1.0
+    S, x, peak = sharded["shards"].to_numpy(float), sharded["input_mb"].to_numpy(float), sharded["max_rss_mb"].to_numpy(float)
+    shared = ((peak - a) / (b * x) - 1 / S) / (1 - 1 / S)
+    return float(np.clip(shared.max(), 0.0, 1.0))
+
+
+def shard_peak(m, input_mib: float, shards: int = 1) -> float:
+    """The model's peak MiB of one job of ``m``'s rule with ``input_mib`` of inputs, one of ``shards``."""
+    return m["a_mib"] + m["b_mib_per_mib"] * input_mib * (m["b_shared"] + (1 - m["b_shared"]) / shards)
 
 
 def _line(x, y) -> tuple[float, float]:
@@ -105,19 +132,26 @@ def predict(model: pd.DataFrame, stages: pd.DataFrame, paper: pd.DataFrame) -> p
         for _, d in paper.iterrows():
             x = x_ref * (d["nnz_X"] + d["nnz_Y"]) / ref_nnz
             rows.append({"rule": m["rule"], "dataset": d["dataset"], "input_mib": x,
-                         "peak_mib": m["a_mib"] + m["b_mib_per_mib"] * x,
+                         "peak_mib": shard_peak(m, x),
                          "minutes_2_cores": (m["c_s"] + m["d_s_per_mib"] * x) / 60})
     return pd.DataFrame(rows)
 
 
-def profile_value(profile: dict, rule: str, key: str, input_mb: float, attempt: int = 1):
-    """A profile resource of ``rule`` evaluated as Snakemake does (Python over input, attempt)."""
+def profile_value(profile: dict, rule: str, key: str, input_mb: float, attempt: int = 1, shards: int = 1):
+    """A profile resource of ``rule`` evaluated by Snakemake's own resource evaluator (the namespace
+    a job's expression sees: input, wildcards, attempt, threads)."""
+    from snakemake.iocontainers import Wildcards
+    from snakemake.resources import Resource
+
     value = profile.get("set-resources", {}).get(rule, {}).get(key)
     if value is None:
         value = profile.get("default-resources", {}).get(key)
     if not isinstance(value, str):
         return value
-    return eval(value, {"input": SimpleNamespace(size_mb=input_mb), "attempt": attempt})
+    wildcards = Wildcards(fromdict={"shard": "0", "shards": str(shards)} if shards > 1 else {})
+    return Resource.from_cli_expression(key, value).evaluate(
+        wildcards=wildcards, input=SimpleNamespace(size_mb=input_mb), attempt=attempt, threads=1,
+        rulename=rule, async_run=None).value
 
 
 def check(profile_path: Path, stages: pd.DataFrame) -> list[str]:
@@ -125,13 +159,60 @@ def check(profile_path: Path, stages: pd.DataFrame) -> list[str]:
     profile = yaml.safe_load(profile_path.read_text())
     short = []
     for _, job in stages[stages["input_mb"] > 0].iterrows():
-        mem = profile_value(profile, job["rule"], "mem_mb", job["input_mb"])
-        minutes = profile_value(profile, job["rule"], "runtime", job["input_mb"])
+        size = dict(input_mb=job["input_mb"], shards=int(job["shards"]) if job["step"] == "train_ranker" else 1)
+        mem = profile_value(profile, job["rule"], "mem_mb", **size)
+        minutes = profile_value(profile, job["rule"], "runtime", **size)
+        where = f"{job['rule']} at {job['labels']} labels ({job['wildcards']})"
         if mem is not None and mem < job["max_rss_mb"]:
-            short.append(f"{job['rule']} at {job['labels']} labels: peak {job['max_rss_mb']:.0f} MiB > mem_mb {mem:.0f}")
+            short.append(f"{where}: peak {job['max_rss_mb']:.0f} MiB > mem_mb {mem:.0f}")
         if minutes is not None and minutes * 60 < job["s"]:
-            short.append(f"{job['rule']} at {job['labels']} labels: {job['s']:.0f} s > runtime {minutes:.0f} min")
+            short.append(f"{where}: {job['s']:.0f} s > runtime {minutes:.0f} min")
     return short
+
+
+# the CPU rules; the GPU rules' host memory depends on the encoder, which the benchmark's tiny one
+# does not represent: profiles/slurm keeps fixed figures for them
+PROFILED = ("tfidf", "tokenize", "label_repr_pifa_tfidf", "cluster", "train_linear_matcher", "predict_linear_matcher",
+            "train_ranker", "merge_ranker", "predict_ranker", "train_peer")
+MEM_MARGIN, TIME_MARGIN = 1.5, 3.0  # over the fitted line: other data, other CPUs, other library builds
+MEM_FLOOR_MB, TIME_FLOOR_MIN = 2000, 30
+
+
+def profile_lines(model: pd.DataFrame) -> str:
+    """set-resources entries for profiles/slurm: the fitted lines with margins and floors, times
+    ``attempt`` (a job killed for memory or time comes back with twice, then three times as much)."""
+    lines = []
+    for _, m in model[model["rule"].isin(PROFILED)].iterrows():
+        # the line through the data, raised until it covers every measured job, then the margin
+        cover_mem, cover_s = max(1.0, m["cover_mem"]), max(1.0, m["cover_s"])
+        a, b = MEM_MARGIN * cover_mem * m["a_mib"], MEM_MARGIN * cover_mem * m["b_mib_per_mib"]
+        if m["b_shared"] < 1:
+            per = f"({m['b_shared']:.2f} + {1 - m['b_shared']:.2f} / int(wildcards.get('shards', 1)))"
+            mem = f"{a:.0f} + {b:.2f} * input.size_mb * {per}"
+        else:
+            mem = f"{a:.0f} + {b:.2f} * input.size_mb"
+        c, d = TIME_MARGIN * cover_s * m["c_s"] / 60, TIME_MARGIN * cover_s * m["d_s_per_mib"] / 60
+        lines += [f"  {m['rule']}:",
+                  f'    mem_mb: "int(max({MEM_FLOOR_MB}, {mem}) * attempt)"',
+                  f'    runtime: "int(max({TIME_FLOOR_MIN}, {c:.1f} + {d:.4f} * input.size_mb) * attempt)"']
+    return "\n".join(lines)
+
+
+def write_profile(path: Path, lines: str) -> None:
+    """Put ``lines`` between the profile's ``# BEGIN memory model`` comment block and ``# END memory model``."""
+    text = path.read_text()
+    begin, end = text.find("# BEGIN memory model"), text.find("# END memory model")
+    if begin < 0 or end < begin:
+        raise SystemExit(f"{path}: no '# BEGIN memory model' ... '# END memory model' block under set-resources")
+    head_end = begin
+    while True:  # the comment lines that follow BEGIN stay
+        nl = text.index("\n", head_end) + 1
+        if not text[nl:].lstrip(" ").startswith("#") or text[nl:].lstrip(" ").startswith("# END"):
+            break
+        head_end = nl
+    body_start = text.index("\n", head_end) + 1
+    end_line = text.rfind("\n", 0, end) + 1
+    path.write_text(text[:body_start] + lines + "\n" + text[end_line:])
 
 
 def main(argv=None) -> None:
@@ -141,6 +222,9 @@ def main(argv=None) -> None:
     p.add_argument("--eurlex-nnz", type=float, default=LONG_TEXT_NNZ_PER_DOC,
                    help="TF-IDF entries per document of a long-text dataset (default: an assumption)")
     p.add_argument("--check", metavar="PROFILE", help="fail if this profile asks for less than a measured job used")
+    p.add_argument("--profile-lines", action="store_true", help="print set-resources lines for profiles/slurm")
+    p.add_argument("--write-profile", nargs="?", const=str(ROOT / "profiles" / "slurm" / "config.yaml"), metavar="PROFILE",
+                   help="replace the lines between the profile's BEGIN/END memory model comments")
     args = p.parse_args(argv)
     stages = with_rules(pd.read_csv(args.stages))
     if args.check:
@@ -154,6 +238,11 @@ def main(argv=None) -> None:
     for key, fmt in (("peak_mib", "{:,.0f}"), ("minutes_2_cores", "{:,.1f}")):
         table = pred.pivot_table(index="rule", columns="dataset", values=key)[list(PAPER)]
         print(f"\n{key}:\n" + table.to_string(float_format=lambda v: fmt.format(v)))
+    if args.profile_lines:
+        print("\nset-resources:\n" + profile_lines(model))
+    if args.write_profile:
+        write_profile(Path(args.write_profile), profile_lines(model))
+        print(f"wrote the memory model's lines into {args.write_profile}")
     model.to_csv(args.out, index=False, float_format="%.4g")
     pred.to_csv(re.sub(r"\.csv$", "_paper.csv", args.out), index=False, float_format="%.4g")
 

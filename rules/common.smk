@@ -169,10 +169,16 @@ def label_repr_path(wildcards):
 
 
 # ---- rankers -------------------------------------------------------------------------------
-def ranker_input_files(wildcards):
-    """Features of the ranker input plus the top-b clusters of both splits."""
+def ranker_train_files(wildcards):
+    """Features of the ranker input, plus the training split's top-b clusters for MAN negatives."""
     w = wildcards
-    return xmc_plan.ranker_input_files(CFG, R, w.dataset, w.indexer, w.matcher, w.input)
+    return xmc_plan.ranker_input_files(CFG, R, w.dataset, w.indexer, w.matcher, w.input, "train", w.negatives)
+
+
+def ranker_predict_files(wildcards):
+    """Features of the ranker input plus the test split's top-b clusters (the shortlist)."""
+    w = wildcards
+    return xmc_plan.ranker_input_files(CFG, R, w.dataset, w.indexer, w.matcher, w.input, "test")
 
 
 def linear_matcher_features(wildcards):

@@ -42,16 +42,27 @@ def test_feature_files_of_each_ranker_input():
 
 def test_ranker_input_files_take_the_clusters_from_the_matcher_or_the_xr_shortlist():
     c = cfg()
-    own = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf+neural")
-    assert own["M_test"] == "results/d/matcher/pifa-tfidf/minilm/topb.test.npz"
-    xr = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "xr-transformer-minilm", "tfidf")
+    own = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf+neural", "test")
+    assert own["M_test"] == "results/d/matcher/pifa-tfidf/minilm/topb.test.npz" and "M_train" not in own
+    xr = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "xr-transformer-minilm", "tfidf", "train", "tfn+man")
     assert xr["M_train"] == "results/d/matcher/pifa-tfidf/xr-transformer-minilm/shortlist/topb.train.npz"
     neural = cfg(lambda raw: raw["xr_transformer"].update(shortlist="neural"))
-    xr = plan.ranker_input_files(neural, "results", "d", "pifa-tfidf", "xr-transformer-minilm", "tfidf")
+    xr = plan.ranker_input_files(neural, "results", "d", "pifa-tfidf", "xr-transformer-minilm", "tfidf", "train", "man")
     assert xr["M_train"] == "results/d/matcher/pifa-tfidf/xr-transformer-minilm/topb.train.npz"
     pre = xc.linear_input_name("pre", "minilm")
-    assert plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "linear", pre)["M_test"] == \
+    assert plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "linear", pre, "test")["M_test"] == \
         f"results/d/matcher/pifa-tfidf/linear.{pre}/topb.test.npz"
+
+
+def test_a_tfn_ranker_trains_without_the_matchers_predictions():
+    """Only MAN negatives read the training split's top-b: a TFN ranker's job does not wait for it."""
+    c = cfg()
+    tfn = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf", "train", "tfn")
+    assert "M_train" not in tfn and "M_test" not in tfn and "X_train" in tfn
+    man = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf", "train", "tfn+man")
+    assert set(man) - set(tfn) == {"M_train"}
+    with pytest.raises(ValueError, match="split must be"):
+        plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf", "dev")
 
 
 def test_model_description_of_a_model_and_of_an_ensemble():

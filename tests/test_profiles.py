@@ -14,6 +14,8 @@ import yaml
 pytestmark = pytest.mark.slow  # Snakemake runs and plans: pytest -m 'not slow' skips them
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from memory_model import profile_value  # noqa: E402  (Snakemake's own evaluator of a profile's resources)
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
 SAMPLE = ROOT / "data" / "eurlex57k-sample" / "eurlex57k-sample.tar.gz"
 
@@ -96,6 +98,11 @@ def paper_with_related(tmp_path_factory):
     return root, path
 
 
+def shards_of(job) -> int:
+    found = re.search(r"shards=(\d+)", job.wildcards)
+    return int(found.group(1)) if found else 1
+
+
 GPU_RULES = {"train_matcher", "predict_matcher", "train_xr_matcher", "predict_xr_matcher", "train_aplc",
              "predict_aplc", "embed_pretrained", "label_repr_text_emb"}
 TRAINING_RULES = {"train_matcher", "train_xr_matcher", "train_aplc"}  # resources.matcher_gpus each
@@ -119,7 +126,17 @@ def test_slurm_profile_puts_every_gpu_job_on_the_gpu_partition(paper_with_relate
     jobs = planned_jobs(out)
     assert len(jobs) == job_counts(out)["total"]
     gpu_rules_seen = set()
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     for job in jobs:
+        # memory and time are expressions of input.size_mb: in a plan whose inputs do not exist yet
+        # Snakemake shows them as <TBD> and evaluates them at submission; here at 1 GiB of inputs
+        ours = profile["set-resources"].get(job.rule, {})
+        for key, value in job.resources.items():
+            if value == "<TBD>" and key in ours:
+                assert "input.size_mb" in ours[key], (job.rule, key)
+                job.resources[key] = profile_value(profile, job.rule, key, 1024.0, shards=shards_of(job))
+            elif value == "<TBD>":  # Snakemake's own defaults of the input size (disk_mb, mem_mib, ...)
+                job.resources[key] = 1024
         line = sbatch_line(job)
         cpus = int(re.search(r"--cpus-per-task=(\d+)", line).group(1))
         assert cpus == job.threads <= 32, (job.rule, line)  # the CPUs it asks for are the threads it runs
@@ -171,9 +188,12 @@ def test_ranker_shards_become_jobs_and_a_merge(tmp_path):
         spec["source"] = str(SAMPLE)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    counts = job_counts(dry_run(tmp_path, "--configfile", str(path), "--cores", "2"))
+    out = dry_run(tmp_path, "--configfile", str(path), "--cores", "2")
+    counts = job_counts(out)
     # 3 transformer rankers + the linear baseline's, 3 shards each, one merge each
     assert counts["train_ranker"] == 12 and counts["merge_ranker"] == 4 and counts["predict_ranker"] == 7
+    # the shard count is a wildcard of every shard's job: what profiles/slurm sizes its memory by
+    assert {shards_of(j) for j in planned_jobs(out) if j.rule == "train_ranker"} == {3}
 
 
 def test_the_site_settings_the_docs_show_are_accepted_by_the_plugin():
@@ -193,3 +213,34 @@ def test_the_site_settings_the_docs_show_are_accepted_by_the_plugin():
     job.resources["slurm_extra"] = "--qos=long"  # the example the README used to give
     with pytest.raises(WorkflowError, match="quality-of-service option is not allowed"):
         sbatch_line(job)
+
+
+def test_slurm_profile_sizes_jobs_by_their_inputs_and_ranker_shards():
+    """profiles/slurm asks for memory and time that grow with a job's input MiB and with `attempt`;
+    a ranker shard asks for less than the unsharded ranker, but more than 1/S of it (every shard
+    reads the whole input); the GPU rules keep fixed figures."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    mem = lambda rule, mb, **kw: profile_value(profile, rule, "mem_mb", mb, **kw)
+    for rule in ("tfidf", "label_repr_pifa_tfidf", "cluster", "train_linear_matcher",
+                 "predict_linear_matcher", "train_ranker", "predict_ranker"):
+        assert mem(rule, 50_000) > mem(rule, 5_000) >= 2000, rule
+        assert mem(rule, 5_000, attempt=2) == 2 * mem(rule, 5_000), rule
+        assert profile_value(profile, rule, "runtime", 50_000) > profile_value(profile, rule, "runtime", 5), rule
+    whole, shard = mem("train_ranker", 20_000), mem("train_ranker", 20_000, shards=8)
+    assert whole / 8 < shard < whole
+    assert mem("train_matcher", 10) == mem("train_matcher", 10_000)  # host memory of a GPU job: fixed
+
+
+def test_slurm_profile_covers_every_job_the_scaling_benchmark_measured(tmp_path):
+    """bench/memory_model.py --check: no job of bench/results/scale_stages.csv (exact peaks, 2-core
+    times) used more memory or time than profiles/slurm would ask for; a profile that asks for
+    too little is caught."""
+    check = lambda profile: subprocess.run([sys.executable, str(ROOT / "bench" / "memory_model.py"), "--check", str(profile)],
+                                           capture_output=True, text=True, timeout=120)
+    done = check(ROOT / "profiles" / "slurm" / "config.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["set-resources"]["train_ranker"]["mem_mb"] = "int(0.5 * input.size_mb * attempt)"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(profile))
+    done = check(tmp_path / "config.yaml")
+    assert done.returncode == 1 and "train_ranker at 500000 labels" in done.stdout, done.stdout + done.stderr

@@ -18,6 +18,7 @@ if snakemake.params.shard is not None:
     clusters = shard_clusters(C.shape[1], n_shards, shard)
     log.info("shard %d of %d: clusters %d..%d of %d", shard, n_shards, clusters[0], clusters[-1], C.shape[1])
 ranker = Ranker(negatives=snakemake.wildcards.negatives, n_jobs=snakemake.threads, **snakemake.params.ranker)
-ranker.fit(X, load_csr(inp.Y), C, load_csr(inp.M_train), clusters=clusters)
+M_train = load_csr(inp.M_train) if "M_train" in inp.keys() else None  # MAN negatives only
+ranker.fit(X, load_csr(inp.Y), C, M_train, clusters=clusters)
 log.info("%d non-zero weights", ranker.W_.nnz)
 ranker.save(snakemake.output[0])

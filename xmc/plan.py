@@ -50,16 +50,22 @@ def matcher_dir(root: str, dataset: str, indexer: str, matcher: str, input: str)
     return f"{root}/{dataset}/matcher/{indexer}/{matcher}"
 
 
-def ranker_input_files(cfg: dict, root: str, dataset: str, indexer: str, matcher: str, input: str) -> dict[str, str]:
-    """Features of the ranker input plus the top-b clusters (M_train, M_test) that give the MAN
-    negatives and the prediction shortlist: the matcher's own, except for an XR-Transformer row with
-    `xr_transformer.shortlist: linear`, whose clusters come from the linear tree over
-    [TF-IDF ; the fine-tuned embedding] (PECOS's concat model, rules train/predict_xr_shortlist)."""
+def ranker_input_files(cfg: dict, root: str, dataset: str, indexer: str, matcher: str, input: str,
+                       split: str, negatives: str = "tfn") -> dict[str, str]:
+    """Features of the ranker input plus the top-b clusters of ``split``: the prediction shortlist
+    (``test``), or on ``train`` the MAN negatives, which only rankers with MAN read (a TFN ranker
+    trains without waiting for the matcher's predictions). The clusters are the matcher's own,
+    except for an XR-Transformer row with `xr_transformer.shortlist: linear`, whose come from the
+    linear tree over [TF-IDF ; the fine-tuned embedding] (PECOS's concat model, rules
+    train/predict_xr_shortlist)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"ranker_input_files: split must be 'train' or 'test', got {split!r}")
     base = matcher_dir(root, dataset, indexer, matcher, input)
     files = feature_files(root, dataset, indexer, matcher, input)
     if xmc_config.uses_xr_shortlist(cfg, matcher):
         base = f"{base}/shortlist"
-    files.update(M_train=f"{base}/topb.train.npz", M_test=f"{base}/topb.test.npz")
+    if split == "test" or "man" in negatives.split("+"):
+        files[f"M_{split}"] = f"{base}/topb.{split}.npz"
     return files
 
 

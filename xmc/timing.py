@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xmc.runlog import PEAK_LINE
+from xmc.runlog import PEAK_LINE, START_LINE
 
 JOB_COLUMNS = ["dataset", "step", "wildcards", "repeats", "s", "h:m:s", "max_rss_mb", "cpu_s"]
 STEP_COLUMNS = ["step", "jobs", "total_s", "total_h:m:s", "mean_s", "max_s", "max_rss_mb"]
@@ -49,13 +49,23 @@ def summarise_benchmark(frame: pd.DataFrame, source: str = "benchmark") -> dict:
             "max_rss_mb": float(num("max_rss").max()), "cpu_s": float(num("cpu_time").mean())}
 
 
-_PEAK = re.compile(re.escape(PEAK_LINE).replace(re.escape("%.1f"), r"([0-9.]+)"))
+def _pattern(line: str) -> re.Pattern:
+    return re.compile(re.sub(r"%\\\.[12]f", r"([0-9.]+)", re.escape(line)))
+
+
+_PEAK, _START = _pattern(PEAK_LINE), _pattern(START_LINE)
 
 
 def logged_peak_mib(text: str) -> float | None:
     """The exact peak memory a job's log ends with (:data:`xmc.runlog.PEAK_LINE`), or None."""
     found = _PEAK.findall(text)
     return float(found[-1]) if found else None
+
+
+def logged_startup_s(text: str) -> float | None:
+    """The seconds a job spent before its first log record (:data:`xmc.runlog.START_LINE`), or None."""
+    found = _START.findall(text)
+    return float(found[0]) if found else None
 
 
 def log_path(logs_root, dataset: str, step: str, wildcards: str) -> Path:
