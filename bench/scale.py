@@ -177,6 +177,18 @@ def _with_input_mb(timing: pd.DataFrame, sizes: dict[str, float]) -> pd.DataFram
     return timing.assign(input_mb=[sizes.get(log, float("nan")) for log in logs])
 
 
+def with_merge_input_mb(jobs: pd.DataFrame, work: Path, name: str) -> pd.DataFrame:
+    """merge_ranker's input MiB: its shards are temp() files, gone after the run; they hold the
+    merged model's weights between them, so the merged model's size stands in for theirs."""
+    jobs = jobs.copy()
+    for i in jobs.index[jobs["step"] == "merge_ranker"]:
+        indexer, matcher, rest = str(jobs.at[i, "wildcards"]).split(".", 2)
+        model = work / "results" / name / "ranker" / indexer / matcher / rest / "model.npz"
+        if model.is_file():
+            jobs.at[i, "input_mb"] = model.stat().st_size / 2**20
+    return jobs
+
+
 def unsharded_rankers(work: Path, name: str, config: dict) -> pd.DataFrame:
     """The linear path's rankers once more with ranker.shards: 1, in a copy of ``work`` whose
     results are hard links (so only the rankers run): the unsharded memory that S shards divide."""
@@ -207,7 +219,7 @@ def unsharded_rows(copy: Path, name: str) -> pd.DataFrame:
 def run_size(labels: int, args) -> tuple[list[dict], pd.DataFrame]:
     n_train, n_test = (max(100, int(n * args.docs_scale)) for n in SIZES[labels])
     name = f"synth-{labels}"
-    data = Path(args.work) / "data" / f"{name}-{n_train}"
+    data = Path(args.work) / "data" / f"{name}-{n_train}-covered"  # every label on a training document
     if not (data / "test_labels.txt").is_file():
         t0 = time.perf_counter()
         write_attentionxml(data, n_train, n_test, SyntheticSpec(n_labels=labels, vocabulary=args.vocabulary), seed=0)
@@ -228,13 +240,18 @@ def run_size(labels: int, args) -> tuple[list[dict], pd.DataFrame]:
     tables = work / "results" / "tables"
     results = pd.read_csv(tables / "results.csv", keep_default_na=False)
     timing = pd.read_csv(tables / "timing.csv")
-    sizes = {"labels": labels, "documents": n_train + n_test,
+    with np.load(work / "results" / name / "prepared" / "Y.train.npz") as f:
+        in_use = int(f["shape"][1])  # the labels the workflow sees (the generator covers them all)
+    if in_use != labels:
+        print(f"[{name}] warning: {in_use} labels in the prepared data, not {labels}", flush=True)
+    sizes = {"labels": in_use, "documents": n_train + n_test,
              "nnz_X": nnz(work / "results" / name / "tfidf" / "X.train.npz"),
              "nnz_Y": nnz(work / "results" / name / "prepared" / "Y.train.npz")}
     rows = [{**sizes, **r} for r in system_rows(results, timing, name, work / "results" / "logs")]
     timing = timing[timing["dataset"] == name]
     jobs = _with_input_mb(timing.assign(shards=np.where(timing["step"] == "train_ranker", shards, 1)),
                           job_input_mb(work, work / "config.yaml"))
+    jobs = with_merge_input_mb(jobs, work, name)
     if shards > 1 and args.unsharded:
         one = unsharded_rankers(work, name, yaml.safe_load((work / "config.yaml").read_text()))
         sharded_inputs = jobs.loc[jobs["step"] == "train_ranker", "input_mb"].max()

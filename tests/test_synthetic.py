@@ -33,6 +33,20 @@ def test_long_tail_and_several_labels_per_document():
     assert counts[:20].sum() > 0.2 * counts.sum()
 
 
+def test_every_label_is_on_a_training_document_as_in_real_datasets():
+    # 600 documents x ~3 labels from a Zipf over 3,000 labels leave most of them undrawn
+    spec = SyntheticSpec(n_labels=3000, vocabulary=2000, labels_per_doc=3.0)
+    train = {label for ls in split(600, spec, 0, 0)[1] for label in ls}
+    assert train == {f"label_{j}" for j in range(3000)}
+    uncovered = SyntheticSpec(n_labels=3000, vocabulary=2000, labels_per_doc=3.0, cover_labels=False)
+    _, labels = split(600, uncovered, 0, 0)
+    assert len({label for ls in labels for label in ls}) < 1500
+    per_doc = np.mean([len(ls) for ls in labels])
+    assert 2.5 < per_doc < 3.2
+    # the test split draws from the popularity alone: its labels are a subset
+    assert {label for ls in split(600, spec, 0, 1)[1] for label in ls} < train
+
+
 def test_the_labels_can_be_learned(tmp_path):
     spec = SyntheticSpec(n_labels=200, vocabulary=3000, words_per_doc=40, labels_per_doc=2.5, signal=0.25)
     folder = write_attentionxml(tmp_path / "synthetic", n_train=1500, n_test=300, spec=spec, seed=0)
