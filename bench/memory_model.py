@@ -58,9 +58,8 @@ def rule_of(step: str, wildcards) -> str | None:
 
 
 def with_rules(stages: pd.DataFrame) -> pd.DataFrame:
-    """The jobs with their rule; ``shards`` is the ranker's (1 for every other rule's job)."""
-    return stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])],
-                         shards=stages["shards"].where(stages["step"] == "train_ranker", 1))
+    """The jobs with their rule (``shards``, as bench/scale.py writes it, is 1 but for ranker shards)."""
+    return stages.assign(rule=[rule_of(s, w) for s, w in zip(stages["step"], stages["wildcards"])])
 
 
 def fit(stages: pd.DataFrame) -> pd.DataFrame:
@@ -160,7 +159,7 @@ def check(profile_path: Path, stages: pd.DataFrame) -> list[str]:
     profile = yaml.safe_load(profile_path.read_text())
     short = []
     for _, job in stages[stages["input_mb"] > 0].iterrows():
-        size = dict(input_mb=job["input_mb"], shards=int(job["shards"]) if job["step"] == "train_ranker" else 1)
+        size = dict(input_mb=job["input_mb"], shards=int(job["shards"]))
         mem = profile_value(profile, job["rule"], "mem_mb", **size)
         minutes = profile_value(profile, job["rule"], "runtime", **size)
         where = f"{job['rule']} at {job['labels']} labels ({job['wildcards']})"

@@ -117,11 +117,15 @@ def _jobs(timing: pd.DataFrame, step: str, wildcards: str, prefix: bool = False)
     return timing[(timing["step"] == step) & hit]
 
 
+def job_log(logs_root, job) -> Path:
+    """The log of a timing-table row's job."""
+    return log_path(logs_root, job["dataset"], job["step"], "" if pd.isna(job["wildcards"]) else str(job["wildcards"]))
+
+
 def startup_s(jobs: pd.DataFrame, logs_root: Path) -> float:
     """The jobs' seconds before their first log record (interpreter and imports), from their logs."""
     found = [logged_startup_s(p.read_text()) if p.is_file() else None
-             for p in (log_path(logs_root, r["dataset"], r["step"], "" if pd.isna(r["wildcards"]) else str(r["wildcards"]))
-                       for _, r in jobs.iterrows())]
+             for p in (job_log(logs_root, r) for _, r in jobs.iterrows())]
     return float(sum(f for f in found if f is not None)) if any(f is not None for f in found) else float("nan")
 
 
@@ -133,11 +137,11 @@ def system_rows(results: pd.DataFrame, timing: pd.DataFrame, dataset: str, logs_
     res = results[results["dataset"] == dataset].set_index("model")
     timing = timing[timing["dataset"] == dataset]
     rows = []
+    matcher_topb = _jobs(timing, "predict_matcher", LINEAR)
     for system, (neg, comb) in NEGATIVES.items():
         model = f"{LINEAR}.tfidf.{neg}.{comb}"
         if model not in res.index:
             continue
-        matcher_topb = _jobs(timing, "predict_matcher", LINEAR)
         man = "man" in neg.split("+")
         train = pd.concat([_jobs(timing, st, wc) for st, wc in OUR_TRAIN_STEPS.items()]
                           + [_jobs(timing, "train_ranker", f"{LINEAR}.tfidf.{neg}", prefix=True)]
@@ -172,8 +176,7 @@ def job_input_mb(work: Path, config: Path) -> dict[str, float]:
 
 
 def _with_input_mb(timing: pd.DataFrame, sizes: dict[str, float]) -> pd.DataFrame:
-    logs = [str(log_path("results/logs", r["dataset"], r["step"], "" if pd.isna(r["wildcards"]) else str(r["wildcards"])))
-            for _, r in timing.iterrows()]
+    logs = [str(job_log("results/logs", r)) for _, r in timing.iterrows()]
     return timing.assign(input_mb=[sizes.get(log, float("nan")) for log in logs])
 
 

@@ -1,4 +1,3 @@
-
 from xmc.figures import precision_at_k_figure, save_figure
 from xmc.io import load_json
 from xmc.runlog import start
