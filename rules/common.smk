@@ -142,6 +142,12 @@ def matcher_params(wildcards):
     return xmc_config.matcher_params(CFG, wildcards.dataset, wildcards.encoder)
 
 
+def pretrained_precision(wildcards):
+    """phi_pre's pass runs as the encoder's matcher predictions do (predict_precision, else precision)."""
+    params = matcher_params(wildcards)
+    return params.get("predict_precision") or params.get("precision", "fp32")
+
+
 def matcher_train_params(wildcards):
     """What training reads: a prediction-only setting changed reruns predict_matcher alone."""
     return {k: v for k, v in matcher_params(wildcards).items() if k != "predict_precision"}

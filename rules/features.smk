@@ -56,6 +56,7 @@ rule embed_pretrained:
         model=encoder_model,
         max_length=encoder_max_length,
         batch_size=CFG["text_emb"]["batch_size"],
+        precision=pretrained_precision,
         code=code_version("embed_pretrained.py"),
     threads: gpu_threads(ONE_GPU)
     resources:

@@ -66,3 +66,16 @@ def test_labels_without_text_fall_back_to_their_names():
         fill_missing_label_texts([""], [""])
     with pytest.raises(ValueError, match="2 label texts for 1"):
         fill_missing_label_texts(["a", "b"], ["x"])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_text_embedding_in_reduced_precision_stays_close_to_fp32(bert, precision):
+    texts = ["sports", "the quick brown fox jumps over the lazy dog", "finance markets", "law of the sea"]
+    ref = text_embedding(texts, bert, max_length=16, batch_size=2)
+    Z = text_embedding(texts, bert, max_length=16, batch_size=2, precision=precision)
+    assert Z.dtype == np.float32 and Z.shape == ref.shape
+    assert not np.array_equal(Z, ref)  # the pass really ran in another precision
+    cos = (Z * ref).sum(1) / np.linalg.norm(Z, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() > 0.98
+    with pytest.raises(ValueError, match="precision"):
+        text_embedding(texts, bert, precision="fp8")

@@ -85,3 +85,33 @@ def test_roles_must_name_matchers():
     cfg["paper"]["roles"]["BERT"] = "bert-base"
     with pytest.raises(xc.ConfigError, match="bert-base"):
         xc.resolve(cfg)
+
+
+def test_tables_grid_keeps_only_what_the_tables_and_ensembles_name():
+    """ranker.grid: tables drops the product's other rankers but keeps every Table 5 id one encoder
+    can fill, the ensembles' members and the XR row's headline ranker."""
+    raw = yaml.safe_load((REPO / "config" / "eurlex57k-reduced.yaml").read_text())
+    full = xc.resolve(copy.deepcopy(raw))
+    raw["ranker"]["combine"] = ["noop", "l3-hinge"]
+    raw["ranker"]["grid"] = "tables"
+    raw["xr_transformer"] = {"encoders": ["minilm"]}
+    raw["ensembles"]["extra"] = {"method": "average", "models": ["text-emb.minilm.tfidf.tfn.l3-hinge"]}
+    jsonschema.validate(raw, SCHEMA)
+    cfg = xc.resolve(raw)
+    names = [m.name for m in xc.transformer_models(cfg)]
+    assert sorted(names) == sorted([
+        "pifa-tfidf.minilm.tfidf.tfn.noop",                 # id 0
+        "pifa-tfidf.minilm.tfidf+neural.tfn.noop",          # id 1
+        "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop",      # ids 2, 4
+        "pifa-neural.minilm.tfidf+neural.tfn+man.noop",     # id 5
+        "text-emb.minilm.tfidf+neural.tfn+man.noop",        # id 6
+        "text-emb.minilm.tfidf.tfn.l3-hinge",               # an ensemble's member
+    ])
+    assert len(xc.transformer_models(full)) == 12
+    t5, t5_full = paper.table5_models(cfg), paper.table5_models(full)
+    assert t5 == t5_full and [i for i, name in t5.items() if name is None] == [3, 8, 9]
+    assert [m.name for m in xc.xr_models(cfg)] == ["pifa-tfidf.xr-transformer-minilm.tfidf+neural.tfn+man.noop"]
+    # the headline ranker follows the lists: without tfidf+neural it is the last input listed
+    raw["ranker"]["inputs"] = ["tfidf"]
+    raw["ensembles"] = {}
+    assert xc.headline_ranker(xc.resolve(raw)) == ("tfidf", "tfn+man", "noop")

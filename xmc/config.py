@@ -31,7 +31,7 @@ DEFAULTS = {
     "pifa_neural": {"indexer": "pifa-tfidf"},
     "matcher": {"top_b": 10},  # MatcherParams' default; the workflow reads it in several rules
     "ranker": {"inputs": ["tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop"],
-               "C": 1.0, "threshold": 0.01, "top_k": 20, "shards": 1},
+               "C": 1.0, "threshold": 0.01, "top_k": 20, "shards": 1, "grid": "full"},
     "linear_baseline": {"enabled": True, "indexer": "pifa-tfidf", "negatives": "tfn+man",
                         "combine": "noop", "C": 1.0, "threshold": 0.01, "inputs": ["tfidf"],
                         "branching": None},
@@ -263,11 +263,40 @@ def check_n_clusters(cfg: dict, dataset: str, n_labels: int) -> None:
                           f"of dataset {dataset}")
 
 
-def transformer_models(cfg: dict) -> list[Model]:
+def headline_ranker(cfg: dict) -> tuple[str, str, str]:
+    """(input, negatives, combine) of the paper's headline ranker in the grid: tfidf+neural and
+    TFN+MAN where listed (else the last listed), with ``paper.combine``. Table 5 ids 2 and 4-9 and
+    Table 3's X-Transformer row use it."""
     r = cfg["ranker"]
-    return [Model(ix, enc, inp, neg, comb)
+    inp = "tfidf+neural" if "tfidf+neural" in r["inputs"] else r["inputs"][-1]
+    neg = "tfn+man" if "tfn+man" in r["negatives"] else r["negatives"][-1]
+    return inp, neg, cfg["paper"].get("combine") or r["combine"][0]
+
+
+def _table_model_names(cfg: dict) -> set[str]:
+    """What ``ranker.grid: tables`` keeps: each indexer x matcher's headline model, Table 5 ids 0-6
+    and the models the ensembles name."""
+    from xmc import paper  # paper reads this module's names: imported here, not at the top
+
+    names = {Model(ix, enc, *headline_ranker(cfg)).name for ix in cfg["indexers"] for enc in cfg["matchers"]}
+    for config_id in range(7):
+        names.update(paper.table5_members(cfg, config_id) or [])
+    for spec in cfg["ensembles"].values():
+        names.update(m for m in spec["models"] if m != "all")
+    return names
+
+
+def transformer_models(cfg: dict) -> list[Model]:
+    """The matchers' models: ``ranker.grid: full`` the whole indexers x matchers x inputs x negatives x
+    combine product; ``tables`` only what the tables and ensembles name (far fewer ranker jobs)."""
+    r = cfg["ranker"]
+    grid = [Model(ix, enc, inp, neg, comb)
             for ix in cfg["indexers"] for enc in cfg["matchers"]
             for inp in r["inputs"] for neg in r["negatives"] for comb in r["combine"]]
+    if r.get("grid", "full") == "full":
+        return grid
+    keep = _table_model_names(cfg)
+    return [m for m in grid if m.name in keep]
 
 
 def linear_input_name(kind: str, encoder: str) -> str:
@@ -309,6 +338,8 @@ def ranker_inputs(cfg: dict) -> list[str]:
 def xr_models(cfg: dict) -> list[Model]:
     """XR-Transformer rows: its matcher over the ``xr_transformer.indexer`` tree, then the same rankers."""
     xr, r = cfg["xr_transformer"], cfg["ranker"]
+    if r.get("grid", "full") == "tables":  # its one Table 3 row: the headline ranker
+        return [Model(xr["indexer"], XR_MATCHER_PREFIX + enc, *headline_ranker(cfg)) for enc in xr["encoders"]]
     return [Model(xr["indexer"], XR_MATCHER_PREFIX + enc, inp, neg, comb)
             for enc in xr["encoders"] for inp in r["inputs"] for neg in r["negatives"] for comb in r["combine"]]
 

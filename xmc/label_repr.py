@@ -60,24 +60,34 @@ def fill_missing_label_texts(texts: Sequence[str], names: Sequence[str]) -> tupl
 
 
 def text_embedding(texts: Sequence[str], encoder_dir: str, max_length: int = 32,
-                   batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+                   batch_size: int = 64, device: str = "cpu", precision: str = "fp32") -> np.ndarray:
     """The paper's text-emb: mean of a pretrained encoder's last-layer token states over each text.
 
     Padding is excluded through the attention mask (special tokens are included, as in the
-    original code). Returns float32 of shape (n_texts, hidden_size), not normalised.
+    original code). ``precision``: fp32, bf16 / fp16 / auto autocast (auto: bf16 on a CPU with
+    native bf16), or int8 (the encoder's linear layers dynamically quantised, CPU only), as the
+    matcher's prediction pass. Returns float32 of shape (n_texts, hidden_size), not normalised.
     """
     import torch
     from transformers import AutoModel, AutoTokenizer
+
+    from xmc.training import PRECISIONS, autocast, int8_linear_layers
 
     if isinstance(texts, str):
         raise ValueError("texts must be a sequence of strings, got a single string")
     texts = list(texts)
     if not texts:
         raise ValueError("texts is empty; expected one text per label")
+    if precision not in (*PRECISIONS, "int8"):
+        raise ValueError(f"precision must be one of {(*PRECISIONS, 'int8')}, got {precision!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if precision == "int8" and device != "cpu":
+        raise ValueError(f"precision int8 (dynamic quantisation) runs on the CPU, not {device}")
     tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
     model = AutoModel.from_pretrained(str(encoder_dir)).to(device).eval()
+    if precision == "int8":
+        model, precision = int8_linear_layers(model), "fp32"
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     # longest first, batches of similar lengths: little padding to encode (outputs equal)
     order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -88,8 +98,9 @@ def text_embedding(texts: Sequence[str], encoder_dir: str, max_length: int = 32,
             enc = tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                             max_length=max_length, return_tensors="pt")
             mask = enc["attention_mask"].to(device)
-            hidden = model(input_ids=enc["input_ids"].to(device),
-                           attention_mask=mask).last_hidden_state
+            with autocast(torch.device(device), precision):
+                hidden = model(input_ids=enc["input_ids"].to(device),
+                               attention_mask=mask).last_hidden_state.float()
             m = mask.unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
             out[rows] = mean.float().cpu().numpy()

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from xmc.io import atomic_path
 
-__all__ = ["PRECISIONS", "autocast", "resolve_precision", "cpu_has_native_bf16", "trim_padding",
+__all__ = ["PRECISIONS", "autocast", "resolve_precision", "cpu_has_native_bf16", "int8_linear_layers", "trim_padding",
            "length_sorted_batches", "check_tokens", "EpochBatches", "distributed_context", "start_distributed",
            "data_parallel", "rank_chunks", "data_digest", "LoopSettings", "Checkpoints", "train_loop"]
 
@@ -63,6 +63,19 @@ def autocast(device: torch.device, precision: str):
     """The forward pass's autocast context for ``precision`` (fp32: none; auto: see resolve_precision)."""
     precision = resolve_precision(precision, device)
     return torch.autocast(device.type, dtype=AUTOCAST.get(precision), enabled=precision in AUTOCAST)
+
+
+def int8_linear_layers(module: torch.nn.Module) -> torch.nn.Module:
+    """A CPU copy of ``module`` whose nn.Linear layers run int8 (dynamic quantisation: weights int8,
+    activations quantised per batch), for inference passes."""
+    import copy
+    import warnings
+
+    quantized = copy.deepcopy(module).cpu().eval()
+    with warnings.catch_warnings():  # torch.ao.quantization says it moves to torchao; it works in 2.13
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(quantized, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def check_tokens(input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:

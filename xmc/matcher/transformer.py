@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from xmc.encoders import encoder_family
 from xmc.io import atomic_path
 from xmc.params import FromDict
-from xmc.training import (PRECISIONS, Checkpoints, EpochBatches, LoopSettings, autocast,
+from xmc.training import (PRECISIONS, Checkpoints, EpochBatches, LoopSettings, autocast, int8_linear_layers,
                           check_tokens, data_digest, data_parallel, length_sorted_batches, start_distributed,
                           train_loop)
 
@@ -206,13 +206,9 @@ def int8_encoder(net: MatcherNet) -> MatcherNet:
     int8, activations quantised per batch); the K-way head stays float, so cluster scores keep
     their resolution."""
     import copy
-    import warnings
 
     quantized = copy.deepcopy(net).cpu().eval()
-    with warnings.catch_warnings():  # torch.ao.quantization says it moves to torchao; it works in 2.13
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        quantized.encoder = torch.ao.quantization.quantize_dynamic(quantized.encoder, {nn.Linear}, dtype=torch.qint8)
+    quantized.encoder = int8_linear_layers(quantized.encoder)
     return quantized
 
 
