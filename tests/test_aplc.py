@@ -124,3 +124,21 @@ def test_tiny_bert_trains_and_predicts(tiny_encoder, tmp_path):
     again = APLC.load(tmp_path / "aplc", device="cpu")
     np.testing.assert_allclose(again.predict(tok["input_ids"], tok["attention_mask"]).toarray(), pred.toarray(),
                                rtol=1e-5, atol=1e-7)
+
+
+def test_one_cluster_is_a_flat_sigmoid_head_over_all_labels(tiny_encoder):
+    """proportions [1.0]: no tail clusters, one sigmoid output per label (bench/aplc_curve.py's
+    baseline); it trains and predicts like the clustered model."""
+    enc = str(tiny_encoder("bert"))
+    words = ["sports", "politics", "science", "finance"]
+    n = 32
+    texts = [f"the {words[i % 4]} news {words[i % 4]}" for i in range(n)]
+    Y = sp.csr_matrix((np.ones(n, dtype=np.float32), (np.arange(n), np.arange(n) % 4)), shape=(n, 4))
+    tok = tokenize(texts, enc, max_length=8)
+    params = APLCParams(hidden_size=8, proportions=[1.0], max_steps=40, batch_size=16, encoder_learning_rate=1e-3,
+                        hidden_learning_rate=1e-2, aplc_learning_rate=5e-2, dropout=0.0, device="cpu", top_k=2)
+    model = APLC(params).fit(enc, tok["input_ids"], tok["attention_mask"], Y)
+    assert [len(c) for c in model.clusters_] == [4]
+    pred = model.predict(tok["input_ids"], tok["attention_mask"])
+    top1 = np.asarray(pred.argmax(axis=1)).ravel()
+    assert np.mean(top1 == np.arange(n) % 4) > 0.5  # chance: 0.25
