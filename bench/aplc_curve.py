@@ -29,17 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from peers import cpu  # noqa: E402
-from scale import hardlinked_copy, snakemake_cmd  # noqa: E402
+from scale import absolute_sources, hardlinked_copy, snakemake_cmd  # noqa: E402
 
 HEADS = {"aplc": {}, "flat": {"proportions": [1.0]}}
 MODEL = "aplc-minilm"
 
 
 def config_for(base: dict, head: str, steps: int) -> dict:
-    config = yaml.safe_load(yaml.safe_dump(base))
-    for ds in config["datasets"].values():  # the archive path is relative to the project root
-        if not Path(ds["source"]).is_absolute():
-            ds["source"] = str((ROOT / ds["source"]).resolve())
+    config = absolute_sources(yaml.safe_load(yaml.safe_dump(base)))
     config["matchers"] = []
     config.pop("paper", None)  # its roles name the matcher
     config["ranker"] = {**config.get("ranker", {}), "inputs": ["tfidf"], "negatives": ["tfn+man"]}

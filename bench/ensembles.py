@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from peers import cpu  # noqa: E402
-from scale import snakemake_cmd  # noqa: E402
+from scale import absolute_sources, snakemake_cmd  # noqa: E402
 from xmc.ensemble import ENSEMBLE_METHODS  # noqa: E402
 
 SIGMAS = ("noop", "sigmoid", "l3-hinge")
@@ -51,8 +51,7 @@ def members(kind: str, sigma: str) -> list[str]:
 
 def write_config(path: Path, seeds: list[int], n_train: int, n_test: int) -> list[str]:
     config = yaml.safe_load((ROOT / "config" / "eurlex57k-reduced.yaml").read_text())
-    source = config["datasets"].pop("eurlex57k-reduced")
-    source["source"] = str((ROOT / source["source"]).resolve())  # relative to the project root
+    source = absolute_sources(config)["datasets"].pop("eurlex57k-reduced")
     names = []
     for seed in seeds:
         name = f"e57k-{n_train // 1000}k-s{seed}"

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from peers import cpu  # noqa: E402
-from scale import hardlinked_copy, snakemake_cmd  # noqa: E402
+from scale import absolute_sources, hardlinked_copy, snakemake_cmd  # noqa: E402
 
 MODEL = "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
 LEVERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "int8": {"predict_precision": "int8"}}
@@ -33,10 +33,7 @@ STEPS = ("tokenize", "train_matcher", "predict_matcher")
 
 
 def config_for(base: dict, lever: str) -> dict:
-    config = yaml.safe_load(yaml.safe_dump(base))
-    for ds in config["datasets"].values():  # the archive path is relative to the project root
-        if not Path(ds["source"]).is_absolute():
-            ds["source"] = str((ROOT / ds["source"]).resolve())
+    config = absolute_sources(yaml.safe_load(yaml.safe_dump(base)))
     config["matcher"] = {**config["matcher"], **LEVERS[lever]}
     return config
 

@@ -88,6 +88,15 @@ def snakemake_cmd(work: Path, config: Path, *args: str) -> list[str]:
             "--configfile", str(config), *args]
 
 
+def absolute_sources(config: dict) -> dict:
+    """``config`` with its datasets' relative ``source`` paths made absolute (they are relative to the
+    project root; a bench runs Snakemake in another working folder)."""
+    for ds in config["datasets"].values():
+        if not Path(ds["source"]).is_absolute():
+            ds["source"] = str((ROOT / ds["source"]).resolve())
+    return config
+
+
 def hardlinked_copy(src: Path, dst: Path) -> None:
     """``src``'s results as hard links (rewritten files get new inodes: the original stays) and a real
     copy of its Snakemake metadata: a run there redoes only what a changed setting touches."""
