@@ -101,8 +101,12 @@ def dataset_cfg(wildcards):
 
 def download_input(wildcards):
     """A local source's files are inputs, so replacing the archive, or rewriting a file inside a
-    source folder, reruns everything downstream."""
-    return xmc_download.local_source_files(dataset_cfg(wildcards)["source"])
+    source folder, reruns everything downstream. An archive pinned by ``sha256`` is identified by
+    that digest (a changed pin reruns, as a changed param), not by its timestamp: a copy, re-sync
+    or re-mount of the same bytes must not rerun a grid of hours."""
+    ds = dataset_cfg(wildcards)
+    files = xmc_download.local_source_files(ds["source"])
+    return [ancient(f) for f in files] if ds.get("sha256") else files
 
 
 def download_source(wildcards):

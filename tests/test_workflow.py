@@ -354,3 +354,42 @@ def test_rewriting_a_file_inside_a_source_folder_reruns_the_download(tmp_path):
     reasons = plan()
     assert set(reasons) == {"download", "prepare"}
     assert any(str(source / "train_labels.txt") in r for r in reasons["download"])
+
+
+def test_a_pinned_archive_reruns_on_a_new_digest_not_on_a_new_timestamp(tmp_path):
+    """A local archive with ``sha256``: touching it (a copy or re-mount of the same bytes) plans
+    nothing, a changed pin reruns the download; without a pin the timestamp still counts."""
+    from xmc.data.download import sha256_of
+
+    archive = tmp_path / "sample.tar.gz"
+    shutil.copy(REPO / "data" / "eurlex57k-sample" / "eurlex57k-sample.tar.gz", archive)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    work = tmp_path / "run"
+    work.mkdir()
+
+    def snakemake(sha256, *args):
+        config["datasets"] = {"local": {"source": str(archive), "format": "eurlex57k", "sha256": sha256}}
+        configfile = tmp_path / "config.yaml"
+        configfile.write_text(yaml.safe_dump(config))
+        out = subprocess.run([sys.executable, "-m", "snakemake", "results/local/raw", "-s", str(REPO / "Snakefile"),
+                              "--directory", str(work), "--configfile", str(configfile), "--cores", "1", *args],
+                             capture_output=True, text=True, env=ENV, cwd=work)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return _reasons(out.stdout + out.stderr)
+
+    digest = sha256_of(archive)
+    snakemake(digest)
+    assert (work / "results" / "local" / "raw").is_dir()
+    assert snakemake(digest, "-n") == {}
+    later = archive.stat().st_mtime_ns + 10**10
+    os.utime(archive, ns=(later, later))
+    assert snakemake(digest, "-n") == {}  # same pinned bytes, newer timestamp: nothing to do
+    reasons = snakemake(digest.upper(), "-n")  # another pin (here the same digest, spelled otherwise)
+    assert set(reasons) == {"download"} and any("Params have changed" in r for r in reasons["download"])
+
+    snakemake(None)  # unpinned: the timestamp decides
+    assert snakemake(None, "-n") == {}
+    later += 10**10
+    os.utime(archive, ns=(later, later))
+    reasons = snakemake(None, "-n")
+    assert set(reasons) == {"download"} and any("Updated input files" in r for r in reasons["download"])
