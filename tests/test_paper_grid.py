@@ -80,21 +80,20 @@ def test_eurlex57k_grids_mark_the_ids_their_one_encoder_cannot_give(name):
     xc.check_encoders(cfg)  # the packaged MiniLM: no hub
     t5 = paper.table5_models(cfg)
     assert [i for i in paper.TABLE5_IDS if t5[i] is None] == [3, 8, 9]
-    assert t5[2] == t5[4] == "pifa-tfidf.minilm.tfidf+neural.tfn+man.l3-hinge"
-    # id 7: the rule bench/ensembles.py picked (average of l3-hinge members), not the noop rank_average
-    # kept beside it for comparison (another member set, so it cannot take the id)
-    assert t5[7] == "x-transformer"
-    assert cfg["ensembles"]["x-transformer"]["method"] == "average"
-    assert {m.rsplit(".", 1)[1] for m in xc.ensemble_members(cfg, "x-transformer")} == {"l3-hinge"}
-    assert cfg["ensembles"]["minilm-3-indexers-noop"]["method"] == "rank_average"
+    assert t5[2] == t5[4] == "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
+    assert t5[7] == "minilm-3-indexers"  # rank_average wins over its round_robin and average twins
     t3 = paper.table3_models(cfg)
-    assert t3["X-Transformer"] == "x-transformer"
+    assert t3["X-Transformer"] == "minilm-3-indexers"
     assert t3["phi_pre + linear"] == "pifa-tfidf.linear.pre-minilm.tfn+man.noop"
-    # the grid of config/paper.yaml per encoder, plus the ensemble's sigma
+    # the default config's ensemble rule is a row too: average over l3-hinge members
+    default = xc.resolve(load("config.yaml"))
+    assert cfg["ensembles"]["x-transformer"]["method"] == default["ensembles"]["x-transformer"]["method"] == "average"
+    assert {m.rsplit(".", 1)[1] for m in xc.ensemble_members(cfg, "x-transformer")} == {"l3-hinge"}
+    # the grid of config/paper.yaml per encoder, plus the l3-hinge sigma of that ensemble's members
     paper_cfg = xc.resolve(load("paper.yaml"))
     for key in ("inputs", "negatives"):
         assert cfg["ranker"][key] == paper_cfg["ranker"][key]
-    assert cfg["ranker"]["combine"] == ["l3-hinge", *paper_cfg["ranker"]["combine"]]
+    assert cfg["ranker"]["combine"] == [*paper_cfg["ranker"]["combine"], "l3-hinge"]
     assert cfg["indexers"] == paper_cfg["indexers"]
     assert cfg["linear_baseline"]["inputs"] == paper_cfg["linear_baseline"]["inputs"]
 
