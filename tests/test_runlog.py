@@ -37,3 +37,39 @@ def test_the_log_says_how_long_the_process_ran_before_it(tmp_path):
     assert done.returncode == 0, done.stderr
     assert 0.5 <= logged_startup_s(log.read_text()) < 10
     assert logged_startup_s("no start line") is None
+
+
+def test_finish_leaves_at_once_with_the_outputs_and_the_log_complete(tmp_path):
+    """finish(): status 0, the peak-memory line last in the log, every output written; the
+    interpreter's teardown (here an atexit hook) does not run. A failure before it exits as usual."""
+    from xmc.timing import logged_peak_mib
+
+    log, out, marker = tmp_path / "job.log", tmp_path / "out.npy", tmp_path / "teardown-ran"
+    code = textwrap.dedent(f"""
+        import atexit, pathlib, sys
+        import numpy as np
+        from xmc.io import save_npy
+        from xmc.runlog import finish, start
+        atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text("ran"))
+        log = start({str(log)!r}, "cluster")
+        save_npy({str(out)!r}, np.arange(100000))
+        print("buffered console line")
+        log.info("done")
+        if len(sys.argv) > 1:
+            raise RuntimeError("a failure before finish")
+        finish()
+        raise AssertionError("not reached")
+    """)
+    run = lambda *args: subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                                       env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=60)
+    done = run()
+    assert done.returncode == 0, done.stderr
+    assert "buffered console line" in done.stdout
+    import numpy as np
+    assert np.array_equal(np.load(out), np.arange(100000))
+    lines = log.read_text().splitlines()
+    assert "done" in lines[-2] and logged_peak_mib(log.read_text()) > 0
+    assert not marker.exists()  # no teardown
+    failed = run("fail")
+    assert failed.returncode != 0 and "a failure before finish" in log.read_text()
+    assert marker.exists()  # a failure takes the usual way out

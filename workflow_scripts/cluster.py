@@ -3,7 +3,7 @@ import scipy.sparse as sp
 
 from xmc.indexing import BalancedKMeans, default_n_clusters
 from xmc.io import save_csr
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "cluster")
 path = snakemake.input[0]
@@ -25,3 +25,5 @@ model = BalancedKMeans(n_clusters=K, max_iter=snakemake.params.max_iter, seed=sn
 sizes = np.bincount(model.assignment_, minlength=K)
 log.info("cluster sizes: min %d, max %d", sizes.min(), sizes.max())
 save_csr(snakemake.output[0], model.C_)
+
+finish()

@@ -4,7 +4,7 @@ from xmc.devices import assign_gpus
 from xmc.encoders import resolve_encoder
 from xmc.io import read_lines, save_npy
 from xmc.label_repr import text_embedding
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "embed_pretrained")
 log.info("precision %s", snakemake.params.precision)
@@ -17,3 +17,5 @@ with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
                              precision=snakemake.params.precision)
         log.info("%s: phi_pre %s", split, emb.shape)
         save_npy(snakemake.output[f"emb_{split}"], emb)
+
+finish()

@@ -1,7 +1,7 @@
 from xmc.io import load_csr, load_json, save_json
 from xmc.metrics import precision_recall_at_k
 from xmc.peers import merge_costs
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "evaluate")
 scores = precision_recall_at_k(load_csr(snakemake.input.pred), load_csr(snakemake.input.Y), ks=(1, 3, 5))
@@ -11,3 +11,5 @@ row = {"dataset": snakemake.wildcards.dataset, "model": snakemake.wildcards.mode
 if snakemake.input.costs:  # a peer: its own training/prediction times and peak memory
     row.update(merge_costs([load_json(path) for path in snakemake.input.costs]))
 save_json(snakemake.output[0], row)
+
+finish()

@@ -1,6 +1,6 @@
 from xmc.bundle import export_bundle, export_ensemble
 from xmc.io import load_json
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "export")
 inp, s, name = snakemake.input, snakemake.params.bundle, snakemake.wildcards.model
@@ -14,3 +14,5 @@ else:
                   ranker_input=s["ranker_input"],
                   combine=s["combine"], top_b=s["top_b"], max_length=s["max_length"], **common)
 log.info("%s bundle %s written to %s", s["kind"], name, snakemake.output[0])
+
+finish()

@@ -1,6 +1,6 @@
 from xmc.figures import cluster_size_figure, cluster_sizes, save_figure
 from xmc.io import load_csr
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "figure_cluster_sizes")
 Y = load_csr(snakemake.input.Y)
@@ -10,3 +10,5 @@ save_figure(fig, png=snakemake.output.png, pdf=snakemake.output.pdf)
 for ix, (labels, instances) in sizes.items():
     log.info("%s: K=%d, labels per cluster %d-%d, instances per cluster %d-%d",
              ix, len(labels), labels.min(), labels.max(), instances.min(), instances.max())
+
+finish()

@@ -3,7 +3,7 @@ import scipy.sparse as sp
 
 from xmc.io import atomic_path, load_csr, save_csr
 from xmc.label_repr import pifa
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "pifa")
 Y = load_csr(snakemake.input.Y)
@@ -15,3 +15,5 @@ if sp.issparse(Z):
 else:
     with atomic_path(snakemake.output[0]) as tmp:
         np.savez(tmp, Z=Z)
+
+finish()

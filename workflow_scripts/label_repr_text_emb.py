@@ -5,7 +5,7 @@ from xmc.devices import assign_gpus
 from xmc.encoders import resolve_encoder
 from xmc.io import atomic_path, read_lines
 from xmc.label_repr import fill_missing_label_texts, text_embedding
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "text-emb")
 torch.set_num_threads(snakemake.threads)
@@ -20,3 +20,5 @@ with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
 log.info("text embeddings %s", Z.shape)
 with atomic_path(snakemake.output[0]) as tmp:
     np.savez(tmp, Z=Z)
+
+finish()

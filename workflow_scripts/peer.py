@@ -5,7 +5,7 @@ import argparse
 
 from xmc.io import atomic_path, load_csr, save_csr, save_json
 from xmc.peers import predict, train
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 parser = argparse.ArgumentParser()
 parser.add_argument("step", choices=["train", "predict"])
@@ -34,3 +34,5 @@ else:
     save_csr(args.out, pred)
 log.info("%s %s: %s", args.system, args.step, info)
 save_json(args.info, {"system": args.system, **info})
+
+finish()

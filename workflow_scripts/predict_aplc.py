@@ -4,7 +4,7 @@ import torch
 from xmc.aplc import APLC
 from xmc.devices import assign_gpus
 from xmc.io import save_csr
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "predict_aplc")
 torch.set_num_threads(snakemake.threads)
@@ -14,3 +14,5 @@ with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
     pred = model.predict(tokens["input_ids"], tokens["attention_mask"])
 log.info("top-%d labels of %d test instances", model.params.top_k, pred.shape[0])
 save_csr(snakemake.output[0], pred)
+
+finish()

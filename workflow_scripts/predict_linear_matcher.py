@@ -1,7 +1,7 @@
 from xmc.io import load_csr, load_npy, save_csr
 from xmc.matcher.linear import LinearMatcher
 from xmc.features import ranker_features
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "predict_linear_matcher")
 inp = snakemake.input
@@ -13,3 +13,5 @@ for split in ("train", "test"):
     topb = matcher.predict(X, top_b=snakemake.params.top_b)
     log.info("%s: top-%d clusters of %d instances", split, snakemake.params.top_b, topb.shape[0])
     save_csr(snakemake.output[f"topb_{split}"], topb)
+
+finish()

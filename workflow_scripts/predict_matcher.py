@@ -4,7 +4,7 @@ import torch
 from xmc.devices import assign_gpus
 from xmc.io import save_csr, save_npy
 from xmc.matcher.transformer import TransformerMatcher
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "predict_matcher")
 torch.set_num_threads(snakemake.threads)
@@ -19,3 +19,5 @@ with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
                  topb.shape[0], emb.shape)
         save_csr(snakemake.output[f"topb_{split}"], topb)
         save_npy(snakemake.output[f"emb_{split}"], emb.astype(np.float32))
+
+finish()

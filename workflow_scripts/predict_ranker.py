@@ -1,7 +1,7 @@
 from xmc.io import load_csr, load_npy, save_csr
 from xmc.features import ranker_features
 from xmc.ranker import Ranker
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "predict_ranker")
 inp = snakemake.input
@@ -12,3 +12,5 @@ pred = ranker.predict(X, load_csr(inp.M_test), combine=snakemake.wildcards.combi
 log.info("top-%d predictions for %d test instances (combination %s)", snakemake.params.top_k, pred.shape[0],
          snakemake.wildcards.combine)
 save_csr(snakemake.output[0], pred)
+
+finish()

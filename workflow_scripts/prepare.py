@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from xmc.data.readers import read_dataset
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "prepare")
 dataset = read_dataset(snakemake.params.format, Path(snakemake.input[0]), **snakemake.params.options)
@@ -11,3 +11,5 @@ if snakemake.params.subsample:  # a reduced grid: a seeded random subset of the 
 dataset.save(Path(snakemake.output.meta).parent)
 log.info("%d train / %d test texts, %d labels", len(dataset.train_texts), len(dataset.test_texts),
          len(dataset.label_names))
+
+finish()

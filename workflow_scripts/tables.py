@@ -1,5 +1,5 @@
 from xmc.io import load_json
-from xmc.runlog import start
+from xmc.runlog import finish, start
 from xmc.tables import results_table, table3, table5, write_table
 
 log = start(snakemake.log[0], "tables")
@@ -17,3 +17,5 @@ log.info("table 3: %d methods, %d in the grid", len(t3), sum(m is not None for m
 t5 = table5(rows, params.table5_ids, params.paper_table5, params.datasets, params.paper_names)
 write_table(t5, csv=out.table5_csv, markdown=out.table5_md, latex=out.table5_tex, html=out.table5_html)
 log.info("table 5: ids in the grid: %s", sorted(i for i, m in params.table5_ids.items() if m is not None))
+
+finish()

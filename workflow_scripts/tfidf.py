@@ -2,7 +2,7 @@ import pickle
 
 from xmc.features import TfidfParams, fit_tfidf, transform_tfidf
 from xmc.io import atomic_path, read_lines, save_csr
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "tfidf")
 params = TfidfParams.from_dict(snakemake.params.tfidf)
@@ -13,3 +13,5 @@ save_csr(snakemake.output.X_train, X_train)
 save_csr(snakemake.output.X_test, X_test)
 with atomic_path(snakemake.output.vectorizer) as tmp, open(tmp, "wb") as f:
     pickle.dump(vectorizer, f)
+
+finish()

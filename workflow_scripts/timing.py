@@ -1,5 +1,5 @@
 from xmc.io import atomic_path
-from xmc.runlog import start
+from xmc.runlog import finish, start
 from xmc.tables import html_page, to_markdown, write_table
 from xmc.timing import read_benchmarks, read_logged_peaks, timing_by_step, timing_table
 
@@ -15,3 +15,5 @@ with atomic_path(snakemake.output.md) as tmp:
 with atomic_path(snakemake.output.html) as tmp:
     tmp.write_text(html_page([("Per step (most time first)", steps), ("Per job", jobs)], digits=1), encoding="utf-8")
 log.info("%d benchmarked jobs, %.0f s in all", len(jobs), jobs["s"].sum() if len(jobs) else 0.0)
+
+finish()

@@ -5,7 +5,7 @@ import torch
 from xmc.devices import assign_gpus
 from xmc.encoders import resolve_encoder
 from xmc.matcher.launch import train_and_save
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "train_aplc")
 torch.set_num_threads(snakemake.threads)
@@ -13,3 +13,5 @@ checkpoint_dir = Path(snakemake.output[0]).parent / "checkpoint"  # survives a k
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule) as gpus:
     train_and_save(len(gpus), resolve_encoder(snakemake.params.model), snakemake.input.tokens, snakemake.input.Y,
                    None, snakemake.params.aplc, snakemake.output[0], checkpoint_dir, log.info, system="aplc")
+
+finish()

@@ -2,7 +2,7 @@ from xmc.io import load_csr, load_npy
 from xmc.matcher.linear import LinearMatcher
 from xmc.features import ranker_features
 from xmc.indexing import cluster_targets
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "train_linear_matcher")
 inp = snakemake.input
@@ -15,3 +15,5 @@ log.info("linear matcher on %s %s -> %d clusters", snakemake.wildcards.get("inpu
 matcher = LinearMatcher(C=snakemake.params.C, threshold=snakemake.params.threshold,
                         branching=snakemake.params.branching, n_jobs=snakemake.threads).fit(X, M)
 matcher.save(snakemake.output[0])
+
+finish()

@@ -1,7 +1,7 @@
 from xmc.io import load_csr, load_npy
 from xmc.features import ranker_features
 from xmc.ranker import Ranker, shard_clusters
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "train_ranker")
 inp = snakemake.input
@@ -22,3 +22,5 @@ M_train = load_csr(inp.M_train) if "M_train" in inp.keys() else None  # MAN nega
 ranker.fit(X, load_csr(inp.Y), C, M_train, clusters=clusters)
 log.info("%d non-zero weights", ranker.W_.nnz)
 ranker.save(snakemake.output[0])
+
+finish()

@@ -5,7 +5,7 @@ import torch
 from xmc.devices import assign_gpus
 from xmc.encoders import resolve_encoder
 from xmc.matcher.launch import train_and_save
-from xmc.runlog import start
+from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "train_xr_matcher")
 torch.set_num_threads(snakemake.threads)
@@ -15,3 +15,5 @@ with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule) as gpus:
     train_and_save(len(gpus), resolve_encoder(snakemake.params.model), inp.tokens, inp.Y, inp.C,
                    snakemake.params.matcher, snakemake.output[0], checkpoint_dir, log.info,
                    system="xr", xr=snakemake.params.xr)
+
+finish()

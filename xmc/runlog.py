@@ -50,4 +50,30 @@ def start(log_path: str, name: str) -> logging.Logger:
     if since is not None:
         logger.info(START_LINE, since)
     atexit.register(lambda: logger.info(PEAK_LINE, peak_rss_mib()))
+    _started.append(logger)
     return logger
+
+
+_started: list[logging.Logger] = []
+
+
+def finish() -> None:
+    """End a job that has written its outputs: log the peak memory, flush and close the log and the
+    console, and leave with status 0 without the interpreter's teardown.
+
+    That teardown (freeing every module, the numba/LLVM and torch runtimes) took 0.2 s for a job
+    that imports xmc.ranker and 0.9 s for one that imports torch: a fixed cost per job that a grid
+    of many short jobs pays again and again. Call it last, on success only (a failure raises
+    before it and exits as usual); by then every output is a closed file (xmc.io writes through
+    atomic_path, the scripts use ``with``), so nothing buffered is lost.
+    """
+    if _started:
+        _started[-1].info(PEAK_LINE, peak_rss_mib())
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # closed or broken: nothing left to save
+            pass
+    os._exit(0)
