@@ -12,6 +12,7 @@ import sys
 
 PEAK_LINE = "peak memory (getrusage): %.1f MiB"  # xmc.timing reads both back
 START_LINE = "started %.2f s after the process (interpreter, imports)"
+_started: list[logging.Logger] = []  # the logger of start(), for finish()
 
 
 def seconds_since_process_start() -> float | None:
@@ -52,9 +53,6 @@ def start(log_path: str, name: str) -> logging.Logger:
     atexit.register(lambda: logger.info(PEAK_LINE, peak_rss_mib()))
     _started.append(logger)
     return logger
-
-
-_started: list[logging.Logger] = []
 
 
 def finish() -> None:
