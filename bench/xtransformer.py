@@ -44,7 +44,8 @@ def benchmark_files(configfile: str, dataset: str, model: str, workdir: Path = R
     ``snakemake -n -F`` on that file (its whole DAG)."""
     target = f"results/{dataset}/predictions/{model}.npz"
     # the target first: --configfile takes every path after it
-    out = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", "-F", "--configfile", configfile],
+    out = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", "-F", "-s", str(ROOT / "Snakefile"),
+                          "--directory", str(workdir), "--configfile", configfile],
                          cwd=workdir, check=True, capture_output=True, text=True).stdout
     return set(re.findall(r"^\s*benchmark: (\S+)$", out, flags=re.M))
 
@@ -54,7 +55,7 @@ def workflow_rows(configfile: str, dataset: str, workdir: Path = ROOT) -> pd.Dat
     jobs it needs (an ensemble: its members' jobs, each counted once)."""
     from xmc import config as xc
 
-    cfg = xc.resolve(yaml.safe_load((workdir / configfile).read_text()))
+    cfg = xc.resolve(yaml.safe_load((Path(workdir) / configfile).read_text()))
     results = pd.read_csv(workdir / "results" / "tables" / "results.csv", keep_default_na=False)
     rows = []
     for _, r in results[results["dataset"] == dataset].iterrows():
