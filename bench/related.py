@@ -6,7 +6,7 @@ EURLEX57K subset with the same encoder, length, batch and step budget.
     python bench/related.py --steps 200 --xr-steps 30,30 --aplc-steps 200
     python bench/related.py --no-run              # the table of the last run in --work
 
-The script writes one config, config/eurlex57k-10k.yaml (10,000 training / 6,000 test documents)
+The script writes one config from config/eurlex57k-10k.yaml (10,000 training / 6,000 test documents)
 with the encoder's ``--max-length``, every model's batch ``--batch-size`` and bf16 autocast where
 the CPU has it (``precision: auto``), and these rows:
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from peers import cpu  # noqa: E402
+from scale import snakemake_cmd  # noqa: E402
 
 METRICS = ["P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
 TOP_K = 20
@@ -43,9 +44,8 @@ def benchmark_files(configfile: str, dataset: str, model: str, workdir: Path = R
     """Benchmark files of every job that ``model``'s test predictions need: the jobs of
     ``snakemake -n -F`` on that file (its whole DAG)."""
     target = f"results/{dataset}/predictions/{model}.npz"
-    # the target first: --configfile takes every path after it
-    out = subprocess.run([sys.executable, "-m", "snakemake", target, "-n", "-F", "-s", str(ROOT / "Snakefile"),
-                          "--directory", str(workdir), "--configfile", configfile],
+    # the target after a flag: --configfile takes every path that directly follows it
+    out = subprocess.run(snakemake_cmd(workdir, configfile, "-n", "-F", target),
                          cwd=workdir, check=True, capture_output=True, text=True).stdout
     return set(re.findall(r"^\s*benchmark: (\S+)$", out, flags=re.M))
 
@@ -55,7 +55,7 @@ def workflow_rows(configfile: str, dataset: str, workdir: Path = ROOT) -> pd.Dat
     jobs it needs (an ensemble: its members' jobs, each counted once)."""
     from xmc import config as xc
 
-    cfg = xc.resolve(yaml.safe_load((Path(workdir) / configfile).read_text()))
+    cfg = xc.resolve(yaml.safe_load((workdir / configfile).read_text()))
     results = pd.read_csv(workdir / "results" / "tables" / "results.csv", keep_default_na=False)
     rows = []
     for _, r in results[results["dataset"] == dataset].iterrows():
@@ -144,7 +144,7 @@ def main(argv=None) -> None:
         worker_xr_transformer(json.loads(args.worker))
         return
     if not args.no_run:
-        subprocess.run([sys.executable, "-m", "snakemake", "--configfile", args.configfile], cwd=ROOT, check=True)
+        subprocess.run(snakemake_cmd(ROOT, args.configfile), cwd=ROOT, check=True)
     table = workflow_rows(args.configfile, args.dataset)
     if args.xrt_python:
         config = yaml.safe_load((ROOT / args.configfile).read_text())
