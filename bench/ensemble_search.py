@@ -95,6 +95,9 @@ def short(members: str) -> str:
     out = []
     for m in members.split("|"):
         parts = m.split(".")
+        if len(parts) < 4:  # a peer (omikuji, xr-linear) or an ensemble
+            out.append(m)
+            continue
         out.append(".".join(parts[:2] + ([parts[2]] if parts[1] == "linear" else []) + parts[-1:]))
     return " | ".join(out)
 
