@@ -57,3 +57,19 @@ def test_validation():
         precision_recall_at_k(PRED, Y, ks=(0,))
     with pytest.raises(ValueError, match="k"):
         top_k_indices(PRED, 0)
+
+
+def test_shortlist_recall_hand_computed():
+    from xmc.metrics import shortlist_recall
+
+    # 4 labels in 2 clusters: labels 0, 1 -> cluster 0; labels 2, 3 -> cluster 1
+    C = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1], [0, 1]]))
+    Y = sp.csr_matrix(np.array([[1, 0, 1, 0],    # cluster 0 shortlisted: 1 of 2 labels reachable
+                                [0, 0, 1, 1],    # nothing shortlisted: 0 of 2
+                                [0, 1, 0, 0]]))  # cluster 0 shortlisted, with a stored 0 score: 1 of 1
+    M = sp.csr_matrix((np.array([0.9, 0.0]), np.array([0, 0]), np.array([0, 1, 1, 2])), shape=(3, 2))
+    out = shortlist_recall(M, Y, C)
+    assert out["label_recall"] == pytest.approx(100 * 2 / 5)
+    assert out["instance_recall"] == pytest.approx(100 * 2 / 3)
+    with pytest.raises(ValueError, match="shapes"):
+        shortlist_recall(M, Y, C[:3])

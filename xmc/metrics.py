@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["csr_row_top_k", "top_k_indices", "precision_recall_at_k", "sorted_row_ranks"]
+__all__ = ["csr_row_top_k", "top_k_indices", "precision_recall_at_k", "shortlist_recall", "sorted_row_ranks"]
 
 
 def _as_csr(matrix, name: str) -> sp.csr_matrix:
@@ -113,3 +113,30 @@ def precision_recall_at_k(pred, Y, ks: Iterable[int] = (1, 3, 5)) -> dict:
         recall = np.divide(hits, n_true, out=np.zeros_like(hits), where=n_true > 0)
         out[f"R@{k}"] = float(100.0 * np.mean(recall)) if n else 0.0
     return out
+
+
+def shortlist_recall(M, Y, C) -> dict:
+    """How much of the truth a matcher's shortlist leaves the ranker, in percent.
+
+    M : sparse (N, K) matcher top-b (stored entries = the clusters shortlisted for an instance);
+    Y : sparse (N, L) 0/1 ground truth; C : sparse (L, K) 0/1 label-to-cluster assignment.
+    Returns ``{"label_recall": share of the (instance, true label) pairs whose label's cluster is
+    shortlisted, "instance_recall": share of the instances with at least one such label}``: no
+    ranker over this shortlist can find the others.
+    """
+    M, T, Cm = _as_csr(M, "M"), _as_csr(Y, "Y"), _as_csr(C, "C")
+    if T.shape[1] != Cm.shape[0] or M.shape != (T.shape[0], Cm.shape[1]):
+        raise ValueError(f"shapes: M {M.shape}, Y {T.shape} and C {Cm.shape} do not fit "
+                         "(expected M (N, K), Y (N, L), C (L, K))")
+    T, Cm = T.copy(), Cm.copy()
+    T.eliminate_zeros()
+    Cm.eliminate_zeros()
+    T.data[:] = 1.0
+    Cm.data[:] = 1.0
+    shortlisted = sp.csr_matrix((np.ones(M.nnz), M.indices, M.indptr), shape=M.shape)  # an explicit 0 counts
+    reachable = T.multiply(shortlisted @ Cm.T).tocsr()  # (N, L): true labels in a shortlisted cluster
+    reachable.eliminate_zeros()
+    n_true = T.nnz
+    per_row = np.diff(reachable.indptr)
+    return {"label_recall": float(100.0 * reachable.nnz / n_true) if n_true else 0.0,
+            "instance_recall": float(100.0 * np.mean(per_row > 0)) if T.shape[0] else 0.0}

@@ -1,0 +1,46 @@
+#!/usr/bin/env python
+"""How much of the test set's truth each matcher's shortlist leaves its rankers, read from a run.
+
+    python bench/shortlist_recall.py results/eurlex57k
+
+The argument is a dataset folder of a workflow run (``results/<dataset>``). For every
+``matcher/<indexer>/<matcher>/**/topb.test.npz`` it prints the matcher's top-b size and
+xmc.metrics.shortlist_recall against ``prepared/Y.test.npz`` and ``indexer/<indexer>/C.npz``: the
+share of true (document, label) pairs whose cluster is shortlisted, and of documents with at least
+one such label. A ranker cannot score what its shortlist drops, so these bound its R@k.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xmc.io import load_csr  # noqa: E402
+from xmc.metrics import shortlist_recall  # noqa: E402
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset_folder", type=Path)
+    args = p.parse_args(argv)
+    folder = args.dataset_folder
+    Y = load_csr(folder / "prepared" / "Y.test.npz")
+    print(f"{'matcher (indexer/matcher)':<55} {'b':>5} {'label recall %':>15} {'docs reachable %':>17}")
+    for topb in sorted((folder / "matcher").glob("*/*/**/topb.test.npz")):
+        rel = topb.parent.relative_to(folder / "matcher")
+        C = load_csr(folder / "indexer" / rel.parts[0] / "C.npz")
+        M = load_csr(topb)
+        if M.shape[1] != C.shape[1]:  # a level of XR-Transformer's tree above the indexer's clusters
+            print(f"{str(rel):<55} {'':>5} {'(' + str(M.shape[1]) + ' of ' + str(C.shape[1]) + ' clusters: skipped)':>33}")
+            continue
+        r = shortlist_recall(M, Y, C)
+        print(f"{str(rel):<55} {np.diff(M.indptr).mean():>5.1f} {r['label_recall']:>15.2f} {r['instance_recall']:>17.2f}")
+
+
+if __name__ == "__main__":
+    main()
