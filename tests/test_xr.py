@@ -112,6 +112,43 @@ def test_beam_scores_match_a_walk_of_the_tree():
     assert torch.equal(beam_scores(emb, [], raw, beam=3), raw)  # a flat matcher scores all K
 
 
+def _brute_path_beam(emb_row, tree, final_head, beam):
+    """The same walk ranking clusters by their path: the summed max(0, 1 - s)^3 of the cluster and
+    its ancestors, in plain Python; returns {leaf: 1 - cbrt(penalty)} over the last beam's children."""
+    levels = [k for k, _ in tree] + [final_head.out_features]
+    heads = [h for _, h in tree] + [final_head]
+    penalty = {c: 0.0 for c in range(levels[0])}
+    for t, h in enumerate(heads):
+        s = h(emb_row).detach().numpy().astype(np.float64)
+        penalty = {c: p + max(0.0, 1.0 - s[c]) ** 3 for c, p in penalty.items()}
+        if t == len(tree):
+            return {c: 1.0 - p ** (1.0 / 3.0) for c, p in penalty.items()}
+        best = sorted(penalty, key=lambda c: (penalty[c], -s[c], c))[:beam]
+        r = levels[t + 1] // levels[t]
+        penalty = {c * r + j: penalty[c] for c in best for j in range(r)}
+
+
+def test_path_beam_ranks_by_the_path_and_returns_its_decision_value():
+    *tree, (_, final) = _random_tree([2, 8, 32, 64], seed=7)
+    emb = torch.randn(10, 6, generator=torch.Generator().manual_seed(8))
+    raw = final(emb).detach()
+    with torch.no_grad():  # as in TransformerMatcher.predict
+        got = beam_scores(emb, tree, raw, beam=3, path=True)
+    differs = 0
+    for i in range(emb.shape[0]):
+        expected = _brute_path_beam(emb[i], tree, final, 3)
+        finite = np.flatnonzero(torch.isfinite(got[i]).numpy())
+        assert set(finite) == set(expected)
+        np.testing.assert_allclose(got[i, finite].numpy(), [expected[c] for c in finite], rtol=1e-5, atol=1e-5)
+        differs += set(finite) != _brute_beam(emb[i], tree, final, 3)
+    assert differs > 0  # on these weights the path's beam is not the per-level one
+    # A cluster whose path has every score >= 1 gets g = 1: the l3-hinge sigma of g is the product
+    # of its path's transforms.
+    g = got[torch.isfinite(got)]
+    assert torch.all(g <= 1.0 + 1e-6)
+    assert torch.equal(beam_scores(emb, [], raw, beam=3, path=True), raw)  # a flat matcher: raw scores
+
+
 def test_online_candidates_equal_the_pass_candidates():
     """Per batch from the batch's embeddings == matcher_aware_candidates over the beam's top-k."""
     tree = _random_tree([2, 8])
