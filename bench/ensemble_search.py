@@ -56,7 +56,6 @@ class Run:
 
     def __init__(self, folder: Path, pool: list[str]):
         self.name = folder.name if folder.name != "results" else folder.parent.name
-        self.folder = folder
         self.Y = load_csr(folder / "prepared" / "Y.test.npz")
         missing = [m for m in pool if not (folder / "predictions" / f"{m}.npz").is_file()]
         if missing:
@@ -128,7 +127,8 @@ def main(argv=None) -> None:
     all_rules = list(rules(args.pool, args.max_size))
     pick_runs = [Run(f, args.pool) for f in args.pick]
     rows = [dict(r.rule(m, meth), role="pick") for r in pick_runs for m, meth in all_rules]
-    by_p1, by_gain = ranked(pd.DataFrame(rows), "P@1"), ranked(pd.DataFrame(rows), "gain_P@1")
+    pick_table = pd.DataFrame(rows)
+    by_p1, by_gain = ranked(pick_table, "P@1"), ranked(pick_table, "gain_P@1")
     picks = (pd.concat([by_p1.head(args.top), by_gain.head(args.top), by_p1.drop_duplicates("method")])
              .drop_duplicates(["members", "method"]))
     print(f"# picked on {', '.join(r.name for r in pick_runs)} ({len(all_rules)} rules); {cpu()}")

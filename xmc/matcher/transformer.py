@@ -438,6 +438,12 @@ def _top_k_ties_by(key: torch.Tensor, tie: torch.Tensor, k: int) -> torch.Tensor
     return torch.gather(by_tie, 1, order)
 
 
+def _path_penalty(s: torch.Tensor, parent: torch.Tensor | None) -> torch.Tensor:
+    """sum of max(0, 1 - s)^3 along each cluster's path: its own term plus its parent's sum (B, K_t)."""
+    own = torch.clamp(1.0 - s, min=0.0) ** 3
+    return own if parent is None else own + parent.repeat_interleave(s.shape[1] // parent.shape[1], dim=1)
+
+
 def beam_scores(emb: torch.Tensor, tree, scores: torch.Tensor, beam: int, path: bool = False) -> torch.Tensor:
     """Beam search down a label tree (XR-Transformer / PECOS prediction): the first level's head
     scores all its clusters, each next level scores only the children of the previous level's top
@@ -458,13 +464,14 @@ def beam_scores(emb: torch.Tensor, tree, scores: torch.Tensor, beam: int, path: 
     for t, (k, head) in enumerate(tree):
         s = head(emb.to(head.weight.dtype)).float()
         if path:
-            own = torch.clamp(1.0 - s, min=0.0) ** 3
-            penalty = own if penalty is None else own + penalty.repeat_interleave(k // penalty.shape[1], dim=1)
+            penalty = _path_penalty(s, penalty)
         key = s if not path else -penalty
         if allowed is not None:
             key = key.masked_fill(~allowed, float("-inf"))
-        # paths tie at penalty 0 (every score >= 1): then the higher own score, then the lower index
-        top = _top_k_ties_by(key, s, min(beam, k))  # (B, beam)
+        if path:  # paths tie at penalty 0 (every score >= 1): then the higher own score, then the lower index
+            top = _top_k_ties_by(key, s, min(beam, k))  # (B, beam)
+        else:
+            top = torch.topk(key, min(beam, k), dim=1).indices
         r = levels[t + 1] // k
         children = (top[:, :, None] * r + torch.arange(r, device=top.device)).reshape(top.shape[0], -1)
         allowed = torch.zeros(s.shape[0], levels[t + 1], dtype=torch.bool, device=s.device)
@@ -472,9 +479,7 @@ def beam_scores(emb: torch.Tensor, tree, scores: torch.Tensor, beam: int, path: 
     if allowed is None:
         return scores
     if path:
-        own = torch.clamp(1.0 - scores, min=0.0) ** 3
-        total = own + penalty.repeat_interleave(scores.shape[1] // penalty.shape[1], dim=1)
-        scores = 1.0 - torch.pow(total, 1.0 / 3.0)
+        scores = 1.0 - torch.pow(_path_penalty(scores, penalty), 1.0 / 3.0)
     return scores.masked_fill(~allowed, float("-inf"))
 
 
