@@ -27,7 +27,8 @@ def package(tmp_path):
         "pkg/a.py": "def f():\n    from pkg.sub import b  # inside a function: still runs\n",
         "pkg/sub/__init__.py": "",
         "pkg/sub/b.py": "from .c import helper\nfrom . import d\n",
-        "pkg/sub/c.py": "import numpy\nhelper = 1\n",
+        "pkg/sub/c.py": "import numpy\nfrom pkg import _ext\nhelper = 1\n",
+        "pkg/_ext.c": "int f(void) { return 1; }\n",  # a compiled module, counted by its source
         "pkg/sub/d.py": "",
         "pkg/heavy.py": "thing = 1\n",
         "pkg/unrelated.py": "x = 1\n",
@@ -38,7 +39,7 @@ def package(tmp_path):
 
 def test_module_files_follow_imports_transitively(package):
     got = [p.relative_to(package / "pkg").as_posix() for p in module_files(package / "script.py", package / "pkg", "pkg")]
-    assert got == ["__init__.py", "a.py", "sub/__init__.py", "sub/b.py", "sub/c.py", "sub/d.py"]
+    assert got == ["__init__.py", "_ext.c", "a.py", "sub/__init__.py", "sub/b.py", "sub/c.py", "sub/d.py"]
 
 
 def test_digest_changes_with_every_reached_module_and_only_those(package):
@@ -47,7 +48,7 @@ def test_digest_changes_with_every_reached_module_and_only_those(package):
     for name in ("unrelated.py", "heavy.py"):  # not run by the script
         (package / "pkg" / name).write_text("changed = 2\n")
         assert digest(package / "script.py", package / "pkg", "pkg") == before, name
-    for name in ("sub/c.py", "sub/d.py", "__init__.py", "script.py"):
+    for name in ("sub/c.py", "sub/d.py", "_ext.c", "__init__.py", "script.py"):
         path = package / ("pkg/" + name if name != "script.py" else name)
         path.write_text(path.read_text() + "# edited\n")
         after = digest(package / "script.py", package / "pkg", "pkg")

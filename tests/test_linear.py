@@ -138,3 +138,88 @@ def test_fit_ova_blocks_equals_one_fit_per_problem_for_any_n_jobs():
         fit_ova_blocks(X, Y, row_sets, col_sets[:2])
     with pytest.raises(ValueError, match="n_jobs"):
         fit_ova_blocks(X, Y, row_sets, col_sets, n_jobs=0)
+
+
+def _dcd_reference(X, y, C, bias, eps, max_iter, seed):
+    """liblinear's L2-loss dual CD with shrinking and xmc's seeded LCG order, in plain Python."""
+    n = X.shape[0]
+    rows = [(X.indices[X.indptr[i]:X.indptr[i + 1]], X.data[X.indptr[i]:X.indptr[i + 1]]) for i in range(n)]
+    diag = 0.5 / C
+    qd = [bias * bias + diag + sum(v * v for v in vals) for _, vals in rows]
+    w, alpha, index = [0.0] * (X.shape[1] + 1), [0.0] * n, list(range(n))
+    state, pg_max_old, active, it = seed & 0x7FFFFFFF, np.inf, n, 0
+    while it < max_iter:
+        pg_max_new, pg_min_new = -np.inf, np.inf
+        for i in range(active):
+            state = (state * 1103515245 + 12345) & 0x7FFFFFFF
+            j = i + state % (active - i)
+            index[i], index[j] = index[j], index[i]
+        s = 0
+        while s < active:
+            i = index[s]
+            cols, vals = rows[i]
+            g = w[-1] * bias
+            for c, v in zip(cols, vals):
+                g += w[c] * v
+            g = g * y[i] - 1.0 + alpha[i] * diag
+            pg = 0.0
+            if alpha[i] == 0.0:
+                if g > pg_max_old:
+                    active -= 1
+                    index[s], index[active] = index[active], index[s]
+                    continue
+                if g < 0.0:
+                    pg = g
+            else:
+                pg = g
+            pg_max_new, pg_min_new = max(pg_max_new, pg), min(pg_min_new, pg)
+            if abs(pg) > 1e-12:
+                a_old = alpha[i]
+                alpha[i] = max(a_old - g / qd[i], 0.0)
+                d = (alpha[i] - a_old) * y[i]
+                for c, v in zip(cols, vals):
+                    w[c] += d * v
+                w[-1] += d * bias
+            s += 1
+        it += 1
+        if pg_max_new - pg_min_new <= eps:
+            if active == n:
+                break
+            active, pg_max_old = n, np.inf
+            continue
+        pg_max_old = pg_max_new if pg_max_new > 0.0 else np.inf
+    return np.asarray(w, dtype=np.float32)
+
+
+@pytest.mark.parametrize("C, bias, tol, max_iter, seed", [(1.0, 1.0, 0.1, 100, 0), (0.5, 2.0, 1e-3, 7, 12345)])
+def test_compiled_solver_is_the_reference_dual_cd(C, bias, tol, max_iter, seed):
+    """xmc/_dcd.c computes exactly the steps of liblinear's dual CD (shrinking, the seeded order)."""
+    X, Y = _problem(n=90, d=12, t=3, seed=7)
+    W = fit_ova(X, Y, C=C, bias=bias, tol=tol, max_iter=max_iter, seed=seed, threshold=0.0)
+    for t in range(Y.shape[1]):
+        y = np.where(Y[:, t].toarray().ravel() > 0, 1.0, -1.0)
+        np.testing.assert_array_equal(W[t].toarray().ravel(), _dcd_reference(X, y, C, bias, tol, max_iter, seed))
+
+
+def test_compiled_solver_rejects_wrong_buffers():
+    from xmc import _dcd
+
+    indptr, data = np.array([0, 1, 2], dtype=np.int64), np.ones(2)
+    with pytest.raises(ValueError, match="indptr: unexpected item type"):
+        _dcd.diagonal(indptr.astype(np.float64), data, 0.5, np.empty(2))
+    with pytest.raises(ValueError, match="out: expected a C-contiguous writable array"):
+        _dcd.diagonal(indptr, data, 0.5, np.empty(4)[::2])
+    with pytest.raises(ValueError, match="do not match"):
+        _dcd.diagonal(indptr, data, 0.5, np.empty(3))
+    args = [indptr, np.zeros(2, np.int32), data, 1, 1.0, np.ones(2), np.array([0, 1], np.int64),
+            np.array([0], np.int64), 1.0, 0.1, 10, 0, np.zeros((1, 2), np.float32), np.zeros(1, np.int64)]
+    bad = list(args)
+    bad[1] = np.zeros(2, np.int64)  # indices must be int32
+    with pytest.raises(ValueError, match="indices: unexpected item type"):
+        _dcd.l2svm(*bad)
+    bad = list(args)
+    bad[12] = np.zeros((1, 3), np.float32)  # out_w must hold n_cols + 1 weights per target
+    with pytest.raises(ValueError, match="lengths do not match"):
+        _dcd.l2svm(*bad)
+    _dcd.l2svm(*args)
+    assert args[13][0] >= 1 and np.all(np.isfinite(args[12]))

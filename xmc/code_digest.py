@@ -7,7 +7,8 @@ of modules has to be kept by hand.
 
 Imports are read from the source (``ast``), not by importing: ``import xmc.a``, ``from xmc.a import
 b`` (b a module or a name), relative imports, and imports inside functions (a lazy import still runs
-the module when the function is called). A package's ``__init__.py`` runs whenever one of its modules
+the module when the function is called). A compiled module counts by its C source next to where its
+``.py`` would be (``xmc/_dcd.c``). A package's ``__init__.py`` runs whenever one of its modules
 is imported, so it counts too, but only its module-level imports are followed: the ones in its
 functions (``xmc.load``'s lazy import of the bundle code) run only when that function is called.
 """
@@ -27,7 +28,8 @@ def _module_file(root: Path, package: str, dotted: str) -> Path | None:
     if parts[0] != package:
         return None
     base = root.joinpath(*parts[1:])
-    for candidate in (base.with_suffix(".py") if parts[1:] else None, base / "__init__.py"):
+    # a compiled module (xmc._dcd) counts by its C source: editing the solver reruns its rules
+    for candidate in (*((base.with_suffix(".py"), base.with_suffix(".c")) if parts[1:] else ()), base / "__init__.py"):
         if candidate is not None and candidate.is_file():
             return candidate
     return None
@@ -85,6 +87,8 @@ def module_files(script, root, package: str = "xmc") -> list[Path]:
     todo = [(Path(script), None, False)]  # (file, its dotted name or None for the script, is a package)
     while todo:
         path, name, is_package = todo.pop()
+        if path.suffix == ".c":  # imports nothing of the package
+            continue
         stat = path.stat()
         for dotted in _file_imports(str(path), stat.st_mtime_ns, stat.st_size, name or "", is_package):
             parts = dotted.split(".")

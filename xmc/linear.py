@@ -9,7 +9,7 @@ original code), and it gives one uniform weight row ``[w; w_bias]`` whose last c
 thresholded like the others.
 
 The solver is liblinear's dual coordinate descent for the L2-loss SVM (Hsieh et al., ICML 2008;
-liblinear's ``solve_l2r_l1l2_svc`` with shrinking) compiled with numba: all targets of one call
+liblinear's ``solve_l2r_l1l2_svc`` with shrinking) in C (``xmc/_dcd.c``): all targets of one call
 share the CSR rows, are solved in parallel threads, and only the columns the rows use are
 allocated. It solves the same problem as sklearn's ``LinearSVC(loss="squared_hinge", dual=True,
 fit_intercept=False)`` on ``[X, bias]``; only the random order of the coordinates differs, so both
@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import logging
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
 from xmc.io import atomic_path
 from xmc.parallel import check_n_jobs, n_workers, thread_map
+
+try:
+    from xmc import _dcd
+except ImportError as e:  # a checkout used without its install step
+    raise ImportError(f"xmc._dcd, the compiled solver of xmc.linear, is not built ({e}): run "
+                      "`pip install -e .` in the project folder (it needs a C compiler, e.g. gcc)") from e
 
 __all__ = ["fit_ova", "fit_ova_blocks", "decision_function", "augment_bias", "save_weights", "load_weights"]
 
@@ -49,106 +54,10 @@ def _sparsify(w, threshold):
     return nz.astype(np.int32), w[nz].astype(np.float32)
 
 
-@numba.njit(cache=True, nogil=True)
-def _dcd_l2svm(indptr, indices, data, n_cols, bias, qd, pos_ptr, pos_idx, C, eps, max_iter, seed,
-               out_w, out_iter):  # pragma: no cover - compiled
-    """Dual CD for min_w 1/2 |w|^2 + C sum_i max(0, 1 - y_i w.[x_i, bias])^2, target after target.
-
-    Rows are (indptr, indices, data) CSR with columns < n_cols and ``qd[i] = |x_i|^2 + bias^2 +
-    1/(2C)``; target t's positives are pos_idx[pos_ptr[t]:pos_ptr[t + 1]], the other rows are
-    negatives. Writes w_t (n_cols + 1, last = bias weight) to out_w[t] and the number of outer
-    iterations to out_iter[t].
-    liblinear's solve_l2r_l1l2_svc for L2 loss: D_ii = 1/(2C), no upper bound, shrinking, and a
-    seeded random order (an LCG with liblinear's constants; every target restarts it from seed,
-    so a target's weights do not depend on which others are solved with it, nor on the thread).
-    Serial and GIL-free: callers run it from several Python threads (no numba threading layer, so
-    no layer-specific limits on concurrent calls).
-    """
-    n = indptr.size - 1
-    n_targets = pos_ptr.size - 1
-    diag = 0.5 / C
-    for t in range(n_targets):
-        y = -np.ones(n)
-        for p in range(pos_ptr[t], pos_ptr[t + 1]):
-            y[pos_idx[p]] = 1.0
-        w = np.zeros(n_cols + 1)
-        alpha = np.zeros(n)
-        index = np.arange(n)
-        state = seed & 0x7FFFFFFF
-        pg_max_old = np.inf
-        pg_min_old = -np.inf
-        active = n
-        it = 0
-        while it < max_iter:
-            pg_max_new = -np.inf
-            pg_min_new = np.inf
-            for i in range(active):
-                state = (state * 1103515245 + 12345) & 0x7FFFFFFF
-                j = i + state % (active - i)
-                tmp = index[i]
-                index[i] = index[j]
-                index[j] = tmp
-            s = 0
-            while s < active:
-                i = index[s]
-                yi = y[i]
-                g = w[n_cols] * bias
-                for p in range(indptr[i], indptr[i + 1]):
-                    g += w[indices[p]] * data[p]
-                g = g * yi - 1.0 + alpha[i] * diag
-                pg = 0.0
-                if alpha[i] == 0.0:
-                    if g > pg_max_old:  # shrink: likely to stay at the bound
-                        active -= 1
-                        tmp = index[s]
-                        index[s] = index[active]
-                        index[active] = tmp
-                        continue
-                    elif g < 0.0:
-                        pg = g
-                else:
-                    pg = g
-                pg_max_new = max(pg_max_new, pg)
-                pg_min_new = min(pg_min_new, pg)
-                if abs(pg) > 1e-12:
-                    a_old = alpha[i]
-                    alpha[i] = max(a_old - g / qd[i], 0.0)
-                    d = (alpha[i] - a_old) * yi
-                    for p in range(indptr[i], indptr[i + 1]):
-                        w[indices[p]] += d * data[p]
-                    w[n_cols] += d * bias
-                s += 1
-            it += 1
-            if pg_max_new - pg_min_new <= eps:
-                if active == n:
-                    break
-                active = n  # converged on the shrunk set: check all rows once more
-                pg_max_old = np.inf
-                pg_min_old = -np.inf
-                continue
-            pg_max_old = pg_max_new if pg_max_new > 0.0 else np.inf
-            pg_min_old = pg_min_new if pg_min_new < 0.0 else -np.inf
-        for j in range(n_cols + 1):
-            out_w[t, j] = w[j]
-        out_iter[t] = it
-
-
-@numba.njit(cache=True, nogil=True)
-def _dcd_diagonal(indptr, data, extra):  # pragma: no cover - compiled
-    """``|x_i|^2 + extra`` per CSR row (the dual CD's Q_ii; accumulated as liblinear does)."""
-    n = indptr.size - 1
-    qd = np.empty(n)
-    for i in range(n):
-        acc = extra
-        for p in range(indptr[i], indptr[i + 1]):
-            acc += data[p] * data[p]
-        qd[i] = acc
-    return qd
-
-
 def _fit_dcd(Xs, Ys, targets, C, threshold, bias, tol, max_iter, seed, workers,
              max_block_bytes=256 * 2**20):
-    """:func:`_dcd_l2svm` on the columns ``targets`` of Ys (CSC); same output as :func:`_fit_columns`.
+    """The dual CD (``xmc._dcd.l2svm``) on the columns ``targets`` of Ys (CSC): per target, the
+    columns and values of its thresholded weights and whether it converged.
 
     Only the feature columns that occur in Xs are allocated (a cluster's candidate rows use a
     fraction of the vocabulary); targets go in blocks of at most ``max_block_bytes`` of weights,
@@ -162,7 +71,8 @@ def _fit_dcd(Xs, Ys, targets, C, threshold, bias, tol, max_iter, seed, workers,
     indices = local[Xs.indices]
     data = Xs.data if Xs.dtype in (np.float32, np.float64) else Xs.data.astype(np.float64)
     indptr = Xs.indptr.astype(np.int64)
-    qd = _dcd_diagonal(indptr, data, bias * bias + 0.5 / C)
+    qd = np.empty(n)
+    _dcd.diagonal(indptr, data, bias * bias + 0.5 / C, qd)
     cols = np.append(used, d)  # local column -> column of [X, bias]
     block = max(1, int(max_block_bytes // (4 * (used.size + 1))))
     out = []
@@ -175,7 +85,7 @@ def _fit_dcd(Xs, Ys, targets, C, threshold, bias, tol, max_iter, seed, workers,
         iters = np.zeros(chunk.size, dtype=np.int64)
 
         def solve(j):
-            _dcd_l2svm(indptr, indices, data, used.size, float(bias), qd, pos_ptr[j : j + 2], pos_idx, float(C),
+            _dcd.l2svm(indptr, indices, data, used.size, float(bias), qd, pos_ptr[j : j + 2], pos_idx, float(C),
                        float(tol), int(max_iter), int(seed), W[j : j + 1], iters[j : j + 1])
 
         thread_map(solve, range(chunk.size), workers)

@@ -1,6 +1,6 @@
 """Thread-level parallelism shared by the solvers, the indexer and the beam search.
 
-The work they hand out (the numba dual CD, scipy's sparse products, numpy's sorts) releases the
+The work they hand out (the C dual CD of xmc._dcd, scipy's sparse products, numpy's sorts) releases the
 GIL, so plain threads use all cores without copying the inputs into worker processes.
 """
 from __future__ import annotations

@@ -59,7 +59,7 @@ def finish() -> None:
     """End a job that has written its outputs: log the peak memory, flush and close the log and the
     console, and leave with status 0 without the interpreter's teardown.
 
-    That teardown (freeing every module, the numba/LLVM and torch runtimes) took 0.2 s for a job
+    That teardown (freeing every module, the torch runtime) took 0.2 s for a job
     that imports xmc.ranker and 0.9 s for one that imports torch: a fixed cost per job that a grid
     of many short jobs pays again and again. Call it last, on success only (a failure raises
     before it and exits as usual); by then every output is a closed file (xmc.io writes through
