@@ -223,3 +223,20 @@ def test_compiled_solver_rejects_wrong_buffers():
         _dcd.l2svm(*bad)
     _dcd.l2svm(*args)
     assert args[13][0] >= 1 and np.all(np.isfinite(args[12]))
+
+
+def test_a_stale_build_of_the_solver_is_refused(tmp_path):
+    """Editing xmc/_dcd.c without rebuilding must fail loudly, not run the old solver."""
+    import os
+
+    from xmc.linear import check_build
+
+    source, built = tmp_path / "_dcd.c", tmp_path / "_dcd.so"
+    source.write_text("/* v1 */")
+    built.write_bytes(b"\0")
+    os.utime(source, (1_000, 1_000))
+    os.utime(built, (2_000, 2_000))
+    check_build(source, built)  # built after its source: fine
+    os.utime(source, (3_000, 3_000))
+    with pytest.raises(ImportError, match=r"_dcd.c changed after _dcd.so was built: run `pip install -e .`"):
+        check_build(source, built)

@@ -18,6 +18,7 @@ reach the same optimum within the tolerance (the tests compare them).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,11 +26,22 @@ import scipy.sparse as sp
 from xmc.io import atomic_path
 from xmc.parallel import check_n_jobs, n_workers, thread_map
 
+_BUILD = "run `pip install -e .` in the project folder (it needs a C compiler, e.g. gcc)"
+
+
+def check_build(source: Path, built: Path) -> None:
+    """Raise ImportError when the C source is newer than its compiled module: an editable install
+    does not rebuild by itself, and a stale solver would not be the code that the rules' digests
+    (xmc.code_digest) say ran."""
+    if source.is_file() and source.stat().st_mtime > built.stat().st_mtime:
+        raise ImportError(f"{source.name} changed after {built.name} was built: {_BUILD}")
+
+
 try:
     from xmc import _dcd
 except ImportError as e:  # a checkout used without its install step
-    raise ImportError(f"xmc._dcd, the compiled solver of xmc.linear, is not built ({e}): run "
-                      "`pip install -e .` in the project folder (it needs a C compiler, e.g. gcc)") from e
+    raise ImportError(f"xmc._dcd, the compiled solver of xmc.linear, is not built ({e}): {_BUILD}") from e
+check_build(Path(__file__).with_name("_dcd.c"), Path(_dcd.__file__))
 
 __all__ = ["fit_ova", "fit_ova_blocks", "decision_function", "augment_bias", "save_weights", "load_weights"]
 
