@@ -30,7 +30,7 @@ def _module_file(root: Path, package: str, dotted: str) -> Path | None:
     base = root.joinpath(*parts[1:])
     # a compiled module (xmc._dcd) counts by its C source: editing the solver reruns its rules
     for candidate in (*((base.with_suffix(".py"), base.with_suffix(".c")) if parts[1:] else ()), base / "__init__.py"):
-        if candidate is not None and candidate.is_file():
+        if candidate.is_file():
             return candidate
     return None
 
