@@ -12,6 +12,8 @@ from typing import Iterable
 import numpy as np
 import scipy.sparse as sp
 
+from xmc.indexing import sparse_pattern
+
 __all__ = ["csr_row_top_k", "top_k_indices", "precision_recall_at_k", "shortlist_recall", "sorted_row_ranks"]
 
 
@@ -128,13 +130,10 @@ def shortlist_recall(M, Y, C) -> dict:
     if T.shape[1] != Cm.shape[0] or M.shape != (T.shape[0], Cm.shape[1]):
         raise ValueError(f"shapes: M {M.shape}, Y {T.shape} and C {Cm.shape} do not fit "
                          "(expected M (N, K), Y (N, L), C (L, K))")
-    T, Cm = T.copy(), Cm.copy()
-    T.eliminate_zeros()
-    Cm.eliminate_zeros()
-    T.data[:] = 1.0
-    Cm.data[:] = 1.0
-    shortlisted = sp.csr_matrix((np.ones(M.nnz), M.indices, M.indptr), shape=M.shape)  # an explicit 0 counts
-    reachable = T.multiply(shortlisted @ Cm.T).tocsr()  # (N, L): true labels in a shortlisted cluster
+    T, Cm = sparse_pattern(T, "Y", True), sparse_pattern(Cm, "C", True)
+    shortlisted = sparse_pattern(M, "M", False)  # an explicit 0 score still shortlists its cluster
+    # (N, L): true labels in a shortlisted cluster
+    reachable = T.multiply(shortlisted.astype(np.float32) @ Cm.T.astype(np.float32)).tocsr()
     reachable.eliminate_zeros()
     n_true = T.nnz
     per_row = np.diff(reachable.indptr)
