@@ -32,10 +32,11 @@
                     int64_t max_iter, int64_t seed, float *out_w, int64_t *out_iter)                 \
     {                                                                                                \
         const double diag = 0.5 / C;                                                                 \
-        double *y = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));                                \
-        double *alpha = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));                            \
+        const size_t rows = (size_t)(n > 0 ? n : 1); /* malloc(0) may return NULL */                \
+        double *y = malloc(sizeof(double) * rows);                                                   \
+        double *alpha = malloc(sizeof(double) * rows);                                               \
         double *w = malloc(sizeof(double) * (size_t)(n_cols + 1));                                   \
-        int64_t *index = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));                         \
+        int64_t *index = malloc(sizeof(int64_t) * rows);                                             \
         if (!y || !alpha || !w || !index) {                                                          \
             free(y); free(alpha); free(w); free(index);                                              \
             return -1;                                                                               \
