@@ -42,13 +42,14 @@ from xmc.ensemble import ENSEMBLE_METHODS, ensemble  # noqa: E402
 from xmc.io import load_csr  # noqa: E402
 from xmc.metrics import precision_recall_at_k  # noqa: E402
 
-# The models every EURLEX57K run of bench/ensembles.py and config/eurlex57k.yaml predicts: the three
-# indexers' X-Transformer rankers and the two linear baselines that use the same TF-IDF (phi_tfidf,
-# and phi_fnt (+) phi_tfidf: the fine-tuned pifa-tfidf matcher's embeddings), under noop and l3-hinge.
-POOL = [f"{m}.{sigma}" for sigma in ("noop", "l3-hinge") for m in (
-    "pifa-tfidf.minilm.tfidf+neural.tfn+man", "text-emb.minilm.tfidf+neural.tfn+man",
-    "pifa-neural.minilm.tfidf+neural.tfn+man", "pifa-tfidf.linear.tfidf.tfn+man",
-    "pifa-tfidf.linear.tfidf+fnt-minilm.tfn+man")]
+# The models every EURLEX57K run of bench/ensembles.py and config/eurlex57k.yaml predicts, under noop
+# and l3-hinge: the three indexers' X-Transformer rankers and the linear models on phi_tfidf, phi_fnt
+# (+) phi_tfidf (the fine-tuned pifa-tfidf matcher's embeddings), phi_char and phi_tfidf (+) phi_char.
+X_TRANSFORMER = ("pifa-tfidf.minilm.tfidf+neural.tfn+man", "text-emb.minilm.tfidf+neural.tfn+man",
+                 "pifa-neural.minilm.tfidf+neural.tfn+man")
+LINEAR = ("pifa-tfidf.linear.tfidf.tfn+man", "pifa-tfidf.linear.tfidf+fnt-minilm.tfn+man",
+          "pifa-tfidf.linear.char.tfn+man", "pifa-tfidf.linear.tfidf+char.tfn+man")
+POOL = [f"{m}.{sigma}" for sigma in ("noop", "l3-hinge") for m in X_TRANSFORMER + LINEAR]
 
 
 class Run:
@@ -117,7 +118,7 @@ def main(argv=None) -> None:
     p.add_argument("--pick", type=Path, nargs="+", required=True, help="dataset folders the rule is picked on")
     p.add_argument("--check", type=Path, help="the dataset folder the picks are checked on")
     p.add_argument("--pool", nargs="+", default=POOL, help="model names (their predictions/<name>.npz)")
-    p.add_argument("--max-size", type=int, default=5)
+    p.add_argument("--max-size", type=int, default=4)
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--ceiling", action="store_true", help="also score every rule on --check (an upper bound)")
     p.add_argument("--keep", type=int, default=25, help="rules per criterion written to --out")

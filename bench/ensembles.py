@@ -7,8 +7,9 @@ seeded EURLEX57K subsets.
 
 The script writes one config (config/eurlex57k-reduced.yaml's matcher, length 64 and 100 steps, with
 one dataset per seed: ``subsample: {n_train, n_test, seed}``), whose grid holds the three indexers'
-TFN+MAN rankers on tfidf+neural and the phi_tfidf and phi_fnt (+) phi_tfidf linear baselines, each
-under the sigmas noop, sigmoid and l3-hinge, and as ensembles every method of xmc.ensemble over
+TFN+MAN rankers on tfidf+neural and the phi_tfidf, phi_fnt (+) phi_tfidf, phi_char and phi_tfidf (+)
+phi_char linear models, each under the sigmas noop, sigmoid and l3-hinge, and as ensembles every
+method of xmc.ensemble over
 
 - ``ix3``: the three indexers (the paper's ensemble; Table 5 id 7), and
 - ``ix3c``: the same plus the phi_fnt (+) phi_tfidf linear model (PECOS's concat model: the same
@@ -58,7 +59,8 @@ def write_config(path: Path, seeds: list[int], n_train: int, n_test: int) -> lis
         config["datasets"][name] = {**source, "subsample": {"n_train": n_train, "n_test": n_test, "seed": seed}}
         names.append(name)
     config["ranker"].update(inputs=["tfidf+neural"], negatives=["tfn+man"], combine=list(SIGMAS))
-    config["linear_baseline"].update(inputs=["tfidf", "tfidf+fnt"], combine=list(SIGMAS))
+    # char, tfidf+char: the character n-gram members bench/ensemble_search.py's pool holds
+    config["linear_baseline"].update(inputs=["tfidf", "tfidf+fnt", "char", "tfidf+char"], combine=list(SIGMAS))
     config["ensembles"] = {f"{kind}-{sigma}-{method}": {"method": method, "models": members(kind, sigma)}
                            for kind in ("ix3", "ix3c") for sigma in SIGMAS for method in ENSEMBLE_METHODS}
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -20,6 +20,29 @@ rule tfidf:
         "../workflow_scripts/tfidf.py"
 
 
+rule tfidf_char:
+    """phi_char (the linear inputs char and tfidf+char): TF-IDF over character n-grams, fit on the
+    training texts."""
+    input:
+        train=f"{R}/{{dataset}}/prepared/train.txt",
+        test=f"{R}/{{dataset}}/prepared/test.txt",
+    output:
+        X_train=f"{R}/{{dataset}}/tfidf-char/X.train.npz",
+        X_test=f"{R}/{{dataset}}/tfidf-char/X.test.npz",
+        vectorizer=f"{R}/{{dataset}}/tfidf-char/vectorizer.pkl",
+    log:
+        f"{R}/logs/{{dataset}}/tfidf_char.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/tfidf_char.tsv"
+    params:
+        tfidf=CFG["tfidf_char"],
+        code=code_version("tfidf.py"),
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/tfidf.py"
+
+
 rule tokenize:
     """Token ids of one split for one encoder (its own tokenizer and max length)."""
     input:

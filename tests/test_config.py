@@ -120,6 +120,8 @@ def test_n_clusters_larger_than_the_labels_is_rejected():
     (lambda c: c["tfidf"].update(min_df=0.9, max_df=0.5), r"tfidf.min_df \(0.9\) is above tfidf.max_df \(0.5\)"),
     (lambda c: c["tfidf"].update(min_df=50, max_df=10), r"tfidf.min_df \(50\) is above tfidf.max_df \(10\)"),
     (lambda c: c["tfidf"].update(max_df=1.5), r"tfidf.max_df: 1.5 is a float above 1.0"),
+    (lambda c: c.setdefault("tfidf_char", {}).update(ngram_range=[5, 3]),
+     r"tfidf_char.ngram_range: \[5, 3\] has its lower bound above"),
     (lambda c: c["datasets"]["eurlex57k-sample"].update(encoding="no-such-codec"),
      r"datasets.eurlex57k-sample.encoding: unknown encoding 'no-such-codec'"),
     (lambda c: c["datasets"]["eurlex57k-sample"].update(texts_encoding="no-such-codec"),

@@ -42,3 +42,25 @@ def test_the_temporaries_of_a_killed_writer_go_when_the_output_is_written_again(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".X.test.abcd1234.tmp.test.npz", "X.train.npz", "model"]
     np.testing.assert_array_equal(load_csr(tmp_path / "X.train.npz").toarray(), np.eye(3))
     assert (tmp_path / "model" / "f").read_text() == "y"
+
+
+def test_load_ranker_features_joins_the_named_blocks(tmp_path):
+    """The workflow's ranker and linear matcher jobs read their input through this: which blocks
+    are joined follows the files named (X: TF-IDF, Xc: character n-grams, emb: embeddings)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from xmc.io import load_ranker_features, save_csr, save_npy
+
+    X = sp.csr_matrix(np.array([[3.0, 4.0], [0.0, 1.0]], dtype=np.float32))
+    Xc = sp.csr_matrix(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]], dtype=np.float32))
+    emb = np.array([[0.0, 5.0], [1.0, 0.0]], dtype=np.float32)
+    files = {"X_test": tmp_path / "X.npz", "Xc_test": tmp_path / "Xc.npz", "emb_test": tmp_path / "e.npy"}
+    save_csr(files["X_test"], X), save_csr(files["Xc_test"], Xc), save_npy(files["emb_test"], emb)
+    assert (load_ranker_features({"X_test": files["X_test"]}, "test") != X).nnz == 0
+    both = load_ranker_features({k: files[k] for k in ("X_test", "Xc_test")}, "test")
+    np.testing.assert_allclose(both.toarray(), [[0.6, 0.8, 1, 0, 0], [0, 1, 0, 0, 1]], rtol=1e-6)
+    all3 = load_ranker_features(files, "test")
+    assert all3.shape == (2, 7) and np.allclose(all3.toarray()[:, 5:], [[0, 1], [1, 0]])
+    with pytest.raises(ValueError, match="got none"):
+        load_ranker_features(files, "train")

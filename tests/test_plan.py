@@ -13,7 +13,7 @@ DS = "eurlex57k-sample"  # the default config's dataset
 
 def cfg(edit=None) -> dict:
     raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    raw["linear_baseline"]["inputs"] = ["tfidf", "pre", "tfidf+fnt"]
+    raw["linear_baseline"]["inputs"] = ["tfidf", "pre", "tfidf+fnt", "char", "tfidf+char"]
     raw["xr_transformer"]["encoders"] = ["minilm"]
     raw["aplc"]["encoders"] = ["minilm"]
     raw["ensembles"]["with-aplc"] = {"method": "rank_average", "models": ["aplc-minilm",
@@ -34,6 +34,10 @@ def test_feature_files_of_each_ranker_input():
                    "emb_test": "results/d/pretrained/minilm/emb.test.npy"}
     fnt = plan.feature_files(r, ds, "pifa-tfidf", "linear", xc.linear_input_name("tfidf+fnt", "minilm"))
     assert fnt["emb_test"] == "results/d/matcher/pifa-tfidf/minilm/emb.test.npy" and "X_train" in fnt
+    assert plan.feature_files(r, ds, "pifa-tfidf", "linear", "char") == {
+        "Xc_train": "results/d/tfidf-char/X.train.npz", "Xc_test": "results/d/tfidf-char/X.test.npz"}
+    assert set(plan.feature_files(r, ds, "text-emb", "linear", "tfidf+char")) == {
+        "X_train", "X_test", "Xc_train", "Xc_test"}
     with pytest.raises(ValueError, match="no neural embeddings"):
         plan.feature_files(r, ds, "pifa-tfidf", "linear", "tfidf+neural")
     with pytest.raises(ValueError, match="belongs to the linear baselines"):
@@ -52,6 +56,19 @@ def test_ranker_input_files_take_the_clusters_from_the_matcher_or_the_xr_shortli
     pre = xc.linear_input_name("pre", "minilm")
     assert plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "linear", pre, "test")["M_test"] == \
         f"results/d/matcher/pifa-tfidf/linear.{pre}/topb.test.npz"
+
+
+def test_linear_input_names_round_trip():
+    c = cfg()
+    inputs = {m.input for m in xc.baseline_models(c)}
+    assert inputs == {"tfidf", "pre-minilm", "tfidf+fnt-minilm", "char", "tfidf+char"}
+    for name in inputs:
+        kind, encoder = xc.parse_linear_input(name)
+        assert xc.linear_input_name(kind, encoder) == name
+    assert xc.parse_linear_input("char") == ("char", None)
+    with pytest.raises(xc.ConfigError, match="not a linear baseline input"):
+        xc.parse_linear_input("char-minilm")
+    assert set(xc.ranker_inputs(c)) >= {"char", "tfidf+char"}
 
 
 def test_a_tfn_ranker_trains_without_the_matchers_predictions():
@@ -81,6 +98,7 @@ def test_bundles_skip_what_a_bundle_cannot_hold():
     assert "x-transformer" in names and "pifa-tfidf.linear.tfidf.tfn+man.noop" in names
     assert "aplc-minilm" not in names and "with-aplc" not in names  # APLC, and an ensemble with it
     assert not {n for n in names if ".linear.pre-" in n or ".linear.tfidf+fnt-" in n}
+    assert not {n for n in names if ".linear.char." in n or ".linear.tfidf+char." in n}  # no char vectorizer
     assert not {n for n in names if "xr-transformer" in n}  # the linear shortlist needs its encoder
     assert {Path(b).name for b in plan.bundles(cfg(lambda r: r["xr_transformer"].update(shortlist="neural")),
                                                "results")} >= {"pifa-tfidf.xr-transformer-minilm.tfidf+neural.tfn+man.noop"}

@@ -90,8 +90,18 @@ def test_ranker_features():
     P = ranker_features(None, np.array([[3.0, 0.0, 4.0], [0.0, 2.0, 0.0]]))
     assert sp.isspmatrix_csr(P) and P.dtype == np.float32
     np.testing.assert_allclose(P.toarray(), [[0.6, 0, 0.8], [0, 1, 0]], rtol=1e-6)
-    with pytest.raises(ValueError, match="neither"):
+    with pytest.raises(ValueError, match="got none"):
         ranker_features(None, None)
+    # phi_char alone as is; beside phi_tfidf each block on the unit sphere
+    Xc = sp.csr_matrix(np.array([[0.0, 1.0, 0.0], [0.6, 0.0, 0.8]], dtype=np.float32))
+    assert (ranker_features(None, X_char=Xc) != Xc).nnz == 0
+    F = ranker_features(X, X_char=Xc)
+    assert sp.isspmatrix_csr(F) and F.dtype == np.float32 and F.shape == (2, 5)
+    np.testing.assert_allclose(F.toarray(), [[0.6, 0.8, 0, 1, 0], [0, 0, 0.6, 0, 0.8]], rtol=1e-6)
+    with pytest.raises(ValueError, match="X_tfidf 2, X_char 1"):
+        ranker_features(X, X_char=Xc[:1])
+    with pytest.raises(ValueError, match="X_char: expected a 2-d sparse"):
+        ranker_features(X, X_char=Xc.toarray())
 
 
 def _synthetic(n=400, n_labels=32, d=200, seed=0):

@@ -1,12 +1,10 @@
-from xmc.io import load_csr, load_npy
-from xmc.features import ranker_features
+from xmc.io import load_csr, load_ranker_features
 from xmc.ranker import Ranker, shard_clusters
 from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "train_ranker")
 inp = snakemake.input
-emb = load_npy(inp.emb_train) if "emb_train" in inp.keys() else None
-X = ranker_features(load_csr(inp.X_train) if "X_train" in inp.keys() else None, emb)  # None: phi_pre
+X = load_ranker_features(inp, "train")
 log.info("ranker input %s (%s), negatives %s", X.shape, snakemake.wildcards.input, snakemake.wildcards.negatives)
 C = load_csr(inp.C)
 clusters = None

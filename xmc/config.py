@@ -18,14 +18,21 @@ COMBINE = ("noop", "sigmoid", "l2-hinge", "l3-hinge")
 LINEAR_MATCHER = "linear"
 # Features of the Table 3 linear baselines (`linear_baseline.inputs`): phi_tfidf, phi_pre
 # (pretrained, not fine-tuned, mean-pooled encoder embeddings) and phi_fnt (+) phi_tfidf (the
-# fine-tuned matcher's embeddings next to TF-IDF). The matcher and the rankers see the same features.
-LINEAR_INPUTS = ("tfidf", "pre", "tfidf+fnt")
+# fine-tuned matcher's embeddings next to TF-IDF); and, not in the paper, phi_char (TF-IDF over
+# character n-grams, `tfidf_char`) alone or beside phi_tfidf: members whose errors differ from the
+# word models' (what an ensemble needs when there is one encoder). The matcher and the rankers see
+# the same features.
+LINEAR_INPUTS = ("tfidf", "pre", "tfidf+fnt", "char", "tfidf+char")
+_ENCODER_INPUTS = ("pre", "tfidf+fnt")  # linear inputs named with their encoder: pre-{encoder}
 PAPER_ROLES = ("BERT", "RoBERTa", "XLNet")
 
 DEFAULTS = {
     "seed": 0,
     "tfidf": {"ngram_range": [1, 2], "max_features": 200000, "min_df": 2, "max_df": 1.0,
-              "sublinear_tf": True, "lowercase": True},
+              "sublinear_tf": True, "lowercase": True, "analyzer": "word"},
+    # phi_char: character 3- to 5-grams inside word boundaries (the `char` linear inputs)
+    "tfidf_char": {"analyzer": "char_wb", "ngram_range": [3, 5], "max_features": 200000, "min_df": 2,
+                   "max_df": 1.0, "sublinear_tf": True, "lowercase": True},
     "indexing": {"n_clusters": None, "max_iter": 20},
     "text_emb": {"max_length": 32, "batch_size": 64},
     "pifa_neural": {"indexer": "pifa-tfidf"},
@@ -125,18 +132,18 @@ def reader_options(spec: dict) -> dict:
     return options
 
 
-def _check_tfidf(t: dict) -> None:
+def _check_tfidf(t: dict, section: str = "tfidf") -> None:
     low, high = t["ngram_range"]
     if low > high:
-        raise ConfigError(f"tfidf.ngram_range: [{low}, {high}] has its lower bound above its upper bound; "
+        raise ConfigError(f"{section}.ngram_range: [{low}, {high}] has its lower bound above its upper bound; "
                           f"write [{high}, {low}]")
     for key in ("min_df", "max_df"):  # scikit-learn: a float is a share of documents, an int a count
         if isinstance(t[key], float) and t[key] > 1.0:
-            raise ConfigError(f"tfidf.{key}: {t[key]} is a float above 1.0; a share of documents is in "
+            raise ConfigError(f"{section}.{key}: {t[key]} is a float above 1.0; a share of documents is in "
                               f"[0, 1], a count is an integer")
     same_kind = isinstance(t["min_df"], float) == isinstance(t["max_df"], float)
     if same_kind and t["min_df"] > t["max_df"]:
-        raise ConfigError(f"tfidf.min_df ({t['min_df']}) is above tfidf.max_df ({t['max_df']}): no term "
+        raise ConfigError(f"{section}.min_df ({t['min_df']}) is above {section}.max_df ({t['max_df']}): no term "
                           f"could be kept")
 
 
@@ -145,6 +152,7 @@ def resolve(config: dict) -> dict:
     cfg = _merge(DEFAULTS, config)
     _check_datasets(cfg)
     _check_tfidf(cfg["tfidf"])
+    _check_tfidf(cfg["tfidf_char"], "tfidf_char")
     encoders = cfg["encoders"]
     for name in cfg["matchers"]:
         if name not in encoders:
@@ -300,23 +308,24 @@ def transformer_models(cfg: dict) -> list[Model]:
 
 
 def linear_input_name(kind: str, encoder: str) -> str:
-    """Ranker-input part of a linear baseline's model name: ``tfidf``, ``pre-{encoder}`` or
-    ``tfidf+fnt-{encoder}`` (the encoder whose embeddings are used)."""
-    if kind == "tfidf":
-        return "tfidf"
-    if kind in ("pre", "tfidf+fnt"):
+    """Ranker-input part of a linear baseline's model name: ``tfidf``, ``char``, ``tfidf+char``,
+    ``pre-{encoder}`` or ``tfidf+fnt-{encoder}`` (the encoder whose embeddings are used)."""
+    if kind in _ENCODER_INPUTS:
         return f"{kind}-{encoder}"
+    if kind in LINEAR_INPUTS:
+        return kind
     raise ConfigError(f"linear baseline input: unknown {kind!r}; accepted: {', '.join(LINEAR_INPUTS)}")
 
 
 def parse_linear_input(name: str) -> tuple[str, str | None]:
     """Inverse of :func:`linear_input_name`: ``(kind, encoder or None)``."""
-    if name == "tfidf":
-        return "tfidf", None
-    for kind in ("tfidf+fnt", "pre"):
+    if name in LINEAR_INPUTS and name not in _ENCODER_INPUTS:
+        return name, None
+    for kind in _ENCODER_INPUTS:
         if name.startswith(kind + "-"):
             return kind, name[len(kind) + 1:]
-    raise ConfigError(f"{name!r} is not a linear baseline input (tfidf, pre-<encoder>, tfidf+fnt-<encoder>)")
+    raise ConfigError(f"{name!r} is not a linear baseline input "
+                      f"(tfidf, char, tfidf+char, pre-<encoder>, tfidf+fnt-<encoder>)")
 
 
 def baseline_models(cfg: dict) -> list[Model]:

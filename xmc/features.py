@@ -1,4 +1,5 @@
-"""Instance features: sparse TF-IDF (phi_tfidf) and token ids for the transformer encoders."""
+"""Instance features: sparse TF-IDF over words (phi_tfidf) or character n-grams (phi_char), and token
+ids for the transformer encoders."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,13 +9,19 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from xmc.char_tfidf import CharNgramTfidf
 from xmc.indexing import l2_normalize_rows as normalize  # not sklearn's: its import is 0.8 s of every ranker job
 from xmc.params import FromDict
 
 
+ANALYZERS = ("word", "char_wb", "char")
+
+
 @dataclass
 class TfidfParams(FromDict):
-    """Options of :class:`sklearn.feature_extraction.text.TfidfVectorizer` used for phi_tfidf.
+    """Options of :class:`sklearn.feature_extraction.text.TfidfVectorizer` used for phi_tfidf
+    (``analyzer: word``) and phi_char (``char_wb``: character n-grams inside word boundaries, or
+    ``char``).
 
     ``min_df``/``max_df``: an int is a document count, a float in (0, 1] a proportion (sklearn).
     ``max_features``: keep the most frequent n-grams; None keeps all.
@@ -28,6 +35,7 @@ class TfidfParams(FromDict):
     max_df: int | float = 1.0
     sublinear_tf: bool = True
     lowercase: bool = True
+    analyzer: str = "word"
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -51,6 +59,8 @@ class TfidfParams(FromDict):
         for name in ("sublinear_tf", "lowercase"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"tfidf {name} must be true or false, got {getattr(self, name)!r}")
+        if self.analyzer not in ANALYZERS:
+            raise ValueError(f"tfidf analyzer must be one of {', '.join(ANALYZERS)}, got {self.analyzer!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"tfidf dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
@@ -77,11 +87,17 @@ def fit_tfidf(texts: Sequence[str], params: TfidfParams | None = None):
 
     params = params or TfidfParams()
     texts = _check_texts(texts)
-    vectorizer = TfidfVectorizer(
-        ngram_range=params.ngram_range, max_features=params.max_features,
-        min_df=params.min_df, max_df=params.max_df, sublinear_tf=params.sublinear_tf,
-        lowercase=params.lowercase, dtype=np.dtype(params.dtype), norm="l2",
-    )
+    if params.analyzer == "char_wb":  # the same features as scikit-learn's, counted per distinct word
+        vectorizer = CharNgramTfidf(
+            ngram_range=params.ngram_range, max_features=params.max_features, min_df=params.min_df,
+            max_df=params.max_df, sublinear_tf=params.sublinear_tf, lowercase=params.lowercase,
+            dtype=params.dtype)
+    else:
+        vectorizer = TfidfVectorizer(
+            ngram_range=params.ngram_range, max_features=params.max_features,
+            min_df=params.min_df, max_df=params.max_df, sublinear_tf=params.sublinear_tf,
+            lowercase=params.lowercase, analyzer=params.analyzer, dtype=np.dtype(params.dtype), norm="l2",
+        )
     try:
         X = vectorizer.fit_transform(texts)
     except ValueError as e:  # e.g. "After pruning, no terms remain": say which settings caused it
@@ -124,27 +140,37 @@ def tokenize(texts: Sequence[str], encoder_dir: str, max_length: int = 128,
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-def ranker_features(X_tfidf, emb=None) -> sp.csr_matrix:
-    """Ranker (and linear matcher) input from TF-IDF and/or dense embeddings:
+def ranker_features(X_tfidf, emb=None, X_char=None) -> sp.csr_matrix:
+    """Ranker (and linear matcher) input from TF-IDF, character n-gram TF-IDF and/or dense embeddings:
 
-    - ``tfidf``: X_tfidf as is (emb None);
+    - ``tfidf`` / ``char``: that sparse block as is;
     - ``tfidf+neural`` / ``tfidf+fnt``: hstack([l2norm(X_tfidf), l2norm(emb)]);
-    - ``pre`` (X_tfidf None): l2norm(emb) as CSR.
+    - ``tfidf+char``: hstack([l2norm(X_tfidf), l2norm(X_char)]);
+    - ``pre`` (embeddings alone): l2norm(emb) as CSR.
 
-    X_tfidf : sparse (N, D) or None; emb : dense (N, d) or None (not both None).
-    Returns CSR float32 (N, D), (N, D + d) or (N, d).
+    X_tfidf, X_char : sparse (N, D), (N, D_char) or None; emb : dense (N, d) or None (at least one given).
+    Returns CSR float32 with the given blocks side by side in the order tfidf, char, emb.
     """
-    if X_tfidf is None:
-        if emb is None:
-            raise ValueError("ranker_features: expected X_tfidf, emb or both, got neither")
+    blocks = {}
+    for name, X in (("X_tfidf", X_tfidf), ("X_char", X_char)):
+        if X is not None:
+            if not sp.issparse(X) or X.ndim != 2:
+                raise ValueError(f"{name}: expected a 2-d sparse matrix, got {type(X).__name__}")
+            blocks[name] = sp.csr_matrix(X, dtype=np.float32)
+    if emb is not None:
         emb = np.asarray(emb, dtype=np.float32)
         if emb.ndim != 2:
             raise ValueError(f"emb: expected a 2-d array (N, d), got shape {emb.shape}")
-        return sp.csr_matrix(normalize(emb), dtype=np.float32)
-    X = sp.csr_matrix(X_tfidf, dtype=np.float32)
-    if emb is None:
-        return X
-    emb = np.asarray(emb, dtype=np.float32)
-    if emb.ndim != 2 or emb.shape[0] != X.shape[0]:
-        raise ValueError(f"emb: expected shape ({X.shape[0]}, d) to match X_tfidf, got {emb.shape}")
-    return sp.hstack([normalize(X), sp.csr_matrix(normalize(emb))], format="csr", dtype=np.float32)
+        blocks["emb"] = emb
+    if not blocks:
+        raise ValueError("ranker_features: expected X_tfidf, X_char, emb or a combination, got none")
+    rows = {name: b.shape[0] for name, b in blocks.items()}
+    if len(set(rows.values())) > 1:
+        raise ValueError(f"ranker_features: the blocks have different row counts: "
+                         f"{', '.join(f'{k} {v}' for k, v in rows.items())}")
+    blocks = list(blocks.values())
+    if len(blocks) == 1:  # a sparse block is already l2-normalised; embeddings are normalised here
+        return blocks[0] if sp.issparse(blocks[0]) else sp.csr_matrix(normalize(blocks[0]), dtype=np.float32)
+    # each block on the unit sphere, so that neither dominates the linear models by its scale
+    return sp.hstack([normalize(b) if sp.issparse(b) else sp.csr_matrix(normalize(b)) for b in blocks],
+                     format="csr", dtype=np.float32)

@@ -99,3 +99,18 @@ def write_lines(path, lines) -> None:
 def read_lines(path, encoding: str = "utf-8") -> list[str]:
     with open(path, encoding=encoding) as f:
         return [line.rstrip("\n") for line in f]
+
+
+def load_ranker_features(files, split: str):
+    """The ranker (and linear matcher) input of ``split`` from the files :func:`xmc.plan.feature_files`
+    names (``X_{split}``: TF-IDF, ``Xc_{split}``: character n-gram TF-IDF, ``emb_{split}``:
+    embeddings; a Snakemake ``input`` or a dict), as :func:`xmc.features.ranker_features` joins them."""
+    from xmc.features import ranker_features
+
+    keys = set(files.keys())
+
+    def get(kind, loader):
+        key = f"{kind}_{split}"
+        return loader(files[key]) if key in keys else None
+
+    return ranker_features(get("X", load_csr), get("emb", load_npy), get("Xc", load_csr))

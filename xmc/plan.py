@@ -13,12 +13,17 @@ __all__ = ["feature_files", "matcher_dir", "ranker_input_files", "model_descript
 
 
 def feature_files(root: str, dataset: str, indexer: str, matcher: str, input: str) -> dict[str, str]:
-    """X_{train,test} (TF-IDF) and/or emb_{train,test} (dense) files of a ranker input; the linear
-    baselines' matcher reads the same features as their rankers."""
+    """X_{train,test} (TF-IDF), Xc_{train,test} (character n-gram TF-IDF) and/or emb_{train,test}
+    (dense) files of a ranker input; the linear baselines' matcher reads the same features as their
+    rankers (:func:`xmc.io.load_ranker_features` reads them)."""
     files = {}
 
     def tfidf():
         files.update(X_train=f"{root}/{dataset}/tfidf/X.train.npz", X_test=f"{root}/{dataset}/tfidf/X.test.npz")
+
+    def char():
+        files.update(Xc_train=f"{root}/{dataset}/tfidf-char/X.train.npz",
+                     Xc_test=f"{root}/{dataset}/tfidf-char/X.test.npz")
 
     def emb(folder):
         files.update(emb_train=f"{folder}/emb.train.npy", emb_test=f"{folder}/emb.test.npy")
@@ -36,9 +41,13 @@ def feature_files(root: str, dataset: str, indexer: str, matcher: str, input: st
             raise ValueError(f"ranker input {input!r} belongs to the linear baselines (matcher 'linear')")
         if kind == "pre":
             emb(f"{root}/{dataset}/pretrained/{encoder}")
-        else:  # tfidf+fnt: the fine-tuned matcher of the same indexer
+        elif kind == "tfidf+fnt":  # the fine-tuned matcher of the same indexer
             tfidf()
             emb(f"{root}/{dataset}/matcher/{indexer}/{encoder}")
+        else:  # char or tfidf+char
+            if kind == "tfidf+char":
+                tfidf()
+            char()
     return files
 
 
@@ -104,7 +113,8 @@ def bundles(cfg: dict, root: str) -> list[str]:
     """The bundle folders to export: every model and ensemble but the peers' and those a bundle
     cannot hold yet, APLC's end-to-end models and the linear matchers over encoder features (the baselines on
     phi_pre / phi_fnt and XR-Transformer's linear shortlist: a bundle would need the encoder beside
-    the linear matcher), and the ensembles with such a member."""
+    the linear matcher), the baselines on phi_char (it would need the character vectorizer), and the
+    ensembles with such a member."""
     skip = set(xmc_config.aplc_models(cfg)) | set(xmc_config.peer_models(cfg)) | {
         m.name for m in xmc_config.baseline_models(cfg) if m.input != "tfidf"} | {
         m.name for m in xmc_config.xr_models(cfg) if xmc_config.uses_xr_shortlist(cfg, m.matcher)}
