@@ -141,6 +141,8 @@ rule predict_linear_matcher_features:
         topb_test=f"{LINEAR_FEATURES}/topb.test.npz",
     log:
         f"{R}/logs/{{dataset}}/predict_matcher.{{indexer}}.linear.{{input}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/predict_matcher.{{indexer}}.linear.{{input}}.tsv"
     params:
         top_b=baseline_top_b,
         code=code_version("predict_linear_matcher.py"),

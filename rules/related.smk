@@ -77,6 +77,8 @@ use rule predict_linear_matcher_features as predict_xr_shortlist with:
         topb_test=f"{XR}/shortlist/topb.test.npz",
     log:
         f"{R}/logs/{{dataset}}/predict_xr_shortlist.{{indexer}}.{{encoder}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/predict_xr_shortlist.{{indexer}}.{{encoder}}.tsv"
     params:
         top_b=matcher_top_b,
         code=code_version("predict_linear_matcher.py"),

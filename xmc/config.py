@@ -29,7 +29,7 @@ PAPER_ROLES = ("BERT", "RoBERTa", "XLNet")
 DEFAULTS = {
     "seed": 0,
     "tfidf": {"ngram_range": [1, 2], "max_features": 200000, "min_df": 2, "max_df": 1.0,
-              "sublinear_tf": True, "lowercase": True, "analyzer": "word"},
+              "sublinear_tf": True, "lowercase": True},  # analyzer: word (TfidfParams)
     # phi_char: character 3- to 5-grams inside word boundaries (the `char` linear inputs)
     "tfidf_char": {"analyzer": "char_wb", "ngram_range": [3, 5], "max_features": 200000, "min_df": 2,
                    "max_df": 1.0, "sublinear_tf": True, "lowercase": True},
