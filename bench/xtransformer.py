@@ -52,7 +52,8 @@ def benchmark_files(configfile: str, dataset: str, model: str, workdir: Path = R
 
 def workflow_rows(configfile: str, dataset: str, workdir: Path = ROOT) -> pd.DataFrame:
     """The run's models and ensembles of ``dataset`` (results.csv), each with the wall time of the
-    jobs it needs (an ensemble: its members' jobs, each counted once)."""
+    jobs it needs (an ensemble: its members' jobs, each counted once) and how many of those jobs
+    have no benchmark file in the run."""
     from xmc import config as xc
 
     cfg = xc.resolve(yaml.safe_load((workdir / configfile).read_text()))
@@ -65,7 +66,10 @@ def workflow_rows(configfile: str, dataset: str, workdir: Path = ROOT) -> pd.Dat
         else:
             members = xc.ensemble_members(cfg, r["model"]) if r["model"] in cfg["ensembles"] else [r["model"]]
             paths = set().union(*(benchmark_files(configfile, dataset, m, workdir) for m in members))
-            row["job_s"] = sum(float(pd.read_csv(workdir / path, sep="\t")["s"].mean()) for path in paths)
+            # a run made before its rule had a `benchmark:` lacks that file: count it, do not guess its time
+            found = [path for path in paths if (workdir / path).is_file()]
+            row["job_s"] = sum(float(pd.read_csv(workdir / path, sep="\t")["s"].mean()) for path in found)
+            row["jobs_not_benchmarked"] = len(paths) - len(found)
         rows.append(row)
     return pd.DataFrame(rows)
 
