@@ -2,6 +2,7 @@
 tiny random BERT; then the dry-run plans that prove incremental reruns."""
 import copy
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import yaml
 from xmc.data.download import fetch
 from xmc.bundle import load
 from xmc.data.readers import read_eurlex57k
-from xmc.io import read_lines
+from xmc.io import load_csr, read_lines
 
 pytestmark = pytest.mark.slow  # Snakemake runs and plans: pytest -m 'not slow' skips them
 
@@ -82,6 +83,9 @@ def tiny_run(tmp_path_factory, tiny_encoder):
         "matcher": {"max_steps": 12, "warmup_steps": 2, "batch_size": 8, "learning_rate": 1e-3, "top_b": 3},
         "ranker": {"inputs": ["tfidf", "tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop", "l3-hinge"]},
         "ensembles": {"ens": {"method": "rank_average", "models": ["all"]}},
+        # a linear model on words and character n-grams (phi_char, rule tfidf_char) beside phi_tfidf's
+        "linear_baseline": {"inputs": ["tfidf", "tfidf+char"]},
+        "tfidf_char": {"min_df": 1, "max_features": 20000},
         # the related systems as extra rows (issue 5)
         "xr_transformer": {"encoders": ["tiny-bert"], "levels": [2, 8], "top_k": 1},
         "aplc": {"encoders": ["tiny-bert"], "hidden_size": 16, "max_steps": 20, "aplc_learning_rate": 0.1,
@@ -102,7 +106,8 @@ def test_end_to_end_results_table(tiny_run):
     table = pd.read_csv(work / "results" / "tables" / "results.csv", keep_default_na=False)
     expected = {f"{ix}.tiny-bert.{inp}.tfn+man.{comb}"
                 for ix in config["indexers"] for inp in ("tfidf", "tfidf+neural") for comb in ("noop", "l3-hinge")}
-    expected |= {"pifa-tfidf.linear.tfidf.tfn+man.noop", "ens", "aplc-tiny-bert", "omikuji"}
+    expected |= {"pifa-tfidf.linear.tfidf.tfn+man.noop", "pifa-tfidf.linear.tfidf+char.tfn+man.noop", "ens",
+                 "aplc-tiny-bert", "omikuji"}
     expected |= {f"pifa-tfidf.xr-transformer-tiny-bert.{inp}.tfn+man.{comb}"
                  for inp in ("tfidf", "tfidf+neural") for comb in ("noop", "l3-hinge")}
     assert set(table["model"]) == expected
@@ -123,6 +128,18 @@ def test_end_to_end_results_table(tiny_run):
         assert 0 <= row["P@5"] <= row["P@1"] * 5 and 0 < row["P@1"] <= 100
         assert row["R@1"] <= row["R@3"] <= row["R@5"] <= 100
     assert (work / "results" / "tables" / "results.md").read_text().count("\n") == len(table) + 2
+    # phi_char: character 3- to 5-grams, rows on the unit sphere; its model read words and characters
+    from xmc.ranker import Ranker
+
+    with open(work / "results" / "tiny" / "tfidf-char" / "vectorizer.pkl", "rb") as f:
+        char_vocab = pickle.load(f).vocabulary_
+    assert char_vocab and {len(term) for term in char_vocab} <= {3, 4, 5}
+    X_char = load_csr(work / "results" / "tiny" / "tfidf-char" / "X.train.npz")
+    assert X_char.shape[1] == len(char_vocab)
+    assert np.allclose(np.sqrt(X_char.multiply(X_char).sum(axis=1)), 1, atol=1e-5)
+    W = Ranker.load(work / "results" / "tiny" / "ranker" / "pifa-tfidf" / "linear" / "tfidf+char.tfn+man" / "model.npz").W_
+    X_word = load_csr(work / "results" / "tiny" / "tfidf" / "X.train.npz")
+    assert W.shape[1] == X_word.shape[1] + X_char.shape[1] + 1  # [phi_tfidf ; phi_char], bias
     # Every job logged, and nothing half-written was left behind.
     logs = list((work / "results" / "logs").rglob("*.log"))
     assert len(logs) >= 20
@@ -219,9 +236,9 @@ def test_ranker_change_reruns_only_rankers_onward(tiny_run):
     plan = planned_jobs(work, configfile)
     assert set(plan) == {"train_ranker", "predict_ranker", "ensemble", "evaluate", "tables",
                          "figure_precision_at_k", "timing", "export", "all"}
-    # 3 indexers x 2 inputs, XR-Transformer's 2 inputs, plus the baseline's ranker (its linear
-    # matcher has its own C and stays)
-    assert plan["train_ranker"] == 9
+    # 3 indexers x 2 inputs, XR-Transformer's 2 inputs, plus the two linear models' rankers (their
+    # linear matchers have their own C and stay)
+    assert plan["train_ranker"] == 10
 
 
 def test_more_clusters_than_labels_fails_at_start_up(tiny_run):
