@@ -62,7 +62,7 @@ rule predict_matcher:
 rule train_linear_matcher:
     """phi_tfidf + linear baseline: one-vs-all linear models over the K clusters on TF-IDF."""
     input:
-        X=f"{R}/{{dataset}}/tfidf/X.train.npz",
+        X_train=f"{R}/{{dataset}}/tfidf/X.train.npz",
         Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
         C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
     output:

@@ -5,8 +5,7 @@ from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "train_linear_matcher")
 inp = snakemake.input
-# phi_tfidf (the rule's input X), else the baseline's features (X_train, Xc_train and/or emb_train)
-X = load_csr(inp.X) if "X" in inp.keys() else load_ranker_features(inp, "train")
+X = load_ranker_features(inp, "train")  # X_train (phi_tfidf), Xc_train (phi_char) and/or emb_train
 M = cluster_targets(load_csr(inp.Y), load_csr(inp.C))
 log.info("linear matcher on %s %s -> %d clusters", snakemake.wildcards.get("input", "tfidf"), X.shape, M.shape[1])
 matcher = LinearMatcher(C=snakemake.params.C, threshold=snakemake.params.threshold,
