@@ -59,8 +59,10 @@ def write_config(path: Path, seeds: list[int], n_train: int, n_test: int) -> lis
         config["datasets"][name] = {**source, "subsample": {"n_train": n_train, "n_test": n_test, "seed": seed}}
         names.append(name)
     config["ranker"].update(inputs=["tfidf+neural"], negatives=["tfn+man"], combine=list(SIGMAS))
-    # char, tfidf+char: the character n-gram members bench/ensemble_search.py's pool holds
-    config["linear_baseline"].update(inputs=["tfidf", "tfidf+fnt", "char", "tfidf+char"], combine=list(SIGMAS))
+    # char, tfidf+char and the linear models on the other indexers' trees and fine-tuned embeddings:
+    # members bench/ensemble_search.py's pool holds
+    config["linear_baseline"].update(indexer=list(INDEXERS), inputs=["tfidf", "tfidf+fnt", "char", "tfidf+char"],
+                                     combine=list(SIGMAS))
     config["ensembles"] = {f"{kind}-{sigma}-{method}": {"method": method, "models": members(kind, sigma)}
                            for kind in ("ix3", "ix3c") for sigma in SIGMAS for method in ENSEMBLE_METHODS}
     path.write_text(yaml.safe_dump(config, sort_keys=False))

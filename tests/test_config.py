@@ -99,6 +99,33 @@ def test_an_encoder_folder_without_readable_weights_fails_at_start_up(tmp_path, 
         xc.check_encoders(cfg)
 
 
+def test_linear_baselines_on_several_indexers():
+    """The first linear_baseline.indexer holds Table 3's rows; on the others, ranker.grid: tables
+    builds only the linear models an ensemble names, grid: full all of them."""
+    raw = copy.deepcopy(DEFAULT)
+    raw["linear_baseline"].update(indexer=["pifa-tfidf", "text-emb", "pifa-neural"], inputs=["tfidf", "char"])
+    member = "text-emb.linear.char.tfn+man.noop"
+    raw["ensembles"]["word-char"] = {"method": "average", "models": ["pifa-tfidf.linear.tfidf.tfn+man.noop", member]}
+    jsonschema.validate(raw, SCHEMA)
+    full = [m.name for m in xc.baseline_models(xc.resolve(copy.deepcopy(raw)))]
+    assert len(full) == 3 * 2 and member in full and "pifa-neural.linear.tfidf.tfn+man.noop" in full
+    raw["ranker"]["grid"] = "tables"
+    cfg = xc.resolve(copy.deepcopy(raw))
+    assert [m.name for m in xc.baseline_models(cfg)] == [
+        "pifa-tfidf.linear.tfidf.tfn+man.noop", "pifa-tfidf.linear.char.tfn+man.noop", member]
+    from xmc import paper
+    assert paper.table3_models(cfg)["phi_tfidf + linear"] == "pifa-tfidf.linear.tfidf.tfn+man.noop"
+    # a member on an indexer the baselines do not list is not a model of the grid
+    raw["linear_baseline"]["indexer"] = "pifa-tfidf"
+    with pytest.raises(xc.ConfigError, match="ensembles.word-char.models: 'text-emb.linear.char"):
+        xc.resolve(copy.deepcopy(raw))
+    raw["linear_baseline"]["indexer"] = ["pifa-tfidf", "no-such-indexer"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(raw, SCHEMA)
+    with pytest.raises(xc.ConfigError, match="linear_baseline.indexer: 'no-such-indexer' is not among indexers"):
+        xc.resolve(copy.deepcopy(raw))
+
+
 def test_n_clusters_larger_than_the_labels_is_rejected():
     cfg = copy.deepcopy(DEFAULT)
     cfg["indexing"]["n_clusters"] = 64

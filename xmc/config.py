@@ -39,7 +39,7 @@ DEFAULTS = {
     "matcher": {"top_b": 10},  # MatcherParams' default; the workflow reads it in several rules
     "ranker": {"inputs": ["tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop"],
                "C": 1.0, "threshold": 0.01, "top_k": 20, "shards": 1, "grid": "full"},
-    "linear_baseline": {"enabled": True, "indexer": "pifa-tfidf", "negatives": "tfn+man",
+    "linear_baseline": {"enabled": True, "indexer": ["pifa-tfidf"], "negatives": "tfn+man",
                         "combine": "noop", "C": 1.0, "threshold": 0.01, "inputs": ["tfidf"],
                         "branching": None},
     "ensembles": {},
@@ -179,13 +179,15 @@ def resolve(config: dict) -> dict:
     if paper["combine"] not in cfg["ranker"]["combine"]:
         raise ConfigError(f"paper.combine: {paper['combine']!r} is not among ranker.combine {cfg['ranker']['combine']}")
     baseline = cfg["linear_baseline"]
-    if baseline["enabled"] and baseline["indexer"] not in cfg["indexers"]:
-        raise ConfigError(f"linear_baseline.indexer: {baseline['indexer']!r} is not among indexers {cfg['indexers']}")
     # phi_pre / phi_fnt come from the paper's XLNet encoder unless named (the paper used XLNet)
     baseline.setdefault("encoder", paper["roles"].get("XLNet", first_matcher))
-    for key in ("negatives", "combine"):  # one value or a list of them; a list from here on
+    for key in ("indexer", "negatives", "combine"):  # one value or a list of them; a list from here on
         if isinstance(baseline[key], str):
             baseline[key] = [baseline[key]]
+    if baseline["enabled"]:
+        for ix in baseline["indexer"]:
+            if ix not in cfg["indexers"]:
+                raise ConfigError(f"linear_baseline.indexer: {ix!r} is not among indexers {cfg['indexers']}")
     if baseline["enabled"]:
         for kind in baseline["inputs"]:
             if kind not in LINEAR_INPUTS:
@@ -330,13 +332,19 @@ def parse_linear_input(name: str) -> tuple[str, str | None]:
 
 def baseline_models(cfg: dict) -> list[Model]:
     """The Table 3 linear baselines: one model per ``linear_baseline.inputs`` entry, negatives
-    and combine."""
+    and combine, on the first ``linear_baseline.indexer``; the same on each further indexer, of
+    which ``ranker.grid: tables`` keeps only the models the ensembles name (they are members, not
+    rows of a table)."""
     b = cfg["linear_baseline"]
     if not b["enabled"]:
         return []
     encoder = b["encoder"]  # resolve() fills it
-    return [Model(b["indexer"], LINEAR_MATCHER, linear_input_name(kind, encoder), neg, comb)
-            for kind in b["inputs"] for neg in b["negatives"] for comb in b["combine"]]
+    grid = [Model(ix, LINEAR_MATCHER, linear_input_name(kind, encoder), neg, comb)
+            for ix in b["indexer"] for kind in b["inputs"] for neg in b["negatives"] for comb in b["combine"]]
+    if cfg["ranker"].get("grid", "full") == "full":
+        return grid
+    named = {m for spec in cfg["ensembles"].values() for m in spec["models"]}
+    return [m for m in grid if m.indexer == b["indexer"][0] or m.name in named]
 
 
 def ranker_inputs(cfg: dict) -> list[str]:

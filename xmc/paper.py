@@ -149,6 +149,6 @@ def table3_models(cfg: dict) -> dict[str, str | None]:
         rows = {"tfidf": "phi_tfidf + linear", "pre": "phi_pre + linear",
                 "tfidf+fnt": "phi_fnt (+) phi_tfidf + linear"}
         for kind in (k for k in b["inputs"] if k in rows):  # char, tfidf+char: not in the paper
-            out[rows[kind]] = xc.Model(b["indexer"], xc.LINEAR_MATCHER, xc.linear_input_name(kind, encoder),
+            out[rows[kind]] = xc.Model(b["indexer"][0], xc.LINEAR_MATCHER, xc.linear_input_name(kind, encoder),
                                        b["negatives"][0], b["combine"][0]).name
     return out
