@@ -44,11 +44,13 @@ from xmc.metrics import precision_recall_at_k  # noqa: E402
 
 # The models every EURLEX57K run of bench/ensembles.py and config/eurlex57k.yaml predicts, under noop
 # and l3-hinge: the three indexers' X-Transformer rankers and the linear models on phi_tfidf, phi_fnt
-# (+) phi_tfidf (the fine-tuned pifa-tfidf matcher's embeddings), phi_char and phi_tfidf (+) phi_char.
+# (+) phi_tfidf (the concat model: on each indexer's tree, with its fine-tuned matcher's embeddings),
+# phi_char and phi_tfidf (+) phi_char.
 X_TRANSFORMER = ("pifa-tfidf.minilm.tfidf+neural.tfn+man", "text-emb.minilm.tfidf+neural.tfn+man",
                  "pifa-neural.minilm.tfidf+neural.tfn+man")
 LINEAR = ("pifa-tfidf.linear.tfidf.tfn+man", "pifa-tfidf.linear.tfidf+fnt-minilm.tfn+man",
-          "pifa-tfidf.linear.char.tfn+man", "pifa-tfidf.linear.tfidf+char.tfn+man")
+          "pifa-tfidf.linear.char.tfn+man", "pifa-tfidf.linear.tfidf+char.tfn+man",
+          "text-emb.linear.tfidf+fnt-minilm.tfn+man", "pifa-neural.linear.tfidf+fnt-minilm.tfn+man")
 POOL = [f"{m}.{sigma}" for sigma in ("noop", "l3-hinge") for m in X_TRANSFORMER + LINEAR]
 
 
