@@ -188,7 +188,6 @@ def resolve(config: dict) -> dict:
         for ix in baseline["indexer"]:
             if ix not in cfg["indexers"]:
                 raise ConfigError(f"linear_baseline.indexer: {ix!r} is not among indexers {cfg['indexers']}")
-    if baseline["enabled"]:
         for kind in baseline["inputs"]:
             if kind not in LINEAR_INPUTS:
                 raise ConfigError(f"linear_baseline.inputs: unknown {kind!r}; accepted: {', '.join(LINEAR_INPUTS)}")
@@ -291,9 +290,12 @@ def _table_model_names(cfg: dict) -> set[str]:
     names = {Model(ix, enc, *headline_ranker(cfg)).name for ix in cfg["indexers"] for enc in cfg["matchers"]}
     for config_id in range(7):
         names.update(paper.table5_members(cfg, config_id) or [])
-    for spec in cfg["ensembles"].values():
-        names.update(m for m in spec["models"] if m != "all")
-    return names
+    return names | _ensemble_member_names(cfg)
+
+
+def _ensemble_member_names(cfg: dict) -> set[str]:
+    """The model names the ensembles list (``all`` is not a name)."""
+    return {m for spec in cfg["ensembles"].values() for m in spec["models"] if m != "all"}
 
 
 def transformer_models(cfg: dict) -> list[Model]:
@@ -343,7 +345,7 @@ def baseline_models(cfg: dict) -> list[Model]:
             for ix in b["indexer"] for kind in b["inputs"] for neg in b["negatives"] for comb in b["combine"]]
     if cfg["ranker"].get("grid", "full") == "full":
         return grid
-    named = {m for spec in cfg["ensembles"].values() for m in spec["models"]}
+    named = _ensemble_member_names(cfg)
     return [m for m in grid if m.indexer == b["indexer"][0] or m.name in named]
 
 
