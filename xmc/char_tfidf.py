@@ -2,11 +2,12 @@
 
 scikit-learn's ``TfidfVectorizer(analyzer="char_wb")`` cuts every word of every document into
 n-grams in Python: on EURLEX57K's 45,000 training documents (3,600 characters each) its fit took
-145 s and the 6,000 test documents 30 s on one core, against 40 s and 4 s here. A document's n-gram counts are the sum of its words' n-grams, so
-:class:`CharNgramTfidf` counts words (fast), cuts each *distinct* word once into a word x n-gram
-matrix G, and takes ``counts = word_counts @ G``. Its vocabulary, pruning (min_df, max_df,
-max_features), idf and l2 normalisation are scikit-learn's, and so are its features (tested equal
-to the vectorizer's on a corpus with pruning and unseen test words).
+145 s and the 6,000 test documents 30 s on one core, against 40 s and 4 s here. A document's
+n-gram counts are the sum of its words' n-grams, so :class:`CharNgramTfidf` counts words (fast),
+cuts each *distinct* word once into a word x n-gram matrix G, and takes ``counts = word_counts @ G``.
+Its vocabulary, pruning (min_df, max_df, max_features), idf and l2 normalisation are scikit-learn's,
+and so are its features (tested equal to the vectorizer's on a corpus with pruning and unseen test
+words).
 """
 from __future__ import annotations
 
