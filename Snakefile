@@ -27,7 +27,7 @@ wildcard_constraints:
     negatives=_alternatives(xmc_config.NEGATIVES),
     combine=_alternatives(xmc_config.COMBINE),
     ensemble=_alternatives(CFG["ensembles"]) if CFG["ensembles"] else "(?!)",
-    split="train|test",
+    split="train|valid|test",
     model=_alternatives(model_names()),
     peer=_alternatives(xmc_config.PEERS),
 

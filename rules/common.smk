@@ -14,9 +14,12 @@ from xmc import devices as xmc_devices
 from xmc import paper as xmc_paper
 from xmc import peers as xmc_peers
 from xmc import plan as xmc_plan
+from xmc import selection as xmc_selection
 from xmc.data import download as xmc_download
 
 R = "results"
+# The splits every model is predicted and scored on: choices are made on valid, test is only scored.
+EVAL_SPLITS = "valid|test"
 
 validate(config, schema="../config/schema.yaml")
 try:
@@ -91,7 +94,8 @@ def get_final_output():
 
 
 def all_metrics():
-    return [f"{R}/{ds}/metrics/{name}.json" for ds in DATASETS for name in model_names()]
+    return [f"{R}/{ds}/metrics/{split}/{name}.json" for ds in DATASETS for split in ("valid", "test")
+            for name in model_names()]
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -127,6 +131,12 @@ def dataset_reader_options(wildcards):
 
 def dataset_subsample(wildcards):
     return dataset_cfg(wildcards).get("subsample") or {}
+
+
+def validation_params(wildcards):
+    """The held-out share of train, where the data ships no validation split, and its seed."""
+    v = CFG["validation"]
+    return {"fraction": v["fraction"], "seed": v.get("seed", CFG["seed"])}
 
 
 # ---- encoders and matchers -----------------------------------------------------------------
@@ -186,15 +196,21 @@ def ranker_train_files(wildcards):
 
 
 def ranker_predict_files(wildcards):
-    """Features of the ranker input plus the test split's top-b clusters (the shortlist)."""
+    """Features of the ranker input plus the split's top-b clusters (the shortlist)."""
     w = wildcards
-    return xmc_plan.ranker_input_files(CFG, R, w.dataset, w.indexer, w.matcher, w.input, "test")
+    return xmc_plan.ranker_input_files(CFG, R, w.dataset, w.indexer, w.matcher, w.input, w.split)
 
 
 def linear_matcher_features(wildcards):
-    """Features of a linear baseline's matcher (the same as its rankers')."""
+    """Features of a linear baseline's matcher (the same as its rankers'), every split."""
     w = wildcards
     return xmc_plan.feature_files(R, w.dataset, w.indexer, xmc_config.LINEAR_MATCHER, w.input)
+
+
+def linear_matcher_train_features(wildcards):
+    """The training split's features of a linear baseline's matcher."""
+    w = wildcards
+    return xmc_plan.feature_files(R, w.dataset, w.indexer, xmc_config.LINEAR_MATCHER, w.input, splits=("train",))
 
 
 def ranker_params():
@@ -204,8 +220,23 @@ def ranker_params():
 
 # ---- ensembles -----------------------------------------------------------------------------
 def ensemble_inputs(wildcards):
-    return [f"{R}/{wildcards.dataset}/predictions/{m}.npz"
+    return [f"{R}/{wildcards.dataset}/predictions/{wildcards.split}/{m}.npz"
             for m in xmc_config.ensemble_members(CFG, wildcards.ensemble)]
+
+
+def ensemble_candidate_predictions(wildcards):
+    """An auto ensemble's candidates, on the validation split only."""
+    return [f"{R}/{wildcards.dataset}/predictions/valid/{m}.npz"
+            for m in xmc_config.ensemble_members(CFG, wildcards.ensemble)]
+
+
+def ensemble_selection_files(wildcards):
+    """The pick of an auto ensemble (rule select_ensemble); nothing for another model."""
+    name = getattr(wildcards, "ensemble", None) or wildcards.model
+    spec = CFG["ensembles"].get(name)
+    if spec is None or spec["method"] != xmc_selection.AUTO:
+        return []
+    return [f"{R}/{wildcards.dataset}/selection/{name}.json"]
 
 
 def ensemble_method(wildcards):
@@ -223,7 +254,7 @@ def model_description(wildcards):
 
 def model_costs(wildcards):
     """A peer's training and prediction times and peak memory (its results-table columns)."""
-    return xmc_plan.model_costs(CFG, R, wildcards.dataset, wildcards.model)
+    return xmc_plan.model_costs(CFG, R, wildcards.dataset, wildcards.model, wildcards.split)
 
 
 # ---- peers (rules/peers.smk) ---------------------------------------------------------------
@@ -263,7 +294,8 @@ def table5_ids():
 
 
 def dataset_metrics(wildcards):
-    return [f"{R}/{wildcards.dataset}/metrics/{name}.json" for name in model_names()]
+    """The test split's metrics (the figures show test)."""
+    return [f"{R}/{wildcards.dataset}/metrics/test/{name}.json" for name in model_names()]
 
 
 def figure_model_labels():

@@ -16,13 +16,16 @@ rule download:
 
 
 rule prepare:
-    """Parse the raw dataset into the canonical form (texts, CSR labels, label names and text)."""
+    """Parse the raw dataset into the canonical form (texts, CSR labels, label names and text) with
+    its train / valid / test splits (valid: the data's own, else held out of train)."""
     input:
         f"{R}/{{dataset}}/raw",
     output:
         train=f"{R}/{{dataset}}/prepared/train.txt",
+        valid=f"{R}/{{dataset}}/prepared/valid.txt",
         test=f"{R}/{{dataset}}/prepared/test.txt",
         Y_train=f"{R}/{{dataset}}/prepared/Y.train.npz",
+        Y_valid=f"{R}/{{dataset}}/prepared/Y.valid.npz",
         Y_test=f"{R}/{{dataset}}/prepared/Y.test.npz",
         label_names=f"{R}/{{dataset}}/prepared/label_names.txt",
         label_text=f"{R}/{{dataset}}/prepared/label_text.txt",
@@ -35,6 +38,7 @@ rule prepare:
         format=dataset_format,
         options=dataset_reader_options,
         subsample=dataset_subsample,
+        validation=validation_params,
         code=code_version("prepare.py"),
     conda:
         "../environment.yml"

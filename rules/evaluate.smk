@@ -1,13 +1,16 @@
 rule evaluate:
-    """P@1,3,5 and R@1,3,5 of one model or ensemble on the test split."""
+    """P@1,3,5 and R@1,3,5 of one model or ensemble on one split (valid or test)."""
     input:
-        pred=f"{R}/{{dataset}}/predictions/{{model}}.npz",
-        Y=f"{R}/{{dataset}}/prepared/Y.test.npz",
+        pred=f"{R}/{{dataset}}/predictions/{{split}}/{{model}}.npz",
+        Y=f"{R}/{{dataset}}/prepared/Y.{{split}}.npz",
         costs=model_costs,
+        selection=ensemble_selection_files,
     output:
-        f"{R}/{{dataset}}/metrics/{{model}}.json",
+        f"{R}/{{dataset}}/metrics/{{split}}/{{model}}.json",
     log:
-        f"{R}/logs/{{dataset}}/evaluate.{{model}}.log",
+        f"{R}/logs/{{dataset}}/evaluate.{{model}}.{{split}}.log",
+    wildcard_constraints:
+        split=EVAL_SPLITS,
     params:
         description=model_description,
         code=code_version("evaluate.py"),
@@ -18,8 +21,9 @@ rule evaluate:
 
 
 rule tables:
-    """One row per model and ensemble (results.{csv,md}), and the paper's Table 3 and Table 5 layouts
-    with the published figures beside ours (table3/table5.{md,csv,tex,html})."""
+    """One row per model and ensemble and split (results.{csv,md}: valid and test), and the paper's
+    Table 3 and Table 5 layouts (test split) with the published figures beside ours
+    (table3/table5.{md,csv,tex,html})."""
     input:
         all_metrics(),
     output:

@@ -1,10 +1,12 @@
 rule tfidf:
-    """phi_tfidf: fit on the training texts, transform both splits."""
+    """phi_tfidf: fit on the training texts, transform every split."""
     input:
         train=f"{R}/{{dataset}}/prepared/train.txt",
+        valid=f"{R}/{{dataset}}/prepared/valid.txt",
         test=f"{R}/{{dataset}}/prepared/test.txt",
     output:
         X_train=f"{R}/{{dataset}}/tfidf/X.train.npz",
+        X_valid=f"{R}/{{dataset}}/tfidf/X.valid.npz",
         X_test=f"{R}/{{dataset}}/tfidf/X.test.npz",
         vectorizer=f"{R}/{{dataset}}/tfidf/vectorizer.pkl",
     log:
@@ -25,9 +27,11 @@ rule tfidf_char:
     training texts."""
     input:
         train=f"{R}/{{dataset}}/prepared/train.txt",
+        valid=f"{R}/{{dataset}}/prepared/valid.txt",
         test=f"{R}/{{dataset}}/prepared/test.txt",
     output:
         X_train=f"{R}/{{dataset}}/tfidf-char/X.train.npz",
+        X_valid=f"{R}/{{dataset}}/tfidf-char/X.valid.npz",
         X_test=f"{R}/{{dataset}}/tfidf-char/X.test.npz",
         vectorizer=f"{R}/{{dataset}}/tfidf-char/vectorizer.pkl",
     log:
@@ -64,12 +68,14 @@ rule tokenize:
 
 
 rule embed_pretrained:
-    """phi_pre: mean-pooled last-layer states of the pretrained (not fine-tuned) encoder, both splits."""
+    """phi_pre: mean-pooled last-layer states of the pretrained (not fine-tuned) encoder, every split."""
     input:
         train=f"{R}/{{dataset}}/prepared/train.txt",
+        valid=f"{R}/{{dataset}}/prepared/valid.txt",
         test=f"{R}/{{dataset}}/prepared/test.txt",
     output:
         emb_train=f"{R}/{{dataset}}/pretrained/{{encoder}}/emb.train.npy",
+        emb_valid=f"{R}/{{dataset}}/pretrained/{{encoder}}/emb.valid.npy",
         emb_test=f"{R}/{{dataset}}/pretrained/{{encoder}}/emb.test.npy",
     log:
         f"{R}/logs/{{dataset}}/embed_pretrained.{{encoder}}.log",

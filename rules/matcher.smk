@@ -32,15 +32,18 @@ rule train_matcher:
 
 
 rule predict_matcher:
-    """Top-b clusters and phi_neural embeddings for both splits."""
+    """Top-b clusters and phi_neural embeddings for every split."""
     input:
         model=f"{MATCHER}/model",
         tokens_train=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
+        tokens_valid=f"{R}/{{dataset}}/tokens/{{encoder}}/valid.npz",
         tokens_test=f"{R}/{{dataset}}/tokens/{{encoder}}/test.npz",
     output:
         topb_train=f"{MATCHER}/topb.train.npz",
+        topb_valid=f"{MATCHER}/topb.valid.npz",
         topb_test=f"{MATCHER}/topb.test.npz",
         emb_train=f"{MATCHER}/emb.train.npy",
+        emb_valid=f"{MATCHER}/emb.valid.npy",
         emb_test=f"{MATCHER}/emb.test.npy",
     log:
         f"{R}/logs/{{dataset}}/predict_matcher.{{indexer}}.{{encoder}}.log",
@@ -87,9 +90,11 @@ rule predict_linear_matcher:
     input:
         model=f"{LINEAR}/model.npz",
         X_train=f"{R}/{{dataset}}/tfidf/X.train.npz",
+        X_valid=f"{R}/{{dataset}}/tfidf/X.valid.npz",
         X_test=f"{R}/{{dataset}}/tfidf/X.test.npz",
     output:
         topb_train=f"{LINEAR}/topb.train.npz",
+        topb_valid=f"{LINEAR}/topb.valid.npz",
         topb_test=f"{LINEAR}/topb.test.npz",
     log:
         f"{R}/logs/{{dataset}}/predict_matcher.{{indexer}}.linear.log",
@@ -111,7 +116,7 @@ LINEAR_FEATURES = f"{R}/{{dataset}}/matcher/{{indexer}}/linear.{{input}}"
 rule train_linear_matcher_features:
     """phi_pre + linear and phi_fnt (+) phi_tfidf + linear: the linear matcher on the baseline's features."""
     input:
-        unpack(linear_matcher_features),
+        unpack(linear_matcher_train_features),
         Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
         C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
     output:
@@ -138,6 +143,7 @@ rule predict_linear_matcher_features:
         model=f"{LINEAR_FEATURES}/model.npz",
     output:
         topb_train=f"{LINEAR_FEATURES}/topb.train.npz",
+        topb_valid=f"{LINEAR_FEATURES}/topb.valid.npz",
         topb_test=f"{LINEAR_FEATURES}/topb.test.npz",
     log:
         f"{R}/logs/{{dataset}}/predict_matcher.{{indexer}}.linear.{{input}}.log",

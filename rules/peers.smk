@@ -1,5 +1,5 @@
 # The peers as rows of the same tables (peers.systems): PECOS XR-Linear and omikuji on the dataset's
-# TF-IDF and test split, run by peers.python (xmc.peers; the interpreter and the project folder come
+# TF-IDF and validation / test splits, run by peers.python (xmc.peers; the interpreter and the project folder come
 # from the environment that rules/common.smk sets). Their times and peak memory reach the
 # results table through train.json / predict.json, and the timing table through the benchmarks.
 PEER = f"{R}/{{dataset}}/peers/{{peer}}"
@@ -31,17 +31,19 @@ rule train_peer:
 
 
 rule predict_peer:
-    """Top-k labels of the test documents from a trained peer."""
+    """Top-k labels of one split's documents (valid or test) from a trained peer."""
     input:
         model=f"{PEER}/model",
-        X=f"{R}/{{dataset}}/tfidf/X.test.npz",
+        X=f"{R}/{{dataset}}/tfidf/X.{{split}}.npz",
     output:
-        pred=f"{R}/{{dataset}}/predictions/{{peer}}.npz",
-        info=f"{PEER}/predict.json",
+        pred=f"{R}/{{dataset}}/predictions/{{split}}/{{peer}}.npz",
+        info=f"{PEER}/predict.{{split}}.json",
     log:
-        f"{R}/logs/{{dataset}}/predict_peer.{{peer}}.log",
+        f"{R}/logs/{{dataset}}/predict_peer.{{peer}}.{{split}}.log",
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/predict_peer.{{peer}}.tsv"
+        f"{R}/benchmarks/{{dataset}}/predict_peer.{{peer}}.{{split}}.tsv"
+    wildcard_constraints:
+        split=EVAL_SPLITS,
     params:
         python=CFG["peers"]["python"],
         top_k=CFG["ranker"]["top_k"],

@@ -59,16 +59,19 @@ if SHARDED:
 
 
 rule predict_ranker:
-    """Score the labels of each test instance's top-b clusters and combine with the matcher: sigma(g, h)."""
+    """Score the labels of each instance's top-b clusters (valid or test split) and combine with the
+    matcher: sigma(g, h)."""
     input:
         unpack(ranker_predict_files),
         model=f"{RANKER}/model.npz",
     output:
-        f"{R}/{{dataset}}/predictions/{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.npz",
+        f"{R}/{{dataset}}/predictions/{{split}}/{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.npz",
     log:
-        f"{R}/logs/{{dataset}}/predict_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.log",
+        f"{R}/logs/{{dataset}}/predict_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.{{split}}.log",
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/predict_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.tsv"
+        f"{R}/benchmarks/{{dataset}}/predict_ranker.{{indexer}}.{{matcher}}.{{input}}.{{negatives}}.{{combine}}.{{split}}.tsv"
+    wildcard_constraints:
+        split=EVAL_SPLITS,
     params:
         top_k=CFG["ranker"]["top_k"],
         code=code_version("predict_ranker.py"),

@@ -36,11 +36,14 @@ use rule predict_matcher as predict_xr_matcher with:
     input:
         model=f"{XR}/model",
         tokens_train=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
+        tokens_valid=f"{R}/{{dataset}}/tokens/{{encoder}}/valid.npz",
         tokens_test=f"{R}/{{dataset}}/tokens/{{encoder}}/test.npz",
     output:
         topb_train=f"{XR}/topb.train.npz",
+        topb_valid=f"{XR}/topb.valid.npz",
         topb_test=f"{XR}/topb.test.npz",
         emb_train=f"{XR}/emb.train.npy",
+        emb_valid=f"{XR}/emb.valid.npy",
         emb_test=f"{XR}/emb.test.npy",
     log:
         f"{R}/logs/{{dataset}}/predict_xr_matcher.{{indexer}}.{{encoder}}.log",
@@ -69,11 +72,14 @@ use rule predict_linear_matcher_features as predict_xr_shortlist with:
     input:
         model=f"{XR}/shortlist/model.npz",
         X_train=f"{R}/{{dataset}}/tfidf/X.train.npz",
+        X_valid=f"{R}/{{dataset}}/tfidf/X.valid.npz",
         X_test=f"{R}/{{dataset}}/tfidf/X.test.npz",
         emb_train=f"{XR}/emb.train.npy",
+        emb_valid=f"{XR}/emb.valid.npy",
         emb_test=f"{XR}/emb.test.npy",
     output:
         topb_train=f"{XR}/shortlist/topb.train.npz",
+        topb_valid=f"{XR}/shortlist/topb.valid.npz",
         topb_test=f"{XR}/shortlist/topb.test.npz",
     log:
         f"{R}/logs/{{dataset}}/predict_xr_shortlist.{{indexer}}.{{encoder}}.log",
@@ -110,14 +116,16 @@ rule train_aplc:
 
 
 rule predict_aplc:
-    """Top-k labels of the test instances by p(label | x)."""
+    """Top-k labels of one split's instances (valid or test) by p(label | x)."""
     input:
         model=f"{APLC}/model",
-        tokens=f"{R}/{{dataset}}/tokens/{{encoder}}/test.npz",
+        tokens=f"{R}/{{dataset}}/tokens/{{encoder}}/{{split}}.npz",
     output:
-        f"{R}/{{dataset}}/predictions/{xmc_config.APLC_PREFIX}{{encoder}}.npz",
+        f"{R}/{{dataset}}/predictions/{{split}}/{xmc_config.APLC_PREFIX}{{encoder}}.npz",
     log:
-        f"{R}/logs/{{dataset}}/predict_aplc.{{encoder}}.log",
+        f"{R}/logs/{{dataset}}/predict_aplc.{{encoder}}.{{split}}.log",
+    wildcard_constraints:
+        split=EVAL_SPLITS,
     params:
         aplc=aplc_params,
         code=code_version("predict_aplc.py"),

@@ -211,6 +211,7 @@ def test_each_allowed_value_has_one_home():
     must list the same values, and the schema's defaults must be config.DEFAULTS'."""
     from xmc.ensemble import ENSEMBLE_METHODS
     from xmc.matcher.transformer import POOLINGS, PRECISIONS
+    from xmc.selection import AUTO
     from xmc.peers import SYSTEMS
     from xmc.ranker import COMBINE_METHODS, NEGATIVES
 
@@ -220,7 +221,7 @@ def test_each_allowed_value_has_one_home():
     assert enum("linear_input") == xc.LINEAR_INPUTS
     assert enum("negatives") == xc.NEGATIVES == NEGATIVES
     assert enum("combine") == xc.COMBINE == COMBINE_METHODS
-    assert enum("ensemble_method") == ENSEMBLE_METHODS
+    assert enum("ensemble_method") == (AUTO,) + ENSEMBLE_METHODS
     assert enum("pooling") == POOLINGS and enum("precision") == PRECISIONS
     assert enum("peer") == xc.PEERS == SYSTEMS
     assert set(SCHEMA["properties"]["paper"]["properties"]["roles"]["properties"]) == set(xc.PAPER_ROLES)

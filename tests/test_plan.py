@@ -26,18 +26,22 @@ def cfg(edit=None) -> dict:
 def test_feature_files_of_each_ranker_input():
     r, ds = "results", "d"
     assert plan.feature_files(r, ds, "pifa-tfidf", "minilm", "tfidf") == {
-        "X_train": "results/d/tfidf/X.train.npz", "X_test": "results/d/tfidf/X.test.npz"}
+        "X_train": "results/d/tfidf/X.train.npz", "X_valid": "results/d/tfidf/X.valid.npz",
+        "X_test": "results/d/tfidf/X.test.npz"}
+    assert plan.feature_files(r, ds, "pifa-tfidf", "minilm", "tfidf", splits=("train",)) == {
+        "X_train": "results/d/tfidf/X.train.npz"}
     both = plan.feature_files(r, ds, "text-emb", "minilm", "tfidf+neural")
     assert both["emb_train"] == "results/d/matcher/text-emb/minilm/emb.train.npy" and "X_test" in both
     pre = plan.feature_files(r, ds, "pifa-tfidf", "linear", xc.linear_input_name("pre", "minilm"))
     assert pre == {"emb_train": "results/d/pretrained/minilm/emb.train.npy",
+                   "emb_valid": "results/d/pretrained/minilm/emb.valid.npy",
                    "emb_test": "results/d/pretrained/minilm/emb.test.npy"}
     fnt = plan.feature_files(r, ds, "pifa-tfidf", "linear", xc.linear_input_name("tfidf+fnt", "minilm"))
     assert fnt["emb_test"] == "results/d/matcher/pifa-tfidf/minilm/emb.test.npy" and "X_train" in fnt
-    assert plan.feature_files(r, ds, "pifa-tfidf", "linear", "char") == {
+    assert plan.feature_files(r, ds, "pifa-tfidf", "linear", "char", splits=("train", "test")) == {
         "Xc_train": "results/d/tfidf-char/X.train.npz", "Xc_test": "results/d/tfidf-char/X.test.npz"}
     assert set(plan.feature_files(r, ds, "text-emb", "linear", "tfidf+char")) == {
-        "X_train", "X_test", "Xc_train", "Xc_test"}
+        "X_train", "X_valid", "X_test", "Xc_train", "Xc_valid", "Xc_test"}
     with pytest.raises(ValueError, match="no neural embeddings"):
         plan.feature_files(r, ds, "pifa-tfidf", "linear", "tfidf+neural")
     with pytest.raises(ValueError, match="belongs to the linear baselines"):
@@ -48,6 +52,10 @@ def test_ranker_input_files_take_the_clusters_from_the_matcher_or_the_xr_shortli
     c = cfg()
     own = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf+neural", "test")
     assert own["M_test"] == "results/d/matcher/pifa-tfidf/minilm/topb.test.npz" and "M_train" not in own
+    assert "X_test" in own and "X_train" not in own and "X_valid" not in own  # the split's features only
+    valid = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf+neural", "valid")
+    assert valid["M_valid"] == "results/d/matcher/pifa-tfidf/minilm/topb.valid.npz"
+    assert valid["emb_valid"] == "results/d/matcher/pifa-tfidf/minilm/emb.valid.npy" and "X_test" not in valid
     xr = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "xr-transformer-minilm", "tfidf", "train", "tfn+man")
     assert xr["M_train"] == "results/d/matcher/pifa-tfidf/xr-transformer-minilm/shortlist/topb.train.npz"
     neural = cfg(lambda raw: raw["xr_transformer"].update(shortlist="neural"))
@@ -75,7 +83,7 @@ def test_a_tfn_ranker_trains_without_the_matchers_predictions():
     """Only MAN negatives read the training split's top-b: a TFN ranker's job does not wait for it."""
     c = cfg()
     tfn = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf", "train", "tfn")
-    assert "M_train" not in tfn and "M_test" not in tfn and "X_train" in tfn
+    assert "M_train" not in tfn and "M_test" not in tfn and "X_train" in tfn and "X_test" not in tfn
     man = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf", "train", "tfn+man")
     assert set(man) - set(tfn) == {"M_train"}
     with pytest.raises(ValueError, match="split must be"):
@@ -89,7 +97,7 @@ def test_model_description_of_a_model_and_of_an_ensemble():
         "combine": "l3-hinge", "ensemble": ""}
     ens = plan.model_description(c, "x-transformer")
     assert ens["indexer"] == "pifa-tfidf+text-emb+pifa-neural" and ens["matcher"] == "minilm"
-    assert ens["ensemble"] == "average"
+    assert ens["ensemble"] == "auto"
 
 
 def test_bundles_skip_what_a_bundle_cannot_hold():
@@ -120,3 +128,5 @@ def test_export_inputs_and_settings():
     assert "pifa_neural" in s["config"] and "text_emb" not in s["config"]
     ens = plan.export_inputs(c, "results", DS, "x-transformer")
     assert len(ens["members"]) == 3 and plan.export_settings(c, DS, "x-transformer")["kind"] == "ensemble"
+    assert ens["selection"] == "results/eurlex57k-sample/selection/x-transformer.json"  # method auto
+    assert ens["metrics"] == "results/eurlex57k-sample/metrics/test/x-transformer.json"

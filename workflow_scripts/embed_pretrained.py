@@ -11,7 +11,7 @@ log.info("precision %s", snakemake.params.precision)
 torch.set_num_threads(snakemake.threads)
 encoder = resolve_encoder(snakemake.params.model)
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
-    for split in ("train", "test"):
+    for split in ("train", "valid", "test"):
         emb = text_embedding(read_lines(snakemake.input[split]), encoder, max_length=snakemake.params.max_length,
                              batch_size=snakemake.params.batch_size, device="auto",
                              precision=snakemake.params.precision)

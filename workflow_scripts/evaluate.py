@@ -7,7 +7,10 @@ log = start(snakemake.log[0], "evaluate")
 scores = precision_recall_at_k(load_csr(snakemake.input.pred), load_csr(snakemake.input.Y), ks=(1, 3, 5))
 log.info("%s: %s", snakemake.wildcards.model, scores)
 row = {"dataset": snakemake.wildcards.dataset, "model": snakemake.wildcards.model,
-       **snakemake.params.description, **scores}
+       "split": snakemake.wildcards.split, **snakemake.params.description, **scores}
+if snakemake.input.selection:  # an auto ensemble: name the rule and members validation picked
+    pick = load_json(snakemake.input.selection[0])
+    row["ensemble"] = f"auto: {pick['method']} of {len(pick['members'])}"
 if snakemake.input.costs:  # a peer: its own training/prediction times and peak memory
     row.update(merge_costs([load_json(path) for path in snakemake.input.costs]))
 save_json(snakemake.output[0], row)

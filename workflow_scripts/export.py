@@ -7,7 +7,12 @@ inp, s, name = snakemake.input, snakemake.params.bundle, snakemake.wildcards.mod
 common = dict(name=name, dataset=snakemake.wildcards.dataset, top_k=s["top_k"], config=s["config"],
               metrics=load_json(inp.metrics))
 if s["kind"] == "ensemble":
-    export_ensemble(snakemake.output[0], members=list(inp.members), method=s["method"], **common)
+    members, method = list(inp.members), s["method"]
+    if "selection" in inp.keys():  # method auto: the rule and members picked on validation
+        pick = load_json(inp.selection)
+        method = pick["method"]
+        members = [path for path in members if path.rstrip("/").rsplit("/", 1)[-1] in pick["members"]]
+    export_ensemble(snakemake.output[0], members=members, method=method, **common)
 else:
     export_bundle(snakemake.output[0], vectorizer=inp.vectorizer, assignment=inp.assignment, matcher=inp.matcher,
                   ranker=inp.ranker, label_names=inp.labels, label_texts=inp.label_texts,

@@ -12,7 +12,7 @@ tokens = np.load(snakemake.input.tokens)
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
     model = APLC.load(snakemake.input.model, device=snakemake.params.aplc.get("device", "auto"))
     pred = model.predict(tokens["input_ids"], tokens["attention_mask"])
-log.info("top-%d labels of %d test instances", model.params.top_k, pred.shape[0])
+log.info("top-%d labels of %d %s instances", model.params.top_k, pred.shape[0], snakemake.wildcards.split)
 save_csr(snakemake.output[0], pred)
 
 finish()

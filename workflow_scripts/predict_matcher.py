@@ -11,7 +11,7 @@ torch.set_num_threads(snakemake.threads)
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
     matcher = TransformerMatcher.load(snakemake.input.model, device=snakemake.params.matcher.get("device", "auto"))
     batch_size = snakemake.params.matcher.get("eval_batch_size", 64)
-    for split in ("train", "test"):
+    for split in ("train", "valid", "test"):
         tokens = np.load(snakemake.input[f"tokens_{split}"])
         topb, emb = matcher.predict(tokens["input_ids"], tokens["attention_mask"], top_b=snakemake.params.top_b,
                                     batch_size=batch_size, precision=snakemake.params.matcher.get("predict_precision"))

@@ -4,10 +4,12 @@ from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "predict_ranker")
 inp = snakemake.input
-X = load_ranker_features(inp, "test")
+split = snakemake.wildcards.split
+X = load_ranker_features(inp, split)
 ranker = Ranker.load(inp.model)
-pred = ranker.predict(X, load_csr(inp.M_test), combine=snakemake.wildcards.combine, top_k=snakemake.params.top_k)
-log.info("top-%d predictions for %d test instances (combination %s)", snakemake.params.top_k, pred.shape[0],
+pred = ranker.predict(X, load_csr(inp[f"M_{split}"]), combine=snakemake.wildcards.combine,
+                      top_k=snakemake.params.top_k)
+log.info("top-%d predictions for %d %s instances (combination %s)", snakemake.params.top_k, pred.shape[0], split,
          snakemake.wildcards.combine)
 save_csr(snakemake.output[0], pred)
 

@@ -28,6 +28,7 @@ PAPER_ROLES = ("BERT", "RoBERTa", "XLNet")
 
 DEFAULTS = {
     "seed": 0,
+    "validation": {"fraction": 0.1},  # seed: the global seed unless set
     "tfidf": {"ngram_range": [1, 2], "max_features": 200000, "min_df": 2, "max_df": 1.0,
               "sublinear_tf": True, "lowercase": True},  # analyzer: word (TfidfParams)
     # phi_char: character 3- to 5-grams inside word boundaries (the `char` linear inputs)

@@ -7,26 +7,27 @@ logic is importable and unit-tested. ``root`` is the results folder (``results``
 from __future__ import annotations
 
 from xmc import config as xmc_config
+from xmc.data.dataset import SPLITS
 
 __all__ = ["feature_files", "matcher_dir", "ranker_input_files", "model_description", "model_costs", "bundles",
            "export_inputs", "export_settings"]
 
 
-def feature_files(root: str, dataset: str, indexer: str, matcher: str, input: str) -> dict[str, str]:
-    """X_{train,test} (TF-IDF), Xc_{train,test} (character n-gram TF-IDF) and/or emb_{train,test}
-    (dense) files of a ranker input; the linear baselines' matcher reads the same features as their
-    rankers (:func:`xmc.io.load_ranker_features` reads them)."""
+def feature_files(root: str, dataset: str, indexer: str, matcher: str, input: str,
+                  splits=SPLITS) -> dict[str, str]:
+    """X_{split} (TF-IDF), Xc_{split} (character n-gram TF-IDF) and/or emb_{split} (dense) files of
+    a ranker input, for each of ``splits``; the linear baselines' matcher reads the same features as
+    their rankers (:func:`xmc.io.load_ranker_features` reads them)."""
     files = {}
 
     def tfidf():
-        files.update(X_train=f"{root}/{dataset}/tfidf/X.train.npz", X_test=f"{root}/{dataset}/tfidf/X.test.npz")
+        files.update({f"X_{s}": f"{root}/{dataset}/tfidf/X.{s}.npz" for s in splits})
 
     def char():
-        files.update(Xc_train=f"{root}/{dataset}/tfidf-char/X.train.npz",
-                     Xc_test=f"{root}/{dataset}/tfidf-char/X.test.npz")
+        files.update({f"Xc_{s}": f"{root}/{dataset}/tfidf-char/X.{s}.npz" for s in splits})
 
     def emb(folder):
-        files.update(emb_train=f"{folder}/emb.train.npy", emb_test=f"{folder}/emb.test.npy")
+        files.update({f"emb_{s}": f"{folder}/emb.{s}.npy" for s in splits})
 
     if input == "tfidf":
         tfidf()
@@ -61,19 +62,19 @@ def matcher_dir(root: str, dataset: str, indexer: str, matcher: str, input: str)
 
 def ranker_input_files(cfg: dict, root: str, dataset: str, indexer: str, matcher: str, input: str,
                        split: str, negatives: str = "tfn") -> dict[str, str]:
-    """Features of the ranker input plus the top-b clusters of ``split``: the prediction shortlist
-    (``test``), or on ``train`` the MAN negatives, which only rankers with MAN read (a TFN ranker
+    """Features of the ranker input on ``split`` plus its top-b clusters: the prediction shortlist
+    (``valid``, ``test``), or on ``train`` the MAN negatives, which only rankers with MAN read (a TFN ranker
     trains without waiting for the matcher's predictions). The clusters are the matcher's own,
     except for an XR-Transformer row with `xr_transformer.shortlist: linear`, whose come from the
     linear tree over [TF-IDF ; the fine-tuned embedding] (PECOS's concat model, rules
     train/predict_xr_shortlist)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"ranker_input_files: split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"ranker_input_files: split must be one of {SPLITS}, got {split!r}")
     base = matcher_dir(root, dataset, indexer, matcher, input)
-    files = feature_files(root, dataset, indexer, matcher, input)
+    files = feature_files(root, dataset, indexer, matcher, input, splits=(split,))
     if xmc_config.uses_xr_shortlist(cfg, matcher):
         base = f"{base}/shortlist"
-    if split == "test" or "man" in negatives.split("+"):
+    if split != "train" or "man" in negatives.split("+"):
         files[f"M_{split}"] = f"{base}/topb.{split}.npz"
     return files
 
@@ -95,12 +96,12 @@ def model_description(cfg: dict, name: str) -> dict[str, str]:
             "negatives": m.negatives, "combine": m.combine, "ensemble": ""}
 
 
-def model_costs(cfg: dict, root: str, dataset: str, name: str) -> list[str]:
-    """The info files of a peer's training and prediction jobs (train_s, predict_s, peak memory);
-    none for our models, whose costs are spread over shared jobs (see the timing table)."""
+def model_costs(cfg: dict, root: str, dataset: str, name: str, split: str = "test") -> list[str]:
+    """The info files of a peer's training and prediction (of ``split``) jobs (train_s, predict_s,
+    peak memory); none for our models, whose costs are spread over shared jobs (see the timing table)."""
     if name not in xmc_config.peer_models(cfg):
         return []
-    return [f"{root}/{dataset}/peers/{name}/train.json", f"{root}/{dataset}/peers/{name}/predict.json"]
+    return [f"{root}/{dataset}/peers/{name}/train.json", f"{root}/{dataset}/peers/{name}/predict.{split}.json"]
 
 
 def model_names(cfg: dict) -> list[str]:
@@ -129,9 +130,11 @@ def bundles(cfg: dict, root: str) -> list[str]:
 def export_inputs(cfg: dict, root: str, dataset: str, name: str) -> dict:
     """A model's trained parts, or an ensemble's member bundles; its metrics go in the manifest."""
     files = {"labels": f"{root}/{dataset}/prepared/label_names.txt",
-             "metrics": f"{root}/{dataset}/metrics/{name}.json"}
+             "metrics": f"{root}/{dataset}/metrics/test/{name}.json"}
     if name in cfg["ensembles"]:
         files["members"] = [f"{root}/{dataset}/models/{m}" for m in xmc_config.ensemble_members(cfg, name)]
+        if cfg["ensembles"][name]["method"] == "auto":  # the rule and members picked on validation
+            files["selection"] = f"{root}/{dataset}/selection/{name}.json"
         return files
     m = xmc_config.Model.parse(name)
     base = f"{root}/{dataset}/matcher/{m.indexer}/{m.matcher}"

@@ -21,7 +21,7 @@ import pandas as pd
 from xmc.io import atomic_path
 from xmc.peers import COST_COLUMNS as PEER_COST_COLUMNS
 
-COLUMNS = ["dataset", "model", "indexer", "matcher", "ranker_input", "negatives", "combine", "ensemble",
+COLUMNS = ["dataset", "split", "model", "indexer", "matcher", "ranker_input", "negatives", "combine", "ensemble",
            "P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
 METRICS = COLUMNS[-6:]
 # Filled by the peers' rows only; present when some row has them.
@@ -35,7 +35,8 @@ DIFF = " diff"
 
 def results_table(rows: list[dict]) -> pd.DataFrame:
     """Rows (from the evaluate stage) -> DataFrame with COLUMNS (and the peers' COST_COLUMNS when a
-    row has them, blank for the others), sorted by dataset then model, ensembles last within a dataset."""
+    row has them, blank for the others), sorted by dataset, split (test, then valid), then model,
+    ensembles last within a dataset and split."""
     if not rows:
         raise ValueError("no metrics to tabulate")
     missing = [c for c in COLUMNS if c not in rows[0]]
@@ -45,7 +46,9 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows).reindex(columns=columns)
     df = df.astype({c: object for c in columns if c in COST_COLUMNS}).fillna("")  # blank, not NaN
     df["_is_ensemble"] = df["ensemble"] != ""
-    df = df.sort_values(["dataset", "_is_ensemble", "model"], kind="stable").drop(columns="_is_ensemble")
+    df["_split"] = df["split"].map({"test": 0, "valid": 1}).fillna(2)
+    df = df.sort_values(["dataset", "_split", "_is_ensemble", "model"], kind="stable").drop(
+        columns=["_is_ensemble", "_split"])
     return df.reset_index(drop=True)
 
 

@@ -6,7 +6,7 @@ Every reader in :mod:`xmc.data.readers` returns a :class:`Dataset`; :meth:`Datas
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +14,16 @@ import scipy.sparse as sp
 
 from xmc import io
 
+#: The splits, in file order: models train on ``train`` only; every choice (ensemble rule and
+#: members, K, top-b, steps) is made on ``valid``; ``test`` is only scored.
+SPLITS = ("train", "valid", "test")
 #: File names of the canonical folder, in one place so readers of ``prepared/`` agree.
 FILES = {
     "train_texts": "train.txt",
+    "valid_texts": "valid.txt",
     "test_texts": "test.txt",
     "Y_train": "Y.train.npz",
+    "Y_valid": "Y.valid.npz",
     "Y_test": "Y.test.npz",
     "label_names": "label_names.txt",
     "label_texts": "label_text.txt",
@@ -67,18 +72,18 @@ def label_matrix(label_lists: Sequence[Sequence[str]], column: dict[str, int]) -
 
 @dataclass
 class Dataset:
-    """Texts and labels of one dataset, split into train and test.
+    """Texts and labels of one dataset, split into train, validation and test.
 
     Attributes
     ----------
-    train_texts, test_texts : list of str, lengths N_train and N_test
-    Y_train : sparse CSR float32 of shape (N_train, L), 0/1
-    Y_test : sparse CSR float32 of shape (N_test, L), 0/1
+    train_texts, test_texts, valid_texts : list of str, lengths N_train, N_test and N_valid
+    Y_train, Y_test, Y_valid : sparse CSR float32 of shape (N_split, L), 0/1
     label_names : list of str, length L; column j of Y is label ``label_names[j]``
     label_texts : list of str, length L; human-readable label text (used by ``text-emb``)
 
-    L is the union of the labels of train *and* test: a test label never seen in training keeps
-    its column, so it still counts in the recall/precision denominators.
+    L is the union of the labels of every split: a test label never seen in training keeps its
+    column, so it still counts in the recall/precision denominators. A reader leaves the validation
+    split empty when the data ships none; :meth:`hold_out_validation` then carves it from train.
     """
 
     train_texts: list[str]
@@ -87,19 +92,32 @@ class Dataset:
     Y_test: sp.csr_matrix
     label_names: list[str]
     label_texts: list[str]
+    valid_texts: list[str] = field(default_factory=list)
+    Y_valid: sp.csr_matrix | None = None  # None: no validation split (N_valid = 0)
+
+    def __post_init__(self):
+        if self.Y_valid is None:
+            self.Y_valid = sp.csr_matrix((len(self.valid_texts), len(self.label_names)), dtype=np.float32)
+
+    def split(self, name: str) -> tuple[list[str], sp.csr_matrix]:
+        """(texts, Y) of split ``name`` (one of :data:`SPLITS`)."""
+        if name not in SPLITS:
+            raise ValueError(f"split: expected one of {SPLITS}, got {name!r}")
+        return getattr(self, f"{name}_texts"), getattr(self, f"Y_{name}")
 
     @classmethod
     def from_label_lists(cls, train_texts: Sequence[str], train_labels: Sequence[Sequence[str]],
                          test_texts: Sequence[str], test_labels: Sequence[Sequence[str]],
-                         label_text: Callable[[str], str] | None = None) -> "Dataset":
+                         label_text: Callable[[str], str] | None = None,
+                         valid_texts: Sequence[str] = (), valid_labels: Sequence[Sequence[str]] = ()) -> "Dataset":
         """Build a dataset from per-instance label-name lists.
 
-        Columns are the union of train and test labels in a deterministic order (numeric for
+        Columns are the union of the labels of every split in a deterministic order (numeric for
         integer ids, else lexicographic). ``label_text(name)`` gives a label's text (default: the
-        name itself).
+        name itself). ``valid_*``: the validation split the data ships, if any.
         """
         names = set()
-        for labels in (*train_labels, *test_labels):
+        for labels in (*train_labels, *valid_labels, *test_labels):
             names.update(labels)
         label_names = sorted(names, key=label_sort_key(names))
         column = {name: j for j, name in enumerate(label_names)}
@@ -111,6 +129,8 @@ class Dataset:
             Y_test=label_matrix(test_labels, column),
             label_names=label_names,
             label_texts=[normalize_text(label_text(n)) or n for n in label_names],
+            valid_texts=[normalize_text(t) for t in valid_texts],
+            Y_valid=label_matrix(valid_labels, column),
         ).validate()
 
     @property
@@ -125,8 +145,8 @@ class Dataset:
         L = len(self.label_names)
         if len(self.label_texts) != L:
             raise ValueError(f"label_texts has {len(self.label_texts)} entries but label_names has {L}")
-        for split, texts, Y in (("train", self.train_texts, self.Y_train),
-                                ("test", self.test_texts, self.Y_test)):
+        for split in SPLITS:
+            texts, Y = self.split(split)
             if not sp.issparse(Y) or Y.ndim != 2:
                 raise ValueError(f"Y_{split} must be a 2-D scipy sparse matrix, got {type(Y).__name__}")
             if Y.shape != (len(texts), L):
@@ -154,9 +174,11 @@ class Dataset:
             raise ValueError(f"label_names must be unique; {dup!r} occurs more than once")
         return self
 
-    def subsample(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> "Dataset":
-        """A seeded random subset of ``n_train`` train and ``n_test`` test instances (None: all),
-        in their original order; labels with no positive instance left in either split are dropped.
+    def subsample(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+                  n_valid: int | None = None) -> "Dataset":
+        """A seeded random subset of ``n_train`` train, ``n_valid`` validation and ``n_test`` test
+        instances (None: all), in their original order; labels with no positive instance left in
+        any split are dropped.
 
         Returns a new Dataset (self is unchanged).
         """
@@ -169,49 +191,81 @@ class Dataset:
                 raise ValueError(f"subsample n_{split}: expected a positive integer, got {n!r}")
             return np.sort(rng.choice(total, size=n, replace=False))
 
-        tr = pick(n_train, len(self.train_texts), "train")
-        te = pick(n_test, len(self.test_texts), "test")
-        Y_train, Y_test = sp.csr_matrix(self.Y_train)[tr], sp.csr_matrix(self.Y_test)[te]
-        keep = np.flatnonzero((Y_train.getnnz(axis=0) + Y_test.getnnz(axis=0)) > 0)
+        # Drawn in this order so that a dataset without a validation split subsamples as before.
+        rows = {"train": pick(n_train, len(self.train_texts), "train"),
+                "test": pick(n_test, len(self.test_texts), "test"),
+                "valid": pick(n_valid, len(self.valid_texts), "valid")}
+        return self._take(rows)
+
+    def _take(self, rows: dict[str, np.ndarray]) -> "Dataset":
+        """The dataset of the given rows of each split, without labels no split uses any more."""
+        parts = {}
+        for split in SPLITS:
+            texts, Y = self.split(split)
+            parts[split] = ([texts[i] for i in rows[split]], sp.csr_matrix(Y)[rows[split]])
+        keep = np.flatnonzero(sum(Y.getnnz(axis=0) for _, Y in parts.values()) > 0)
         return Dataset(
-            train_texts=[self.train_texts[i] for i in tr],
-            test_texts=[self.test_texts[i] for i in te],
-            Y_train=sp.csr_matrix(Y_train[:, keep]),
-            Y_test=sp.csr_matrix(Y_test[:, keep]),
+            train_texts=parts["train"][0], test_texts=parts["test"][0], valid_texts=parts["valid"][0],
+            Y_train=sp.csr_matrix(parts["train"][1][:, keep]), Y_test=sp.csr_matrix(parts["test"][1][:, keep]),
+            Y_valid=sp.csr_matrix(parts["valid"][1][:, keep]),
             label_names=[self.label_names[j] for j in keep],
             label_texts=[self.label_texts[j] for j in keep],
         ).validate()
 
+    def hold_out_validation(self, fraction: float, seed: int = 0) -> "Dataset":
+        """Move a seeded random ``fraction`` of the training instances into the validation split
+        (for data that ships none); the rest stay train, in their original order. A dataset that
+        already has a validation split is returned unchanged. Label columns are kept as they are.
+
+        Returns a new Dataset (self is unchanged).
+        """
+        if len(self.valid_texts):
+            return self
+        if isinstance(fraction, bool) or not 0 < fraction < 1:
+            raise ValueError(f"validation fraction: expected a number in (0, 1), got {fraction!r}")
+        n = len(self.train_texts)
+        n_valid = int(round(fraction * n))
+        if n_valid < 1 or n_valid >= n:
+            raise ValueError(f"validation fraction {fraction} of {n} training instances leaves no "
+                             "validation or no training instance: raise or lower validation.fraction")
+        valid = np.sort(np.random.default_rng(seed).choice(n, size=n_valid, replace=False))
+        train = np.setdiff1d(np.arange(n), valid)
+        Y = sp.csr_matrix(self.Y_train)
+        return Dataset(
+            train_texts=[self.train_texts[i] for i in train], test_texts=list(self.test_texts),
+            valid_texts=[self.train_texts[i] for i in valid],
+            Y_train=sp.csr_matrix(Y[train]), Y_test=sp.csr_matrix(self.Y_test), Y_valid=sp.csr_matrix(Y[valid]),
+            label_names=list(self.label_names), label_texts=list(self.label_texts),
+        ).validate()
+
     def meta(self) -> dict:
         """Counts written to ``meta.json``."""
-        Y_train, Y_test = sp.csr_matrix(self.Y_train), sp.csr_matrix(self.Y_test)
-        train_pos = np.asarray((Y_train != 0).sum(axis=0)).ravel()
-        test_pos = np.asarray((Y_test != 0).sum(axis=0)).ravel()
-        n_train, n_test = Y_train.shape[0], Y_test.shape[0]
-        n_docs = n_train + n_test
-        return {
-            "n_train": n_train,
-            "n_test": n_test,
-            "n_labels": self.n_labels,
-            "n_labels_train": int((train_pos > 0).sum()),
-            "n_labels_test": int((test_pos > 0).sum()),
-            "n_unseen_test_labels": int(((test_pos > 0) & (train_pos == 0)).sum()),
-            "n_test_docs_with_unseen_labels": int(
-                (Y_test[:, np.flatnonzero(train_pos == 0)].getnnz(axis=1) > 0).sum()),
-            "avg_labels_per_doc": (Y_train.nnz + Y_test.nnz) / n_docs if n_docs else 0.0,
-            "avg_labels_per_doc_train": Y_train.nnz / n_train if n_train else 0.0,
-            "avg_labels_per_doc_test": Y_test.nnz / n_test if n_test else 0.0,
-        }
+        Ys = {split: sp.csr_matrix(self.split(split)[1]) for split in SPLITS}
+        pos = {split: np.asarray((Y != 0).sum(axis=0)).ravel() for split, Y in Ys.items()}
+        n = {split: Y.shape[0] for split, Y in Ys.items()}
+        n_docs = sum(n.values())
+        out = {f"n_{split}": n[split] for split in SPLITS}
+        out["n_labels"] = self.n_labels
+        out.update({f"n_labels_{split}": int((pos[split] > 0).sum()) for split in SPLITS})
+        unseen = np.flatnonzero(pos["train"] == 0)
+        out.update({
+            "n_unseen_test_labels": int(((pos["test"] > 0) & (pos["train"] == 0)).sum()),
+            "n_test_docs_with_unseen_labels": int((Ys["test"][:, unseen].getnnz(axis=1) > 0).sum()),
+            "avg_labels_per_doc": sum(Y.nnz for Y in Ys.values()) / n_docs if n_docs else 0.0,
+        })
+        out.update({f"avg_labels_per_doc_{split}": Ys[split].nnz / n[split] if n[split] else 0.0
+                    for split in SPLITS})
+        return out
 
     def save(self, folder) -> None:
         """Write the canonical folder (see ``FILES``); each file is written atomically."""
         self.validate()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        io.write_lines(folder / FILES["train_texts"], (normalize_text(t) for t in self.train_texts))
-        io.write_lines(folder / FILES["test_texts"], (normalize_text(t) for t in self.test_texts))
-        io.save_csr(folder / FILES["Y_train"], binarize(self.Y_train))
-        io.save_csr(folder / FILES["Y_test"], binarize(self.Y_test))
+        for split in SPLITS:
+            texts, Y = self.split(split)
+            io.write_lines(folder / FILES[f"{split}_texts"], (normalize_text(t) for t in texts))
+            io.save_csr(folder / FILES[f"Y_{split}"], binarize(Y))
         io.write_lines(folder / FILES["label_names"], self.label_names)
         io.write_lines(folder / FILES["label_texts"], self.label_texts)
         # meta.json last: its presence means the rest is complete.
@@ -227,10 +281,8 @@ class Dataset:
         # read_lines splits on universal newlines; safe because save() collapsed every line
         # separator inside a text.
         return cls(
-            train_texts=io.read_lines(folder / FILES["train_texts"]),
-            test_texts=io.read_lines(folder / FILES["test_texts"]),
-            Y_train=io.load_csr(folder / FILES["Y_train"]).astype(np.float32),
-            Y_test=io.load_csr(folder / FILES["Y_test"]).astype(np.float32),
+            **{f"{split}_texts": io.read_lines(folder / FILES[f"{split}_texts"]) for split in SPLITS},
+            **{f"Y_{split}": io.load_csr(folder / FILES[f"Y_{split}"]).astype(np.float32) for split in SPLITS},
             label_names=io.read_lines(folder / FILES["label_names"]),
             label_texts=io.read_lines(folder / FILES["label_texts"]),
         ).validate()

@@ -3,7 +3,7 @@
 ``READERS[fmt](root, encoding="utf-8", **opts)``:
 
 - ``eurlex57k``: per-document JSON (Chalkidis et al., 2019): ``train/*.json``, ``test/*.json``,
-  optional ``dev/*.json`` (merged into train with ``use_dev=True``) and ``EURLEX57K.json``.
+  optional ``dev/*.json`` (the validation split; merged into train with ``use_dev=True``) and ``EURLEX57K.json``.
 - ``attentionxml``: ``{train,test}_texts.txt`` and ``{train,test}_labels.txt`` (label names).
 - ``xmc-base``: PECOS ``X.{trn,tst}.txt``, ``Y.{trn,tst}.npz`` and ``output-items.txt``
   (positive entries of Y are labels; negative ones are refused).
@@ -219,6 +219,7 @@ def _eurlex_split(base: Path, split: str, encoding: str, label_map: dict,
 def read_eurlex57k(root, encoding: str = "utf-8", *, use_dev: bool = False,
                    text_encoding: str = "utf-8", concepts_file=None, control_characters: str = "error") -> Dataset:
     """Read EURLEX57K: documents sorted by file name; text = title + header + recitals + main_body.
+    ``dev/``, where present, is the validation split (``use_dev=True``: merged into train instead).
 
     Labels are EUROVOC concept ids; a label's text is its descriptor (``label`` in
     ``EURLEX57K.json``, found beside ``train/`` or above it unless ``concepts_file`` is given),
@@ -243,9 +244,12 @@ def read_eurlex57k(root, encoding: str = "utf-8", *, use_dev: bool = False,
     split = dict(encoding=text_encoding, label_map=concepts, label_map_path=concepts_file,
                  control_characters=control_characters)
     train_texts, train_labels = _eurlex_split(base, "train", **split)
-    if use_dev:
+    dev_texts, dev_labels = [], []
+    if (base / "dev").is_dir():  # the shipped validation split
         dev_texts, dev_labels = _eurlex_split(base, "dev", **split)
+    if use_dev:  # legacy: dev trains too (the workflow then holds validation out of train)
         train_texts, train_labels = train_texts + dev_texts, train_labels + dev_labels
+        dev_texts, dev_labels = [], []
     test_texts, test_labels = _eurlex_split(base, "test", **split)
 
     def label_text(cid: str) -> str:
@@ -253,7 +257,8 @@ def read_eurlex57k(root, encoding: str = "utf-8", *, use_dev: bool = False,
         text = entry.get("label") if isinstance(entry, dict) else None
         return text if isinstance(text, str) and text.strip() else cid
 
-    return Dataset.from_label_lists(train_texts, train_labels, test_texts, test_labels, label_text)
+    return Dataset.from_label_lists(train_texts, train_labels, test_texts, test_labels, label_text,
+                                    valid_texts=dev_texts, valid_labels=dev_labels)
 
 
 # --------------------------------------------------------------------------- attentionxml
