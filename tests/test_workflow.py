@@ -1,6 +1,7 @@
 """The whole workflow, end to end through Snakemake, on a tiny slice of the embedded sample with a
 tiny random BERT; then the dry-run plans that prove incremental reruns."""
 import copy
+import json
 import os
 import pickle
 import re
@@ -82,7 +83,11 @@ def tiny_run(tmp_path_factory, tiny_encoder):
         "text_emb": {"encoder": "tiny-bert", "max_length": 16},
         "matcher": {"max_steps": 12, "warmup_steps": 2, "batch_size": 8, "learning_rate": 1e-3, "top_b": 3},
         "ranker": {"inputs": ["tfidf", "tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop", "l3-hinge"]},
-        "ensembles": {"ens": {"method": "rank_average", "models": ["all"]}},
+        "ensembles": {"ens": {"method": "rank_average", "models": ["all"]},
+                      # rule and members picked on the validation split (24 of the 240 training texts)
+                      "pick": {"method": "auto", "models": [
+                          "pifa-tfidf.tiny-bert.tfidf+neural.tfn+man.noop", "text-emb.tiny-bert.tfidf.tfn+man.l3-hinge",
+                          "pifa-tfidf.linear.tfidf.tfn+man.noop"]}},
         # a linear model on words and character n-grams (phi_char, rule tfidf_char) beside phi_tfidf's
         "linear_baseline": {"inputs": ["tfidf", "tfidf+char"]},
         "tfidf_char": {"min_df": 1, "max_features": 20000},
@@ -107,23 +112,37 @@ def test_end_to_end_results_table(tiny_run):
     expected = {f"{ix}.tiny-bert.{inp}.tfn+man.{comb}"
                 for ix in config["indexers"] for inp in ("tfidf", "tfidf+neural") for comb in ("noop", "l3-hinge")}
     expected |= {"pifa-tfidf.linear.tfidf.tfn+man.noop", "pifa-tfidf.linear.tfidf+char.tfn+man.noop", "ens",
-                 "aplc-tiny-bert", "omikuji"}
+                 "pick", "aplc-tiny-bert", "omikuji"}
     expected |= {f"pifa-tfidf.xr-transformer-tiny-bert.{inp}.tfn+man.{comb}"
                  for inp in ("tfidf", "tfidf+neural") for comb in ("noop", "l3-hinge")}
     assert set(table["model"]) == expected
-    assert list(table.columns) == ["dataset", "model", "indexer", "matcher", "ranker_input", "negatives",
+    # every model and ensemble scored on the validation and the test split, test first
+    assert sorted(table["split"].value_counts().items()) == [("test", len(expected)), ("valid", len(expected))]
+    assert list(table["split"][:len(expected)]) == ["test"] * len(expected)
+    assert list(table.columns) == ["dataset", "split", "model", "indexer", "matcher", "ranker_input", "negatives",
                                    "combine", "ensemble", "P@1", "P@3", "P@5", "R@1", "R@3", "R@5",
                                    "train_s", "predict_s", "peak_mem_mib"]
-    assert table.loc[table.model == "ens", "ensemble"].item() == "rank_average"
+    assert set(table.loc[table.model == "ens", "ensemble"]) == {"rank_average"}
+    # the auto ensemble: picked on validation, never below its best candidate there, and named
+    pick = json.loads((work / "results" / "tiny" / "selection" / "pick.json").read_text())
+    valid = table[table.split == "valid"].set_index("model")
+    assert valid.loc["pick", "P@1"] == pytest.approx(pick["validation"]["P@1"], abs=0.01)
+    assert valid.loc["pick", "P@1"] >= valid.loc[config["ensembles"]["pick"]["models"], "P@1"].max()
+    assert set(table.loc[table.model == "pick", "ensemble"]) == {
+        f"auto: {pick['method']} of {len(pick['members'])}"}
+    # the held-out validation split: 10% of the training texts, none of them trains
+    prepared = work / "results" / "tiny" / "prepared"
+    train, valid_texts = read_lines(prepared / "train.txt"), read_lines(prepared / "valid.txt")
+    assert (len(train), len(valid_texts)) == (216, 24) and not set(train) & set(valid_texts)
     # the peer's own costs in its row (blank in ours), its jobs in the timing table, its Table 3 row
-    peer = table.set_index("model").loc["omikuji"]
+    peer = table[table.split == "test"].set_index("model").loc["omikuji"]
     assert float(peer["train_s"]) > 0 and float(peer["predict_s"]) > 0 and float(peer["peak_mem_mib"]) > 10
     assert (table.loc[table.model != "omikuji", ["train_s", "predict_s"]] == "").all().all()
     steps = pd.read_csv(work / "results" / "tables" / "timing_steps.csv")
     assert {"train_peer", "predict_peer"} <= set(steps["step"])
     table3 = pd.read_csv(work / "results" / "tables" / "table3.csv").set_index("method")
     assert table3.loc["Parabel", "model"] == "omikuji"
-    assert table3.loc["Parabel", "tiny P@1"] == peer["P@1"]
+    assert table3.loc["Parabel", "tiny P@1"] == peer["P@1"]  # the test split's
     for _, row in table.iterrows():
         assert 0 <= row["P@5"] <= row["P@1"] * 5 and 0 < row["P@1"] <= 100
         assert row["R@1"] <= row["R@3"] <= row["R@5"] <= 100
@@ -147,15 +166,15 @@ def test_end_to_end_results_table(tiny_run):
 
 
 @pytest.mark.parametrize("model", ["pifa-neural.tiny-bert.tfidf+neural.tfn+man.l3-hinge",
-                                   "pifa-tfidf.linear.tfidf.tfn+man.noop", "ens"])
+                                   "pifa-tfidf.linear.tfidf.tfn+man.noop", "ens", "pick"])
 def test_exported_bundle_reproduces_the_workflow_predictions(tiny_run, model):
-    """xmc.load(results/tiny/models/{model}) on the test texts gives predictions/{model}.npz."""
+    """xmc.load(results/tiny/models/{model}) on the test texts gives predictions/test/{model}.npz."""
     _, work, _, _ = tiny_run
     results = work / "results" / "tiny"
     bundle = load(results / "models" / model, device="cpu")
     assert bundle.manifest["metrics"]["model"] == model
     got = bundle.predict_scores(read_lines(results / "prepared" / "test.txt"))
-    want = sp.load_npz(results / "predictions" / f"{model}.npz").tocsr()
+    want = sp.load_npz(results / "predictions" / "test" / f"{model}.npz").tocsr()
     got.sort_indices()
     want.sort_indices()
     assert want.nnz > 0 and got.shape == want.shape
@@ -197,7 +216,7 @@ def test_xr_rankers_predict_inside_the_linear_shortlist(tiny_run):
     heads = sp.load_npz(xr / "topb.test.npz").tocsr()
     assert (shortlist.astype(bool) != heads.astype(bool)).nnz > 0
     C = sp.load_npz(results / "indexer" / "pifa-tfidf" / "C.npz").tocsr()
-    pred = sp.load_npz(results / "predictions" / "pifa-tfidf.xr-transformer-tiny-bert.tfidf+neural.tfn+man.noop.npz")
+    pred = sp.load_npz(results / "predictions" / "test" / "pifa-tfidf.xr-transformer-tiny-bert.tfidf+neural.tfn+man.noop.npz")
     allowed = (shortlist.astype(bool) @ C.T.astype(bool)).toarray()  # labels of the kept clusters
     assert pred.nnz > 0 and not (pred.toarray().astype(bool) & ~allowed).any()
     neural = config_variant(root, config, "xr-shortlist-neural",
@@ -234,7 +253,7 @@ def test_ranker_change_reruns_only_rankers_onward(tiny_run):
     root, work, config, _ = tiny_run
     configfile = config_variant(root, config, "ranker-changed", lambda c: c["ranker"].update(C=0.5))
     plan = planned_jobs(work, configfile)
-    assert set(plan) == {"train_ranker", "predict_ranker", "ensemble", "evaluate", "tables",
+    assert set(plan) == {"train_ranker", "predict_ranker", "select_ensemble", "ensemble", "evaluate", "tables",
                          "figure_precision_at_k", "timing", "export", "all"}
     # 3 indexers x 2 inputs, XR-Transformer's 2 inputs, plus the two linear models' rankers (their
     # linear matchers have their own C and stay)
