@@ -252,6 +252,11 @@ def model_description(wildcards):
     return xmc_plan.model_description(CFG, wildcards.model)
 
 
+def model_shortlist(wildcards):
+    """The matcher's top-b of the split and the clusters, for the shortlist-recall column."""
+    return xmc_plan.shortlist_files(CFG, R, wildcards.dataset, wildcards.model, wildcards.split)
+
+
 def model_costs(wildcards):
     """A peer's training and prediction times and peak memory (its results-table columns)."""
     return xmc_plan.model_costs(CFG, R, wildcards.dataset, wildcards.model, wildcards.split)

@@ -1,10 +1,12 @@
 rule evaluate:
-    """P@1,3,5 and R@1,3,5 of one model or ensemble on one split (valid or test)."""
+    """P@1,3,5 and R@1,3,5 of one model or ensemble on one split (valid or test), and the share of
+    the true labels its matcher's shortlist (top-b clusters) lets the rankers see."""
     input:
         pred=f"{R}/{{dataset}}/predictions/{{split}}/{{model}}.npz",
         Y=f"{R}/{{dataset}}/prepared/Y.{{split}}.npz",
         costs=model_costs,
         selection=ensemble_selection_files,
+        shortlist=model_shortlist,
     output:
         f"{R}/{{dataset}}/metrics/{{split}}/{{model}}.json",
     log:

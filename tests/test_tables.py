@@ -11,7 +11,8 @@ from xmc.tables import (METRICS, MISSING, paper_dataset, results_table, table3, 
 
 def metrics_row(dataset, model, base, **extra):
     """A synthetic metrics row: P@1..R@5 = base + 0, 1, ..., 5 (distinct, so a mixed-up column shows)."""
-    return {"dataset": dataset, "model": model, **{m: base + i for i, m in enumerate(METRICS)}, **extra}
+    return {"dataset": dataset, "split": "test", "model": model, **{m: base + i for i, m in enumerate(METRICS)},
+            **extra}
 
 
 IDS = {i: f"model-{i}" for i in TABLE5_IDS}
@@ -124,7 +125,12 @@ def test_results_table_sorting_unchanged():
                         ensemble="")]
     assert list(results_table(rows)["model"]) == ["a", "b", "ens"]
     md = to_markdown(results_table(rows))
-    assert md.splitlines()[1] == "|---|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"
+    assert md.splitlines()[1] == "|---|---|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"
+    # the test split's rows first, then validation's, each sorted the same way
+    both = rows + [{**row, "split": "valid"} for row in rows]
+    table = results_table(both)
+    assert list(zip(table["split"], table["model"])) == [
+        ("test", "a"), ("test", "b"), ("test", "ens"), ("valid", "a"), ("valid", "b"), ("valid", "ens")]
 
 
 def test_figures_of_another_paper_dataset_are_named():

@@ -121,7 +121,7 @@ def test_end_to_end_results_table(tiny_run):
     assert list(table["split"][:len(expected)]) == ["test"] * len(expected)
     assert list(table.columns) == ["dataset", "split", "model", "indexer", "matcher", "ranker_input", "negatives",
                                    "combine", "ensemble", "P@1", "P@3", "P@5", "R@1", "R@3", "R@5",
-                                   "train_s", "predict_s", "peak_mem_mib"]
+                                   "shortlist_recall", "train_s", "predict_s", "peak_mem_mib"]
     assert set(table.loc[table.model == "ens", "ensemble"]) == {"rank_average"}
     # the auto ensemble: picked on validation, never below its best candidate there, and named
     pick = json.loads((work / "results" / "tiny" / "selection" / "pick.json").read_text())
@@ -147,6 +147,19 @@ def test_end_to_end_results_table(tiny_run):
         assert 0 <= row["P@5"] <= row["P@1"] * 5 and 0 < row["P@1"] <= 100
         assert row["R@1"] <= row["R@3"] <= row["R@5"] <= 100
     assert (work / "results" / "tables" / "results.md").read_text().count("\n") == len(table) + 2
+    # each model's shortlist recall: the share of the true labels in its matcher's top-b clusters
+    from xmc.metrics import shortlist_recall
+
+    blank = table.model.isin(["ens", "pick", "aplc-tiny-bert", "omikuji"])
+    assert (table.loc[blank, "shortlist_recall"] == "").all()
+    assert all(0 < float(v) <= 100 for v in table.loc[~blank, "shortlist_recall"])
+    tiny = work / "results" / "tiny"
+    for split in ("valid", "test"):
+        want = shortlist_recall(load_csr(tiny / "matcher" / "text-emb" / "tiny-bert" / f"topb.{split}.npz"),
+                                load_csr(tiny / "prepared" / f"Y.{split}.npz"),
+                                load_csr(tiny / "indexer" / "text-emb" / "C.npz"))["label_recall"]
+        got = table[(table.split == split) & (table.model == "text-emb.tiny-bert.tfidf.tfn+man.noop")]
+        assert float(got["shortlist_recall"].item()) == pytest.approx(want, abs=0.01)
     # phi_char: character 3- to 5-grams, rows on the unit sphere; its model read words and characters
     from xmc.ranker import Ranker
 

@@ -1,10 +1,14 @@
 from xmc.io import load_csr, load_json, save_json
-from xmc.metrics import precision_recall_at_k
+from xmc.metrics import precision_recall_at_k, shortlist_recall
 from xmc.peers import merge_costs
 from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "evaluate")
-scores = precision_recall_at_k(load_csr(snakemake.input.pred), load_csr(snakemake.input.Y), ks=(1, 3, 5))
+Y = load_csr(snakemake.input.Y)
+scores = precision_recall_at_k(load_csr(snakemake.input.pred), Y, ks=(1, 3, 5))
+if snakemake.input.shortlist:  # a matcher's top-b: what its rankers could find at most
+    M, C = (load_csr(path) for path in snakemake.input.shortlist)
+    scores["shortlist_recall"] = round(shortlist_recall(M, Y, C)["label_recall"], 2)
 log.info("%s: %s", snakemake.wildcards.model, scores)
 row = {"dataset": snakemake.wildcards.dataset, "model": snakemake.wildcards.model,
        "split": snakemake.wildcards.split, **snakemake.params.description, **scores}

@@ -96,6 +96,16 @@ def model_description(cfg: dict, name: str) -> dict[str, str]:
             "negatives": m.negatives, "combine": m.combine, "ensemble": ""}
 
 
+def shortlist_files(cfg: dict, root: str, dataset: str, name: str, split: str) -> list[str]:
+    """[top-b clusters of ``split``, the indexer's C] of a model whose rankers score a matcher's
+    shortlist (its recall is a results column); none for an ensemble, APLC or a peer."""
+    if name in cfg["ensembles"] or name in xmc_config.aplc_models(cfg) or name in xmc_config.peer_models(cfg):
+        return []
+    m = xmc_config.Model.parse(name)
+    files = ranker_input_files(cfg, root, dataset, m.indexer, m.matcher, m.input, split)
+    return [files[f"M_{split}"], f"{root}/{dataset}/indexer/{m.indexer}/C.npz"]
+
+
 def model_costs(cfg: dict, root: str, dataset: str, name: str, split: str = "test") -> list[str]:
     """The info files of a peer's training and prediction (of ``split``) jobs (train_s, predict_s,
     peak memory); none for our models, whose costs are spread over shared jobs (see the timing table)."""

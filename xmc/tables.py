@@ -26,6 +26,9 @@ COLUMNS = ["dataset", "split", "model", "indexer", "matcher", "ranker_input", "n
 METRICS = COLUMNS[-6:]
 # Filled by the peers' rows only; present when some row has them.
 COST_COLUMNS = list(PEER_COST_COLUMNS)
+# The share (%) of the true labels in the clusters a model's matcher shortlists (its top-b): the
+# most its rankers can find. Blank for ensembles, APLC and the peers; present when some row has it.
+SHORTLIST_COLUMN = "shortlist_recall"
 TABLE3_METRICS = METRICS[:3]
 TABLE5_CONFIG = ["indexing", "matcher", "ranker_input", "negatives"]
 MISSING = "n/a"
@@ -42,9 +45,10 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in rows[0]]
     if missing:
         raise ValueError(f"metrics row for {rows[0].get('model')!r} lacks {missing}")
-    columns = COLUMNS + [c for c in COST_COLUMNS if any(row.get(c) is not None for row in rows)]
+    optional = [SHORTLIST_COLUMN] + COST_COLUMNS
+    columns = COLUMNS + [c for c in optional if any(row.get(c) is not None for row in rows)]
     df = pd.DataFrame(rows).reindex(columns=columns)
-    df = df.astype({c: object for c in columns if c in COST_COLUMNS}).fillna("")  # blank, not NaN
+    df = df.astype({c: object for c in columns if c in optional}).fillna("")  # blank, not NaN
     df["_is_ensemble"] = df["ensemble"] != ""
     df["_split"] = df["split"].map({"test": 0, "valid": 1}).fillna(2)
     df = df.sort_values(["dataset", "_split", "_is_ensemble", "model"], kind="stable").drop(
