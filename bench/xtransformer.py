@@ -7,9 +7,9 @@ runs it (unless ``--no-run``), optionally trains PECOS XR-Transformer on that ru
 training texts, labels and TF-IDF (it needs its own transformers pin, hence ``--xrt-python``), and
 prints one table:
 
-    python bench/xtransformer.py                                   # config/eurlex57k.yaml, then the table
-    python bench/xtransformer.py --no-run                          # the table of the last run
-    python bench/xtransformer.py --no-run --xrt-python /work/venv-xrt/bin/python   # + PECOS XR-Transformer
+    python -m bench.xtransformer                                   # config/eurlex57k.yaml, then the table
+    python -m bench.xtransformer --no-run                          # the table of the last run
+    python -m bench.xtransformer --no-run --xrt-python .venv-xrt/bin/python   # + PECOS XR-Transformer
 
 Our rows' ``job_s`` is the benchmarked wall time of every job the model needs (the jobs of
 ``snakemake -n -F <its predictions>``, read from their benchmark files), prediction included; a
@@ -22,7 +22,6 @@ import argparse
 import json
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,11 +29,8 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from peers import cpu  # noqa: E402
-from scale import snakemake_cmd  # noqa: E402
+from bench.common import cpu, parser, snakemake_cmd, write_csv
 
 METRICS = ["P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
 TOP_K = 20
@@ -132,7 +128,7 @@ def xr_transformer_row(args, config: dict, workdir: Path) -> dict:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, __spec__)
     p.add_argument("--configfile", default="config/eurlex57k.yaml")
     p.add_argument("--dataset", default="eurlex57k")
     p.add_argument("--no-run", action="store_true", help="only read the last run's outputs")
@@ -157,7 +153,7 @@ def main(argv=None) -> None:
     print(f"{args.dataset}, {args.configfile}; CPU: {cpu()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     if args.out:
-        table.to_csv(args.out, index=False, float_format="%.4g")
+        write_csv(table, args.out, float_format="%.4g")
 
 
 if __name__ == "__main__":
