@@ -2,7 +2,7 @@
 configurations lives in a resolved workflow config.
 
 Dataset keys are those of ``config/paper.yaml``: ``eurlex-4k``, ``wiki10-31k``, ``amazoncat-13k``,
-``wiki-500k``. Metrics are in percent. A figure the paper notes (docs/paper-notes.md) do not give is
+``wiki-500k``. Metrics are in percent. A figure the paper's Tables 3 and 5 do not give is
 ``None``.
 
 Mapping rules (used by the table generator):
