@@ -1,5 +1,6 @@
 """The bench scripts stay runnable: each answers ``--help`` as a module of the bench package, and
 what every CSV they write ends with (commit, host, date)."""
+import ast
 import re
 import subprocess
 import sys
@@ -23,7 +24,9 @@ def test_each_bench_script_answers_help_as_a_module(name):
     out = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], capture_output=True, text=True,
                          cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "usage:" in out.stdout and f"python -m bench.{name}" in out.stdout  # the command that answers it
+    doc = ast.get_docstring(ast.parse((REPO / "bench" / f"{name}.py").read_text()))
+    assert f"python -m bench.{name}" in doc  # the question's command, in the docstring
+    assert out.stdout.startswith(f"usage: python -m bench.{name}") and doc.splitlines()[0] in out.stdout
 
 
 def test_no_bench_script_changes_the_import_path_or_imports_a_sibling_by_name():
