@@ -24,9 +24,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from bench.common import absolute_sources, cpu, hardlinked_copy, parser, snakemake_cmd, write_csv
+from bench.common import ROOT, absolute_sources, cpu, hardlinked_copy, parser, snakemake_cmd, write_csv
 
 HEADS = {"aplc": {}, "flat": {"proportions": [1.0]}}
 MODEL = "aplc-minilm"

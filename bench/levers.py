@@ -19,9 +19,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from bench.common import absolute_sources, cpu, hardlinked_copy, parser, snakemake_cmd, write_csv
+from bench.common import ROOT, absolute_sources, cpu, hardlinked_copy, parser, snakemake_cmd, write_csv
 
 MODEL = "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
 LEVERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "int8": {"predict_precision": "int8"}}

@@ -32,9 +32,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.common import parser, write_csv
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import ROOT, parser, write_csv
 
 # the paper's Table 1 (train N, L, labels per document). TF-IDF entries per document: measured on
 # EURLEX57K with our default TF-IDF (unigrams + bigrams, 200,000 features: 23,170,208 entries over

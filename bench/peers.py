@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import cpu, parser, write_csv
+from bench.common import ROOT, cpu, parser, write_csv
 
-ROOT = Path(__file__).resolve().parents[1]
 OURS = "pifa-tfidf.linear.tfidf.tfn+man.noop"
 # our model's jobs in timing.csv, step -> wildcards (the linear matcher's steps are train_/predict_matcher;
 # sharded rankers add ".{i}-of-{S}" to train_ranker's)

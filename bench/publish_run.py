@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from bench.common import cpu, parser
 
 TABLES = ("results.csv", "table3.md", "table5.md", "timing.md", "timing_steps.csv")

@@ -27,9 +27,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from bench.common import absolute_sources, cpu, parser, snakemake_cmd, write_csv
+from bench.common import ROOT, absolute_sources, cpu, parser, snakemake_cmd, write_csv
 from bench.xtransformer import workflow_rows
 
 DATASET = "eurlex57k-10k"

@@ -19,8 +19,6 @@ from bench.common import parser
 from xmc.io import load_csr
 from xmc.metrics import shortlist_recall
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main(argv=None) -> None:
     p = parser(__doc__, __spec__)

@@ -28,9 +28,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from bench.common import cpu, parser, snakemake_cmd, write_csv
+from bench.common import ROOT, cpu, parser, snakemake_cmd, write_csv
 
 METRICS = ["P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
 TOP_K = 20
@@ -119,7 +117,7 @@ def xr_transformer_row(args, config: dict, workdir: Path) -> dict:
     cfg = {"data": str(workdir / "results" / args.dataset), "work": str(work), "threads": args.threads,
            "encoder_dir": str(resolve_encoder(encoder["model"])), "max_length": encoder.get("max_length", 128),
            "batch_size": matcher.get("batch_size", 32), "steps": args.steps}
-    subprocess.run([args.xrt_python, __file__, "--worker", json.dumps(cfg)], check=True,
+    subprocess.run([args.xrt_python, "-m", "bench.xtransformer", "--worker", json.dumps(cfg)], check=True, cwd=ROOT,
                    env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     times = json.loads((work / "times.json").read_text())
     scores = precision_recall_at_k(load_csr(work / "pred.npz"),
