@@ -41,7 +41,7 @@ def test_every_csv_is_stamped_with_commit_host_and_date(tmp_path):
     from bench.common import commit, write_csv
 
     written = write_csv(pd.DataFrame({"P@1": [0.5, 0.25]}), tmp_path / "sub" / "t.csv", float_format="%.4g")
-    back = pd.read_csv(tmp_path / "sub" / "t.csv")
+    back = pd.read_csv(tmp_path / "sub" / "t.csv", dtype={"commit": str})  # an all-digit id stays text
     assert list(back.columns) == ["P@1", "commit", "host", "date"] == list(written.columns)
     assert back["commit"].iloc[0] == commit() and len(back["commit"].iloc[0]) >= 7
     assert back["host"].iloc[0] and ";" in back["host"].iloc[0]  # model name; key flags
