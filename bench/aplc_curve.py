@@ -2,10 +2,10 @@
 """APLC-XLNet's learning curve beside a flat sigmoid head over all labels trained the same way,
 through the workflow: is APLC's gap to X-Transformer its step budget or our code?
 
-    python bench/aplc_curve.py                                  # 200, 1000, 3000 steps; aplc and flat
-    python bench/aplc_curve.py --steps 200,1000 --heads aplc    # a part of it
-    python bench/aplc_curve.py --resources gpu=1                # on a GPU machine
-    python bench/aplc_curve.py --max-length 64 --batch-size 16  # about 1/8 of the CPU time
+    python -m bench.aplc_curve                                  # 200, 1000, 3000 steps; aplc and flat
+    python -m bench.aplc_curve --steps 200,1000 --heads aplc    # a part of it
+    python -m bench.aplc_curve --resources gpu=1                # on a GPU machine
+    python -m bench.aplc_curve --max-length 64 --batch-size 16  # about 1/8 of the CPU time
 
 config/eurlex57k-10k.yaml (10,000 training / all 6,000 test EURLEX57K documents, MiniLM at length 128,
 batch 32; bf16 autocast where the CPU has native bf16, and config/eurlex57k.yaml's APLC learning rates)
@@ -18,19 +18,13 @@ jobs rerun. Writes --out: head, steps, P@1, P@3, P@5, train_aplc_s.
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from peers import cpu  # noqa: E402
-from scale import absolute_sources, hardlinked_copy, snakemake_cmd  # noqa: E402
+from bench.common import ROOT, absolute_sources, cpu, hardlinked_copy, parser, snakemake_cmd, write_csv
 
 HEADS = {"aplc": {}, "flat": {"proportions": [1.0]}}
 MODEL = "aplc-minilm"
@@ -55,7 +49,7 @@ def config_for(base: dict, head: str, steps: int, max_length: int | None = None,
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, __spec__)
     p.add_argument("--configfile", default=str(ROOT / "config" / "eurlex57k-10k.yaml"))
     p.add_argument("--steps", default="200,1000,3000")
     p.add_argument("--heads", default="aplc,flat")
@@ -90,7 +84,7 @@ def main(argv=None) -> None:
     table = pd.DataFrame(rows)
     print(f"{args.configfile}; CPU: {cpu()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
-    table.to_csv(args.out, index=False, float_format="%.4g")
+    write_csv(table, args.out, float_format="%.4g")
 
 
 if __name__ == "__main__":

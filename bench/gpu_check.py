@@ -7,7 +7,7 @@
 2. With >= 2 GPUs: data-parallel matcher training (torchrun, NCCL) on 2 devices follows the loss of
    one device with the same total batch.
 
-    PYTHONPATH=. python3 bench/gpu_check.py
+    python -m bench.gpu_check
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ import textwrap
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.common import parser  # noqa: E402
 
 JOB = textwrap.dedent("""
     import json, os, sys, time
@@ -126,7 +127,8 @@ def check_ddp() -> bool:
         return ok
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser(__doc__, __spec__).parse_args(argv)
     ok = check_slots()
     from xmc.devices import visible_gpus
 

@@ -6,40 +6,33 @@ threads per GPU job and Snakemake's scheduling are the real ones, the training r
 The shared stages (data, TF-IDF, clusters, tokens) run first, untimed; then the two train_matcher
 jobs are timed, alternating gpu=2 and gpu=1 runs in fresh folders.
 
-    PYTHONPATH=. python bench/gpu_jobs.py --work /tmp/gpu-jobs --steps 300 --repeats 2 [--devices 0,1]
+    PYTHONPATH=tests python -m bench.gpu_jobs --work /tmp/gpu-jobs --steps 300 --repeats 2 [--devices 0,1]
 
-On a GPU machine, pass the real device ids with --devices.
+On a GPU machine, pass the real device ids with --devices. The tiny workflow is the tests' own
+(tests/ on PYTHONPATH, as the command above puts it).
 """
 from __future__ import annotations
 
-import argparse
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
-
-from test_workflow_gpus import make_tiny, run  # noqa: E402
+from bench.common import cpu, parser
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__, __spec__)
     ap.add_argument("--work", type=Path, required=True, help="empty folder for the runs")
     ap.add_argument("--steps", type=int, default=300, help="matcher.max_steps of each matcher")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--devices", default="0,1", help="XMC_GPU_DEVICES: two device ids")
     a = ap.parse_args()
+    from test_workflow_gpus import make_tiny, run  # the tests' tiny workflow: tests/ on PYTHONPATH
     a.work.mkdir(parents=True, exist_ok=False)
     config = make_tiny(a.work)
     config["matcher"]["max_steps"] = a.steps
     shared = ["results/tiny/indexer/pifa-tfidf/C.npz"] + [f"results/tiny/tokens/{e}/train.npz" for e in config["matchers"]]
     matchers = [f"results/tiny/matcher/pifa-tfidf/{e}/model" for e in config["matchers"]]
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
-    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16") if f" {f}" in lscpu]
-    print(f"# CPU: {model}; flags: {' '.join(flags)}; two train_matcher jobs of {a.steps} steps, "
+    print(f"# CPU: {cpu()}; two train_matcher jobs of {a.steps} steps, "
           f"--cores 2, devices {a.devices}")
     times = {"2": [], "1": []}
     for r in range(a.repeats):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The workflow end to end on a GPU machine (issue 17): the default config with --resources gpu=N,
+# The workflow end to end on a GPU machine: the default config with --resources gpu=N,
 # then the same with XR-Transformer and APLC rows switched on. From the repository root, after
 # `pip install -e .` (a CUDA build of torch 2.13.0 where the machine has one):
 #   bash bench/gpu_workflow.sh [N_GPUS] [OUT_DIR]

@@ -8,17 +8,16 @@ and timed on X.test rows: features in, so it does not pay for TF-IDF.
 
 On the default run's bundles (after `snakemake`):
 
-    python bench/latency.py                      # CPU; PECOS through /work/venv-peers/bin/python
+    python -m bench.latency                      # CPU; PECOS through .venv-peers/bin/python
 
 Without a workflow run (e.g. on a GPU machine): build a linear and a MiniLM-sized bundle from the
 embedded sample (the encoder has all-MiniLM-L6-v2's shape with random weights and a WordPiece
 vocabulary trained on the sample: right for timing, meaningless labels), then time them:
 
-    python bench/latency.py --make-bundles /tmp/bundles --device cuda
+    python -m bench.latency --make-bundles /tmp/bundles --device cuda
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -32,8 +31,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
+from bench.common import parser, stamp  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 LINEAR = "pifa-tfidf.linear.tfidf.tfn+man.noop"
 MINILM = "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
 SAMPLE = REPO / "data" / "eurlex57k-sample" / "eurlex57k-sample.tar.gz"
@@ -174,7 +174,7 @@ def make_bundles(dest: Path, n_train: int | None, device: str, max_length: int, 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__, __spec__)
     ap.add_argument("--results", default=str(REPO / "results" / "eurlex57k-sample"),
                     help="a dataset's results folder (models/, tfidf/, prepared/)")
     ap.add_argument("--bundles", nargs="+", default=[LINEAR, MINILM], help="bundle names under models/")
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=64, help="texts per encoder pass in the batch run")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (our bundles' matchers)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (torch and PECOS)")
-    ap.add_argument("--peers-python", default="/work/venv-peers/bin/python",
+    ap.add_argument("--peers-python", default=str(REPO / ".venv-peers" / "bin" / "python"),
                     help="a Python with libpecos for XR-Linear; skipped if absent")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     for name, r in rows.items():
         print(f"| {name} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['texts_per_s']:.0f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device, "threads": args.threads, "rows": rows},
+        Path(args.json).write_text(json.dumps({"device": device, "threads": args.threads, "rows": rows, **stamp()},
                                               indent=2) + "\n")
     return 0
 

@@ -2,8 +2,8 @@
 """CPU speed levers of the transformer stages, through the workflow: config/eurlex57k-10k.yaml once
 per lever, each in its own folder, and P@1 and the transformer jobs' times side by side.
 
-    python bench/levers.py                        # fp32, bf16, int8 prediction (from the fp32 matcher)
-    python bench/levers.py --levers fp32,bf16
+    python -m bench.levers                        # fp32, bf16, int8 prediction (from the fp32 matcher)
+    python -m bench.levers --levers fp32,bf16
 
 Levers: ``fp32`` (the paper's), ``bf16`` (matcher.precision: bf16 autocast in training and
 prediction; ``auto`` picks it where the CPU has native bf16), ``int8`` (matcher.predict_precision:
@@ -13,19 +13,13 @@ prediction batches are in every lever (outputs equal: tests/test_matcher.py).
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from peers import cpu  # noqa: E402
-from scale import absolute_sources, hardlinked_copy, snakemake_cmd  # noqa: E402
+from bench.common import ROOT, absolute_sources, cpu, hardlinked_copy, parser, snakemake_cmd, write_csv
 
 MODEL = "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
 LEVERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "int8": {"predict_precision": "int8"}}
@@ -55,7 +49,7 @@ def row(work: Path, lever: str) -> dict:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, __spec__)
     p.add_argument("--configfile", default=str(ROOT / "config" / "eurlex57k-10k.yaml"))
     p.add_argument("--levers", default="fp32,bf16,int8")
     p.add_argument("--work", default=str(ROOT / "results" / "bench" / "levers"))
@@ -82,7 +76,7 @@ def main(argv=None) -> None:
         table["dP@1"] = table["P@1"] - ref["P@1"]
     print(f"{args.configfile}; CPU: {cpu()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
-    table.to_csv(args.out, index=False, float_format="%.4g")
+    write_csv(table, args.out, float_format="%.4g")
 
 
 if __name__ == "__main__":

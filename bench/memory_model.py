@@ -3,10 +3,10 @@
 the scaling benchmark's jobs (bench/scale.py -> bench/results/scale_stages.csv), its predictions for
 the paper's four datasets, and the lines profiles/slurm asks for.
 
-    python bench/memory_model.py                      # fit, print, write bench/results/memory_model*.csv
-    python bench/memory_model.py --profile-lines      # ... and print set-resources lines for profiles/slurm
-    python bench/memory_model.py --write-profile      # ... and write them into profiles/slurm/config.yaml
-    python bench/memory_model.py --check profiles/slurm/config.yaml
+    python -m bench.memory_model                      # fit, print, write bench/results/memory_model*.csv
+    python -m bench.memory_model --profile-lines      # ... and print set-resources lines for profiles/slurm
+    python -m bench.memory_model --write-profile      # ... and write them into profiles/slurm/config.yaml
+    python -m bench.memory_model --check profiles/slurm/config.yaml
 
 Per rule, from the sizes the benchmark ran (unsharded jobs; the rankers' variants together):
 
@@ -23,7 +23,6 @@ EURLEX57K, stated above PAPER below).
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import ROOT, parser, write_csv
 
 # the paper's Table 1 (train N, L, labels per document). TF-IDF entries per document: measured on
 # EURLEX57K with our default TF-IDF (unigrams + bigrams, 200,000 features: 23,170,208 entries over
@@ -216,7 +215,7 @@ def write_profile(path: Path, lines: str) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, __spec__)
     p.add_argument("--stages", default=str(ROOT / "bench" / "results" / "scale_stages.csv"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "memory_model.csv"))
     p.add_argument("--eurlex-nnz", type=float, default=LONG_TEXT_NNZ_PER_DOC,
@@ -243,8 +242,8 @@ def main(argv=None) -> None:
     if args.write_profile:
         write_profile(Path(args.write_profile), profile_lines(model))
         print(f"wrote the memory model's lines into {args.write_profile}")
-    model.to_csv(args.out, index=False, float_format="%.4g")
-    pred.to_csv(re.sub(r"\.csv$", "_paper.csv", args.out), index=False, float_format="%.4g")
+    write_csv(model, args.out, float_format="%.4g")
+    write_csv(pred, re.sub(r"\.csv$", "_paper.csv", args.out), float_format="%.4g")
 
 
 if __name__ == "__main__":

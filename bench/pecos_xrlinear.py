@@ -1,6 +1,6 @@
 """PECOS XR-Linear on given TF-IDF features: train, then time predict at batch 1 and in batch.
 
-Run by bench/latency.py with the peers' Python (/work/venv-peers/bin/python); never imported by xmc.
+Run by bench/latency.py as a file with the peers' Python (environment-peers.yml); never imported by xmc.
 Usage: pecos_xrlinear.py X_train.npz Y_train.npz X_test.npz N_QUERIES TOP_K BEAM THREADS
 Prints one JSON object: train_s, p50_ms, p95_ms, batch_texts_per_s, n_batch.
 """

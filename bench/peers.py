@@ -6,9 +6,9 @@ rules/peers.smk), trained and run on the workflow's own TF-IDF and test split. T
 runs Snakemake with a shipped config (unless ``--no-run``) and prints, from that run's
 ``results/tables/results.csv`` and ``results/tables/timing.csv``, one table with our/peer ratios:
 
-    python bench/peers.py                                   # config/eurlex57k-linear.yaml, ~25 min
-    python bench/peers.py --no-run                          # the table of the last run
-    python bench/peers.py --configfile config/eurlex57k-linear.yaml --out bench/results/peers-eurlex57k.csv
+    python -m bench.peers                                   # config/eurlex57k-linear.yaml, ~25 min
+    python -m bench.peers --no-run                          # the table of the last run
+    python -m bench.peers --configfile config/eurlex57k-linear.yaml --out bench/results/peers-eurlex57k.csv
 
 Our training time is the sum of the jobs that build our model (PIFA, clustering, the linear
 matcher, its top-b over training and test documents, the rankers); prediction is the rankers'
@@ -18,16 +18,15 @@ memory is the largest job's max RSS (Snakemake's benchmark, MiB) for every syste
 """
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import ROOT, cpu, parser, write_csv
+
 OURS = "pifa-tfidf.linear.tfidf.tfn+man.noop"
 # our model's jobs in timing.csv, step -> wildcards (the linear matcher's steps are train_/predict_matcher;
 # sharded rankers add ".{i}-of-{S}" to train_ranker's)
@@ -45,20 +44,6 @@ def _ours(jobs: pd.DataFrame, wanted: dict) -> pd.DataFrame:
         raise SystemExit(f"timing.csv lacks some of our jobs: {sorted(set(wanted) - set(found['step']))}")
     return found
 METRICS = ["P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
-
-
-def cpu() -> str:
-    model, flags = platform.processor(), set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model}; {', '.join(wanted) or 'no AVX2'}"
 
 
 def side_by_side(results: pd.DataFrame, timing: pd.DataFrame, dataset: str, root: Path = ROOT) -> pd.DataFrame:
@@ -99,7 +84,7 @@ def _n_test(root: Path, dataset: str) -> int | None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, __spec__)
     p.add_argument("--configfile", default="config/eurlex57k-linear.yaml")
     p.add_argument("--dataset", default="eurlex57k")
     p.add_argument("--no-run", action="store_true", help="only print the table of the last run")
@@ -113,7 +98,7 @@ def main(argv=None) -> None:
     print(f"{args.dataset}, {args.configfile}; CPU: {cpu()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"))
     if args.out:
-        table.to_csv(args.out, index=False, float_format="%.4g")
+        write_csv(table, args.out, float_format="%.4g")
 
 
 if __name__ == "__main__":

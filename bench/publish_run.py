@@ -2,7 +2,7 @@
 """Copy one workflow run's tables and figures into docs/results/<name>/ with a README that says
 which commit, command and machine produced them.
 
-    python bench/publish_run.py --run /path/to/checkout --dataset eurlex57k \\
+    python -m bench.publish_run --run /path/to/checkout --dataset eurlex57k \\
         --command "snakemake --configfile config/eurlex57k.yaml" --out docs/results/eurlex57k
 
 ``--run`` is the checkout the run happened in (its ``results/`` and its git commit). Copied:
@@ -11,24 +11,19 @@ The README lists the headline rows (Table 3) and the total benchmarked job time.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from peers import cpu  # noqa: E402
+from bench.common import cpu, parser
 
 TABLES = ("results.csv", "table3.md", "table5.md", "timing.md", "timing_steps.csv")
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, __spec__)
     p.add_argument("--run", type=Path, required=True, help="checkout the run happened in")
     p.add_argument("--dataset", required=True)
     p.add_argument("--command", required=True, help="the command that ran (for the README)")
@@ -49,7 +44,7 @@ def main(argv=None) -> None:
     steps = pd.read_csv(tables / "timing_steps.csv")
     total = steps[steps["step"] == "total"].iloc[0]
     readme = [f"# Results: {args.dataset}", "",
-              f"Copied from one workflow run by `bench/publish_run.py`. Commit `{commit}`; command:", "",
+              f"Copied from one workflow run by `python -m bench.publish_run`. Commit `{commit}`; command:", "",
               f"    {args.command}", "",
               f"Machine: {cpu()}.", "",
               f"Benchmarked job time: **{total['total_h:m:s']}** over {int(total['jobs'])} jobs "

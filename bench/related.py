@@ -2,9 +2,9 @@
 """X-Transformer, XR-Transformer and APLC-XLNet side by side, through the workflow, on one seeded
 EURLEX57K subset with the same encoder, length, batch and step budget.
 
-    python bench/related.py                       # config/eurlex57k-10k.yaml's subset, length 64, batch 16
-    python bench/related.py --steps 200 --xr-steps 30,30 --aplc-steps 200
-    python bench/related.py --no-run              # the table of the last run in --work
+    python -m bench.related                       # config/eurlex57k-10k.yaml's subset, length 64, batch 16
+    python -m bench.related --steps 200 --xr-steps 30,30 --aplc-steps 200
+    python -m bench.related --no-run              # the table of the last run in --work
 
 The script writes one config from config/eurlex57k-10k.yaml (10,000 training / 6,000 test documents)
 with the encoder's ``--max-length``, every model's batch ``--batch-size`` and bf16 autocast where
@@ -22,19 +22,13 @@ time of every job the row needs (bench/xtransformer.py's ``workflow_rows``), to 
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from peers import cpu  # noqa: E402
-from scale import absolute_sources, snakemake_cmd  # noqa: E402
-from xtransformer import workflow_rows  # noqa: E402
+from bench.common import ROOT, absolute_sources, cpu, parser, snakemake_cmd, write_csv
+from bench.xtransformer import workflow_rows
 
 DATASET = "eurlex57k-10k"
 
@@ -54,7 +48,7 @@ def write_config(path: Path, args) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, __spec__)
     p.add_argument("--steps", type=int, default=200, help="X-Transformer's matcher steps")
     p.add_argument("--xr-steps", default="30,30", help="XR-Transformer's steps per level (16, then 64 clusters)")
     p.add_argument("--aplc-steps", type=int, default=200)
@@ -74,7 +68,7 @@ def main(argv=None) -> None:
     print(f"# {DATASET}, length {args.max_length}, batch {args.batch_size}; CPU: {cpu()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False, float_format="%.4g")
+    write_csv(table, args.out, float_format="%.4g")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ It then reads that run's results.csv / timing.csv and writes
 - the growth exponents of each stage's time and memory in L and in nnz(X) (least squares over the
   sizes run), printed and written to ``--exponents``.
 
-    python bench/scale.py --sizes 4000,30000 --peers-python .venv-peers/bin/python
-    python bench/scale.py --sizes 4000,30000,130000,500000 --shards-from 500000 --shards 4
-    python bench/scale.py --sizes 4000,30000 --matcher-steps 0 --repeats 3   # small sizes, best of 3
+    python -m bench.scale --sizes 4000,30000 --peers-python .venv-peers/bin/python
+    python -m bench.scale --sizes 4000,30000,130000,500000 --shards-from 500000 --shards 4
+    python -m bench.scale --sizes 4000,30000 --matcher-steps 0 --repeats 3   # small sizes, best of 3
 
 Documents grow with L (SIZES below); --docs-scale shrinks them all for a quick look.
 """
@@ -29,7 +29,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -37,13 +36,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from peers import cpu  # noqa: E402
-from xmc.data.synthetic import SyntheticSpec, write_attentionxml  # noqa: E402
-from xmc.timing import log_path, logged_peak_mib, logged_startup_s  # noqa: E402
+from bench.common import ROOT, cpu, hardlinked_copy, parser, snakemake_cmd, tiny_models, write_csv
+from xmc.data.synthetic import SyntheticSpec, write_attentionxml
+from xmc.timing import log_path, logged_peak_mib, logged_startup_s
 
 # labels -> (train, test) documents: as many as the 24 GiB, 2-core machine takes in an evening
 SIZES = {4000: (20000, 4000), 30000: (60000, 10000), 130000: (150000, 20000), 500000: (400000, 40000)}
@@ -81,31 +76,6 @@ def write_config(path: Path, data: Path, name: str, shards: int, peers_python: s
         config["matchers"] = ["tiny"]
         config["paper"] = {"roles": {"BERT": "tiny"}, "combine": "noop"}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-def snakemake_cmd(work: Path, config: Path, *args: str) -> list[str]:
-    """This checkout's workflow run in the working folder ``work`` with ``config``."""
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-            "--configfile", str(config), *args]
-
-
-def absolute_sources(config: dict) -> dict:
-    """``config`` with its datasets' relative ``source`` paths made absolute (they are relative to the
-    project root; a bench runs Snakemake in another working folder)."""
-    for ds in config["datasets"].values():
-        if not Path(ds["source"]).is_absolute():
-            ds["source"] = str((ROOT / ds["source"]).resolve())
-    return config
-
-
-def hardlinked_copy(src: Path, dst: Path) -> None:
-    """``src``'s results as hard links (rewritten files get new inodes: the original stays) and a real
-    copy of its Snakemake metadata: a run there redoes only what a changed setting touches."""
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    subprocess.run(["cp", "-al", str(src / "results"), str(dst / "results")], check=True)
-    shutil.copytree(src / ".snakemake", dst / ".snakemake", ignore=shutil.ignore_patterns("log", "locks", "incomplete"))
 
 
 def nnz(npz: Path) -> int:
@@ -256,9 +226,8 @@ def run_size(labels: int, args) -> tuple[list[dict], pd.DataFrame]:
     peers_python = str(Path(args.peers_python).absolute()) if args.peers_python else None  # not resolve(): a venv python is a symlink
     tiny = None
     if args.matcher_steps:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from tiny_models import make_tiny_encoder  # the tests' offline random BERT (hidden 32, 2 layers)
-        tiny = make_tiny_encoder("bert", Path(args.work) / "tiny-bert")
+        # the tests' offline random BERT (hidden 32, 2 layers)
+        tiny = tiny_models().make_tiny_encoder("bert", Path(args.work) / "tiny-bert")
     write_config(work / "config.yaml", data.resolve(), name, shards, peers_python, tiny, args.matcher_steps)
     cmd = snakemake_cmd(work, work / "config.yaml", "--cores", str(args.cores))
     print(f"[{name}] {n_train} train / {n_test} test documents, shards {shards}: {' '.join(cmd)}", flush=True)
@@ -316,7 +285,7 @@ def exponents(stages: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, __spec__)
     p.add_argument("--sizes", default="4000,30000", help=f"comma list out of {sorted(SIZES)}")
     p.add_argument("--docs-scale", type=float, default=1.0, help="multiply every size's documents")
     p.add_argument("--vocabulary", type=int, default=50000)
@@ -357,9 +326,9 @@ def main(argv=None) -> None:
         print(view.pivot_table(index="stage", columns="labels", values=value, aggfunc=agg).round(1).to_string())
     if not exp.empty:
         print(exp.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    table.to_csv(args.out, index=False, float_format="%.4g")
-    stages.to_csv(args.stages, index=False, float_format="%.4g")
-    exp.to_csv(args.exponents, index=False, float_format="%.3g")
+    write_csv(table, args.out, float_format="%.4g")
+    write_csv(stages, args.stages, float_format="%.4g")
+    write_csv(exp, args.exponents, float_format="%.3g")
     print(json.dumps({"out": args.out, "stages": args.stages, "exponents": args.exponents}))
 
 

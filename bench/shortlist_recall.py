@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How much of the test set's truth each matcher's shortlist leaves its rankers, read from a run.
 
-    python bench/shortlist_recall.py results/eurlex57k
+    python -m bench.shortlist_recall results/eurlex57k
 
 The argument is a dataset folder of a workflow run (``results/<dataset>``). For every
 ``matcher/<indexer>/<matcher>/**/topb.test.npz`` it prints the matcher's top-b size and
@@ -11,21 +11,17 @@ one such label. A ranker cannot score what its shortlist drops, so these bound i
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from xmc.io import load_csr  # noqa: E402
-from xmc.metrics import shortlist_recall  # noqa: E402
+from bench.common import parser
+from xmc.io import load_csr
+from xmc.metrics import shortlist_recall
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__, __spec__)
     p.add_argument("dataset_folder", type=Path)
     args = p.parse_args(argv)
     folder = args.dataset_folder

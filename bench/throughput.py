@@ -15,12 +15,11 @@ utilisation: FLOPs per token = 6 x (non-embedding parameters) + 12 x layers x hi
 (forward + backward, attention scores included; PaLM's count), over the peak of the card (a table
 for H100 / H200, or ``--peak-tflops``).
 
-    python bench/throughput.py --config minilm --batch-size 16 --max-length 128 --steps 20
-    python bench/throughput.py --config bert-base --device cuda --precision bf16 --batch-size 32
+    python -m bench.throughput --config minilm --batch-size 16 --max-length 128 --steps 20
+    python -m bench.throughput --config bert-base --device cuda --precision bf16 --batch-size 32
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -28,11 +27,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
+
+from bench.common import parser  # noqa: E402
 
 CONFIGS = {  # BERT-architecture encoders: name -> (hidden, layers, heads, intermediate)
     "tiny": (64, 2, 2, 128),
@@ -160,7 +160,7 @@ def peak_tflops(device: torch.device, precision: str, given: float | None) -> tu
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__, __spec__)
     ap.add_argument("--config", choices=sorted(CONFIGS), default="minilm", help="encoder size (random weights)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")

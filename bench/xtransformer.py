@@ -7,9 +7,9 @@ runs it (unless ``--no-run``), optionally trains PECOS XR-Transformer on that ru
 training texts, labels and TF-IDF (it needs its own transformers pin, hence ``--xrt-python``), and
 prints one table:
 
-    python bench/xtransformer.py                                   # config/eurlex57k.yaml, then the table
-    python bench/xtransformer.py --no-run                          # the table of the last run
-    python bench/xtransformer.py --no-run --xrt-python /work/venv-xrt/bin/python   # + PECOS XR-Transformer
+    python -m bench.xtransformer                                   # config/eurlex57k.yaml, then the table
+    python -m bench.xtransformer --no-run                          # the table of the last run
+    python -m bench.xtransformer --no-run --xrt-python .venv-xrt/bin/python   # + PECOS XR-Transformer
 
 Our rows' ``job_s`` is the benchmarked wall time of every job the model needs (the jobs of
 ``snakemake -n -F <its predictions>``, read from their benchmark files), prediction included; a
@@ -22,19 +22,13 @@ import argparse
 import json
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from peers import cpu  # noqa: E402
-from scale import snakemake_cmd  # noqa: E402
+from bench.common import ROOT, cpu, parser, snakemake_cmd, write_csv
 
 METRICS = ["P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
 TOP_K = 20
@@ -123,7 +117,7 @@ def xr_transformer_row(args, config: dict, workdir: Path) -> dict:
     cfg = {"data": str(workdir / "results" / args.dataset), "work": str(work), "threads": args.threads,
            "encoder_dir": str(resolve_encoder(encoder["model"])), "max_length": encoder.get("max_length", 128),
            "batch_size": matcher.get("batch_size", 32), "steps": args.steps}
-    subprocess.run([args.xrt_python, __file__, "--worker", json.dumps(cfg)], check=True,
+    subprocess.run([args.xrt_python, "-m", "bench.xtransformer", "--worker", json.dumps(cfg)], check=True, cwd=ROOT,
                    env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     times = json.loads((work / "times.json").read_text())
     scores = precision_recall_at_k(load_csr(work / "pred.npz"),
@@ -132,7 +126,7 @@ def xr_transformer_row(args, config: dict, workdir: Path) -> dict:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, __spec__)
     p.add_argument("--configfile", default="config/eurlex57k.yaml")
     p.add_argument("--dataset", default="eurlex57k")
     p.add_argument("--no-run", action="store_true", help="only read the last run's outputs")
@@ -157,7 +151,7 @@ def main(argv=None) -> None:
     print(f"{args.dataset}, {args.configfile}; CPU: {cpu()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     if args.out:
-        table.to_csv(args.out, index=False, float_format="%.4g")
+        write_csv(table, args.out, float_format="%.4g")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ uses, and writes a byte-for-byte reproducible .tar.gz in the same layout:
 
 Usage (from the repository root):
 
-    python data/make_eurlex_sample.py [--archive PATH] [--out PATH] [--n-train 3000] [--n-test 1000] [--seed 0]
+    python data/make_eurlex_sample.py --archive PATH [--out PATH] [--n-train 3000] [--n-test 1000] [--seed 0]
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ MTIME = 1_546_300_800  # 2019-01-01, fixed so reruns give the same bytes
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--archive", type=Path, default=REPO / "../shared/data/eurlex57k/EURLEX57K.tar.gz",
-                   help="full EURLEX57K.tar.gz (default: ../shared/data/eurlex57k/ from the repo root)")
+    p.add_argument("--archive", type=Path, required=True,
+                   help="the full EURLEX57K.tar.gz (its authors' download, repacked as one tar.gz)")
     p.add_argument("--out", type=Path, default=REPO / "data/eurlex57k-sample/eurlex57k-sample.tar.gz")
     p.add_argument("--n-train", type=int, default=3000)
     p.add_argument("--n-test", type=int, default=1000)

@@ -14,8 +14,7 @@ import yaml
 pytestmark = pytest.mark.slow  # Snakemake runs and plans: pytest -m 'not slow' skips them
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-from memory_model import profile_value  # noqa: E402  (Snakemake's own evaluator of a profile's resources)
+from bench.memory_model import profile_value  # noqa: E402  (Snakemake's own evaluator of a profile's resources)
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
 SAMPLE = ROOT / "data" / "eurlex57k-sample" / "eurlex57k-sample.tar.gz"
 
@@ -232,11 +231,11 @@ def test_slurm_profile_sizes_jobs_by_their_inputs_and_ranker_shards():
 
 
 def test_slurm_profile_covers_every_job_the_scaling_benchmark_measured(tmp_path):
-    """bench/memory_model.py --check: no job of bench/results/scale_stages.csv (exact peaks, 2-core
+    """python -m bench.memory_model --check: no job of bench/results/scale_stages.csv (exact peaks, 2-core
     times) used more memory or time than profiles/slurm would ask for; a profile that asks for
     too little is caught."""
-    check = lambda profile: subprocess.run([sys.executable, str(ROOT / "bench" / "memory_model.py"), "--check", str(profile)],
-                                           capture_output=True, text=True, timeout=120)
+    check = lambda profile: subprocess.run([sys.executable, "-m", "bench.memory_model", "--check", str(profile)],
+                                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     done = check(ROOT / "profiles" / "slurm" / "config.yaml")
     assert done.returncode == 0, done.stdout + done.stderr
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())

@@ -343,7 +343,7 @@ def test_xmc_base_refuses_negative_entries(tmp_path):
         READERS["xmc-base"](root)
 
 
-# --------------------------------------------------------------------------- issue 21: hardening
+# --------------------------------------------------------------------------- hardening
 @pytest.mark.parametrize("labels, sep", [
     ("a,b\nb,c,a\nc\n", ","),      # every document one "label", some holding commas
     ("a;b\nb;c\nc;a\n", ";"),

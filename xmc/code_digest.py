@@ -11,6 +11,14 @@ the module when the function is called). A compiled module counts by its C sourc
 ``.py`` would be (``xmc/_dcd.c``). A package's ``__init__.py`` runs whenever one of its modules
 is imported, so it counts too, but only its module-level imports are followed: the ones in its
 functions (``xmc.load``'s lazy import of the bundle code) run only when that function is called.
+
+A Python file counts by its code, not its bytes: the digest hashes the parsed module with its
+docstrings removed, written back out (``ast.unparse``), so editing a comment, a docstring or the
+layout reruns nothing, while any change to the code (one token) changes the digest. ``ast.unparse``
+rather than ``ast.dump``: its text follows the source, not the AST's field list, which changes
+between Python versions. The one place a docstring reaches the program is a ``--help`` text
+(``__doc__``), which no rule's output holds. A C source counts by its bytes, so a C comment still
+counts.
 """
 from __future__ import annotations
 
@@ -19,7 +27,7 @@ import functools
 import hashlib
 from pathlib import Path
 
-__all__ = ["module_files", "digest"]
+__all__ = ["module_files", "code_bytes", "digest"]
 
 
 def _module_file(root: Path, package: str, dotted: str) -> Path | None:
@@ -101,11 +109,37 @@ def module_files(script, root, package: str = "xmc") -> list[Path]:
     return sorted(seen)
 
 
+def _strip_docstrings(tree: ast.Module) -> ast.Module:
+    """``tree`` without the docstrings of its module, classes and functions (a body left empty gets
+    ``pass``, which is what a docstring-only body does)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or ([ast.Pass()] if not isinstance(node, ast.Module) else [])
+    return tree
+
+
+@functools.lru_cache(maxsize=None)
+def _python_code(source: bytes, filename: str) -> bytes:
+    """A Python source's code, parsed once per content (every rule's digest walks the same modules)."""
+    return ast.unparse(_strip_docstrings(ast.parse(source, filename=filename))).encode()
+
+
+def code_bytes(path) -> bytes:
+    """What of ``path`` its digest counts: a Python file's code without comments, docstrings and
+    layout; any other file's bytes."""
+    source = Path(path).read_bytes()
+    return _python_code(source, str(path)) if str(path).endswith(".py") else source
+
+
 def digest(script, root, package: str = "xmc") -> str:
-    """sha256 (16 hex digits) of ``script`` and every ``package`` file it runs, with their paths."""
+    """sha256 (16 hex digits) of the code of ``script`` and of every ``package`` file it runs, with
+    their paths."""
     root, script = Path(root), Path(script)
     h = hashlib.sha256()
-    h.update(script.name.encode() + b"\0" + script.read_bytes())
+    h.update(script.name.encode() + b"\0" + code_bytes(script))
     for path in module_files(script, root, package):
-        h.update(b"\0" + path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+        h.update(b"\0" + path.relative_to(root).as_posix().encode() + b"\0" + code_bytes(path))
     return h.hexdigest()[:16]

@@ -283,14 +283,41 @@ def headline_ranker(cfg: dict) -> tuple[str, str, str]:
     return inp, neg, cfg["paper"].get("combine") or r["combine"][0]
 
 
+# The paper's Table 5 ids as grid models: id -> (indexers, roles, ranker input, negatives)
+TABLE5_GRID = {
+    0: (("pifa-tfidf",), ("BERT",), "tfidf", "tfn"),
+    1: (("pifa-tfidf",), ("BERT",), "tfidf+neural", "tfn"),
+    2: (("pifa-tfidf",), ("BERT",), "tfidf+neural", "tfn+man"),
+    3: (("pifa-tfidf",), ("RoBERTa",), "tfidf+neural", "tfn+man"),
+    4: (("pifa-tfidf",), ("XLNet",), "tfidf+neural", "tfn+man"),
+    5: (("pifa-neural",), ("XLNet",), "tfidf+neural", "tfn+man"),
+    6: (("text-emb",), ("XLNet",), "tfidf+neural", "tfn+man"),
+    7: (INDEXERS, ("XLNet",), "tfidf+neural", "tfn+man"),
+    8: (("pifa-neural",), PAPER_ROLES, "tfidf+neural", "tfn+man"),
+    9: (INDEXERS, PAPER_ROLES, "tfidf+neural", "tfn+man"),
+}
+
+
+def table5_members(cfg: dict, config_id: int) -> list[str] | None:
+    """Model names that make up Table 5 id ``config_id`` in the resolved config ``cfg`` (one name for
+    ids 0-6), or None where a role is unmapped or the roles collapse onto fewer models."""
+    indexers, roles, inp, neg = TABLE5_GRID[config_id]
+    mapping = cfg.get("paper", {}).get("roles", {})
+    if any(role not in mapping for role in roles):
+        return None
+    combine = cfg.get("paper", {}).get("combine") or cfg["ranker"]["combine"][0]
+    names = [Model(ix, mapping[role], inp, neg, combine).name for ix in indexers for role in roles]
+    if len(set(names)) != len(names):
+        return None
+    return names
+
+
 def _table_model_names(cfg: dict) -> set[str]:
     """What ``ranker.grid: tables`` keeps: each indexer x matcher's headline model, Table 5 ids 0-6
     and the models the ensembles name."""
-    from xmc import paper  # paper reads this module's names: imported here, not at the top
-
     names = {Model(ix, enc, *headline_ranker(cfg)).name for ix in cfg["indexers"] for enc in cfg["matchers"]}
     for config_id in range(7):
-        names.update(paper.table5_members(cfg, config_id) or [])
+        names.update(table5_members(cfg, config_id) or [])
     return names | _ensemble_member_names(cfg)
 
 

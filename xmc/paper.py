@@ -2,7 +2,7 @@
 configurations lives in a resolved workflow config.
 
 Dataset keys are those of ``config/paper.yaml``: ``eurlex-4k``, ``wiki10-31k``, ``amazoncat-13k``,
-``wiki-500k``. Metrics are in percent. A figure the paper notes (docs/paper-notes.md) do not give is
+``wiki-500k``. Metrics are in percent. A figure the paper's Tables 3 and 5 do not give is
 ``None``.
 
 Mapping rules (used by the table generator):
@@ -32,8 +32,10 @@ from xmc import config as xc
 
 __all__ = ["PAPER_TABLE3", "PAPER_TABLE5", "TABLE3_ROWS", "TABLE5_IDS", "table3_models", "table5_models"]
 
-_ALL_INDEXERS = xc.INDEXERS
-_ALL_ROLES = xc.PAPER_ROLES
+# which grid models make up each Table 5 id: config.py's (it decides which rankers ranker.grid:
+# tables trains), used here under the names this module always had
+_TABLE5_GRID = xc.TABLE5_GRID
+table5_members = xc.table5_members
 
 # Table 3: row label -> dataset -> (P@1, P@3, P@5)
 PAPER_TABLE3: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {
@@ -80,35 +82,6 @@ PAPER_TABLE5: dict[str, dict[int, dict]] = {
     "wiki-500k": {9: _row(_EURLEX_TABLE5[9][:4] + (77.28, 57.47, 45.31, 25.48, 47.82, 57.95))},
 }
 TABLE5_IDS = tuple(range(10))
-
-# id -> (indexers, roles, ranker input, negatives)
-_TABLE5_GRID = {
-    0: (("pifa-tfidf",), ("BERT",), "tfidf", "tfn"),
-    1: (("pifa-tfidf",), ("BERT",), "tfidf+neural", "tfn"),
-    2: (("pifa-tfidf",), ("BERT",), "tfidf+neural", "tfn+man"),
-    3: (("pifa-tfidf",), ("RoBERTa",), "tfidf+neural", "tfn+man"),
-    4: (("pifa-tfidf",), ("XLNet",), "tfidf+neural", "tfn+man"),
-    5: (("pifa-neural",), ("XLNet",), "tfidf+neural", "tfn+man"),
-    6: (("text-emb",), ("XLNet",), "tfidf+neural", "tfn+man"),
-    7: (_ALL_INDEXERS, ("XLNet",), "tfidf+neural", "tfn+man"),
-    8: (("pifa-neural",), _ALL_ROLES, "tfidf+neural", "tfn+man"),
-    9: (_ALL_INDEXERS, _ALL_ROLES, "tfidf+neural", "tfn+man"),
-}
-
-
-def table5_members(cfg: dict, config_id: int) -> list[str] | None:
-    """Model names that make up Table 5 id ``config_id`` in the resolved config ``cfg`` (one name for
-    ids 0-6), or None where a role is unmapped or the roles collapse onto fewer models."""
-    indexers, roles, inp, neg = _TABLE5_GRID[config_id]
-    mapping = cfg.get("paper", {}).get("roles", {})
-    if any(role not in mapping for role in roles):
-        return None
-    combine = cfg.get("paper", {}).get("combine") or cfg["ranker"]["combine"][0]
-    names = [xc.Model(ix, mapping[role], inp, neg, combine).name for ix in indexers for role in roles]
-    if len(set(names)) != len(names):
-        return None
-    return names
-
 
 def _find_ensemble(cfg: dict, members: list[str]) -> str | None:
     wanted = set(members)

@@ -1,0 +1,48 @@
+"""The bench scripts stay runnable: each answers ``--help`` as a module of the bench package, and
+what every CSV they write ends with (commit, host, date)."""
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# bench/pecos_xrlinear.py is not a question: latency.py runs it as a file with the peers' Python
+HELPERS = {"__init__", "common", "pecos_xrlinear"}
+SCRIPTS = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem not in HELPERS)
+
+
+def test_the_bench_scripts_are_found():
+    assert {"scale", "peers", "latency", "throughput"} <= set(SCRIPTS)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_each_bench_script_answers_help_as_a_module(name):
+    out = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = ast.get_docstring(ast.parse((REPO / "bench" / f"{name}.py").read_text()))
+    assert f"python -m bench.{name}" in doc  # the question's command, in the docstring
+    assert out.stdout.startswith(f"usage: python -m bench.{name}") and doc.splitlines()[0] in out.stdout
+
+
+def test_no_bench_script_changes_the_import_path_or_imports_a_sibling_by_name():
+    for path in (REPO / "bench").glob("*.py"):
+        text = path.read_text()
+        assert "sys.path" not in text, path.name
+        for sibling in SCRIPTS:
+            assert not re.search(rf"^\s*(from {sibling} import|import {sibling}\b)", text, re.M), (path.name, sibling)
+
+
+def test_every_csv_is_stamped_with_commit_host_and_date(tmp_path):
+    from bench.common import commit, write_csv
+
+    written = write_csv(pd.DataFrame({"P@1": [0.5, 0.25]}), tmp_path / "sub" / "t.csv", float_format="%.4g")
+    back = pd.read_csv(tmp_path / "sub" / "t.csv", dtype={"commit": str})  # an all-digit id stays text
+    assert list(back.columns) == ["P@1", "commit", "host", "date"] == list(written.columns)
+    assert back["commit"].iloc[0] == commit() and len(back["commit"].iloc[0]) >= 7
+    assert back["host"].iloc[0] and ";" in back["host"].iloc[0]  # model name; key flags
+    assert pd.to_datetime(back["date"]).notna().all()
