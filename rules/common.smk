@@ -117,6 +117,12 @@ def download_sha256(wildcards):
     return dataset_cfg(wildcards).get("sha256")
 
 
+def download_cap(wildcards):
+    """The dataset's extraction cap in GB and the config key that sets it (for the message)."""
+    return {"max_extracted_gb": dataset_cfg(wildcards).get("max_extracted_gb", 100),
+            "cap_key": f"datasets.{wildcards.dataset}.max_extracted_gb"}
+
+
 def dataset_format(wildcards):
     return dataset_cfg(wildcards)["format"]
 

@@ -159,7 +159,7 @@ def test_manifest_records_the_model(pipeline):
     assert manifest["format"] == "xmc-bundle" and manifest["n_labels"] == len(pipeline["names"])
     assert manifest["metrics"] == {"P@1": 50.0} and manifest["config"]["matcher"]["top_b"] == TOP_B
     assert {"xmc", "torch", "transformers", "scikit-learn"} <= set(manifest["versions"])
-    assert {"tfidf/vectorizer.pkl", "indexer/C.npz", "ranker/model.npz", "label_names.txt",
+    assert {"tfidf/vectorizer.npz", "indexer/C.npz", "ranker/model.npz", "label_names.txt",
             "matcher/head.pt", "matcher/config.json"} <= set(manifest["files"])
     ens = json.loads((pipeline["bundles"] / "ens" / "manifest.json").read_text())
     assert ens["members"] == ["pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge",
@@ -284,13 +284,17 @@ def test_a_damaged_bundle_file_is_named(pipeline, tmp_path, capsys):
     broken = Path(shutil.copytree(pipeline["bundles"] / "linear", tmp_path / "broken"))
     data = (broken / "matcher.npz").read_bytes()
     (broken / "matcher.npz").write_bytes(data[:len(data) // 2])  # truncated
-    with pytest.raises(BundleError, match=r"bundle file .*matcher\.npz is damaged \(BadZipFile"):
+    with pytest.raises(BundleError, match=r"bundle file .*matcher\.npz does not match the sha256"):
         load(broken)
     source = tmp_path / "texts.txt"
     source.write_text("apple banana\n")
     assert main(["predict", str(broken), "-i", str(source)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "matcher.npz is damaged" in err
+    assert err.count("\n") == 1 and "matcher.npz does not match the sha256" in err
+    # Damaged with its checksum updated too: the loader's error, named.
+    _rehash(broken)
+    with pytest.raises(BundleError, match=r"bundle file .*matcher\.npz is damaged \(BadZipFile"):
+        load(broken)
 
 
 def test_cached_weights_give_the_same_scores_and_follow_new_weights(pipeline):
@@ -309,3 +313,82 @@ def test_cached_weights_give_the_same_scores_and_follow_new_weights(pipeline):
     first = ranker.predict(X, M, top_k=TOP_K)
     ranker.W_ = sp.csr_matrix(ranker.W_ * 2.0)
     np.testing.assert_allclose(ranker.predict(X, M, top_k=TOP_K).toarray(), 2.0 * first.toarray(), rtol=1e-6)
+
+
+# ---- untrusted bundles ------------------------------------------------------------------------
+def _rehash(folder: Path) -> None:
+    """Rewrite a bundle's manifest with the sha256 of the files as they are now, as someone
+    crafting a bundle would."""
+    import hashlib
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                   if p.is_file() and p.name != "manifest.json")
+    manifest["files"] = files
+    manifest["sha256"] = {f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in files}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+class _Payload:
+    """Unpickled, it creates the file ``marker``: proof that loading ran the pickle's code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("where", ["vectorizer.pkl", "vectorizer.npz"])
+def test_a_malicious_pickle_in_a_bundle_never_runs(pipeline, tmp_path, where):
+    """A crafted pickle, as the old format's vectorizer or in place of the new one (with the
+    manifest's sha256 updated to match), is refused and its payload never runs."""
+    marker = tmp_path / "pwned"
+    bundle = Path(shutil.copytree(pipeline["bundles"] / "linear", tmp_path / "evil"))
+    (bundle / "tfidf" / where).write_bytes(pickle.dumps(_Payload(marker)))
+    if where == "vectorizer.pkl":
+        (bundle / "tfidf" / "vectorizer.npz").unlink()
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        (bundle / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+        want = r"older xmc \(format version 1: its TF-IDF vectorizer is a pickle.*export it again"
+    else:
+        want = r"vectorizer\.npz is damaged .*not an \.npz of plain arrays \(a pickle"
+    _rehash(bundle)
+    with pytest.raises(BundleError, match=want):
+        load(bundle)
+    source = tmp_path / "texts.txt"
+    source.write_text("apple banana\n")
+    assert main(["predict", str(bundle), "-i", str(source)]) == 2
+    assert not marker.exists()
+
+
+def test_an_ensemble_member_outside_the_ensemble_is_refused(pipeline, tmp_path):
+    ens = Path(shutil.copytree(pipeline["bundles"] / "ens", tmp_path / "bundles" / "ens"))
+    shutil.copytree(pipeline["bundles"] / "linear", tmp_path / "linear")
+    manifest = json.loads((ens / "manifest.json").read_text())
+    for bad in ("../../linear", "/abs/linear", "..", "a/b"):
+        (ens / "manifest.json").write_text(json.dumps({**manifest, "members": [bad]}))
+        with pytest.raises(BundleError, match=r"member name .* is not a plain folder name"):
+            load(ens)
+
+
+def test_a_tampered_or_unlisted_file_is_refused(pipeline, tmp_path):
+    bundle = Path(shutil.copytree(pipeline["bundles"] / "ens", tmp_path / "ens"))
+    member = bundle / "members" / "pifa-tfidf.linear.tfidf.tfn+man.l3-hinge"
+    label_names = member / "label_names.txt"
+    label_names.write_text(label_names.read_text().replace("label 0", "label X"))
+    with pytest.raises(BundleError, match=r"label_names\.txt does not match the sha256 in manifest\.json"):
+        load(bundle)
+    shutil.copy(pipeline["bundles"] / "ens" / "members" / member.name / "label_names.txt", label_names)
+    (member / "extra.py").write_text("print('hi')\n")
+    with pytest.raises(BundleError, match=r"holds files its manifest\.json does not list: .*extra\.py"):
+        load(bundle)
+
+
+def test_an_old_bundle_asks_to_be_exported_again(pipeline, tmp_path):
+    bundle = Path(shutil.copytree(pipeline["bundles"] / "linear", tmp_path / "old"))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["sha256"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="lacks the sha256 of its files; export it again"):
+        load(bundle)
