@@ -6,7 +6,7 @@ rule tfidf:
     output:
         X_train=f"{R}/{{dataset}}/tfidf/X.train.npz",
         X_test=f"{R}/{{dataset}}/tfidf/X.test.npz",
-        vectorizer=f"{R}/{{dataset}}/tfidf/vectorizer.pkl",
+        vectorizer=f"{R}/{{dataset}}/tfidf/vectorizer.npz",
     log:
         f"{R}/logs/{{dataset}}/tfidf.log",
     benchmark:
@@ -29,7 +29,7 @@ rule tfidf_char:
     output:
         X_train=f"{R}/{{dataset}}/tfidf-char/X.train.npz",
         X_test=f"{R}/{{dataset}}/tfidf-char/X.test.npz",
-        vectorizer=f"{R}/{{dataset}}/tfidf-char/vectorizer.pkl",
+        vectorizer=f"{R}/{{dataset}}/tfidf-char/vectorizer.npz",
     log:
         f"{R}/logs/{{dataset}}/tfidf_char.log",
     benchmark:

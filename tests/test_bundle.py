@@ -27,6 +27,7 @@ from xmc.matcher.transformer import MatcherParams, TransformerMatcher
 from xmc.features import ranker_features
 from xmc.indexing import cluster_targets
 from xmc.ranker import Ranker
+from xmc.vectorizer_store import load_vectorizer, save_vectorizer
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
@@ -73,8 +74,7 @@ def pipeline(tmp_path_factory, tiny_encoder):
     write_lines(root / "label_text.txt", [f"text of {n}" for n in names])
 
     vectorizer, X_train = fit_tfidf(train, TfidfParams(min_df=1))
-    with open(root / "vectorizer.pkl", "wb") as f:
-        pickle.dump(vectorizer, f)
+    save_vectorizer(vectorizer, root / "vectorizer.npz")  # as the tfidf rule writes it
     X_test = transform_tfidf(vectorizer, test)
     C = BalancedKMeans(n_clusters=4, seed=0).fit(pifa(Y_train, X_train)).C_
     save_csr(root / "C.npz", C)
@@ -101,7 +101,7 @@ def pipeline(tmp_path_factory, tiny_encoder):
     baseline = lin_ranker.predict(X_test, LinearMatcher.load(root / "linear.npz").predict(X_test),
                                   combine="l3-hinge", top_k=TOP_K)
 
-    common = dict(vectorizer=root / "vectorizer.pkl", assignment=root / "C.npz",
+    common = dict(vectorizer=root / "vectorizer.npz", assignment=root / "C.npz",
                   label_names=root / "label_names.txt", label_texts=root / "label_text.txt", combine="l3-hinge",
                   top_b=TOP_B, top_k=TOP_K, dataset="synthetic")
     bundles = root / "models"
@@ -216,7 +216,7 @@ def test_bundle_errors(pipeline, tmp_path):
     with pytest.raises(ValueError, match="single string"):
         bundle.predict("apple banana")
     with pytest.raises(FileNotFoundError, match="no-such-ranker"):
-        export_bundle(tmp_path / "bad", name="x", vectorizer=pipeline["root"] / "vectorizer.pkl",
+        export_bundle(tmp_path / "bad", name="x", vectorizer=pipeline["root"] / "vectorizer.npz",
                       assignment=pipeline["root"] / "C.npz", matcher=pipeline["root"] / "linear.npz",
                       ranker=tmp_path / "no-such-ranker.npz", label_names=pipeline["root"] / "label_names.txt",
                       ranker_input="tfidf", combine="noop", top_b=2, top_k=5)
@@ -301,8 +301,7 @@ def test_cached_weights_give_the_same_scores_and_follow_new_weights(pipeline):
     """The linear matcher and the ranker keep their transposed weights between calls (latency);
     the scores are those of the uncached formula, and new weights are picked up."""
     root = pipeline["root"]
-    with open(root / "vectorizer.pkl", "rb") as f:
-        X = transform_tfidf(pickle.load(f), pipeline["test"])
+    X = transform_tfidf(load_vectorizer(root / "vectorizer.npz"), pipeline["test"])
     matcher = LinearMatcher.load(root / "linear.npz")
     for _ in range(2):
         want = top_b_dense(decision_function(X, matcher.W_), TOP_B)
@@ -392,3 +391,17 @@ def test_an_old_bundle_asks_to_be_exported_again(pipeline, tmp_path):
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="lacks the sha256 of its files; export it again"):
         load(bundle)
+
+
+def test_a_vectorizer_pickle_of_ones_own_run_is_exported_as_data(pipeline, tmp_path):
+    """export_bundle still takes a vectorizer.pkl of the caller's own (older) run; the bundle holds
+    it as data, and predicts as the bundle exported from the .npz."""
+    root = pipeline["root"]
+    with open(tmp_path / "vectorizer.pkl", "wb") as f:
+        pickle.dump(load_vectorizer(root / "vectorizer.npz"), f)
+    export_bundle(tmp_path / "b", name="b", vectorizer=tmp_path / "vectorizer.pkl", assignment=root / "C.npz",
+                  matcher=root / "linear.npz", ranker=root / "ranker-linear.npz",
+                  label_names=root / "label_names.txt", ranker_input="tfidf", combine="l3-hinge",
+                  top_b=TOP_B, top_k=TOP_K)
+    assert not list((tmp_path / "b").rglob("*.pkl"))
+    assert_same_predictions(load(tmp_path / "b").predict_scores(pipeline["test"]), pipeline["linear"])

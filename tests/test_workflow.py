@@ -2,7 +2,6 @@
 tiny random BERT; then the dry-run plans that prove incremental reruns."""
 import copy
 import os
-import pickle
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from xmc.data.download import fetch
 from xmc.bundle import load
 from xmc.data.readers import read_eurlex57k
 from xmc.io import load_csr, read_lines
+from xmc.vectorizer_store import load_vectorizer
 
 pytestmark = pytest.mark.slow  # Snakemake runs and plans: pytest -m 'not slow' skips them
 
@@ -131,8 +131,7 @@ def test_end_to_end_results_table(tiny_run):
     # phi_char: character 3- to 5-grams, rows on the unit sphere; its model read words and characters
     from xmc.ranker import Ranker
 
-    with open(work / "results" / "tiny" / "tfidf-char" / "vectorizer.pkl", "rb") as f:
-        char_vocab = pickle.load(f).vocabulary_
+    char_vocab = load_vectorizer(work / "results" / "tiny" / "tfidf-char" / "vectorizer.npz").vocabulary_
     assert char_vocab and {len(term) for term in char_vocab} <= {3, 4, 5}
     X_char = load_csr(work / "results" / "tiny" / "tfidf-char" / "X.train.npz")
     assert X_char.shape[1] == len(char_vocab)
