@@ -405,3 +405,35 @@ def test_a_vectorizer_pickle_of_ones_own_run_is_exported_as_data(pipeline, tmp_p
                   top_b=TOP_B, top_k=TOP_K)
     assert not list((tmp_path / "b").rglob("*.pkl"))
     assert_same_predictions(load(tmp_path / "b").predict_scores(pipeline["test"]), pipeline["linear"])
+
+
+def test_predict_file_device_and_pipe_errors_are_one_line(pipeline, tmp_path, capsys):
+    import torch
+
+    source = tmp_path / "texts.txt"
+    source.write_text("apple banana\n")
+    bundle = str(pipeline["bundles"] / "linear")
+    cases = [(["-o", str(tmp_path)], f"--output {tmp_path} is a folder; name a file"),
+             (["--device", "banana"], "--device 'banana': expected cpu, cuda, cuda:N or auto")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "--device cuda: no CUDA device is available"))
+    else:
+        cases.append((["--device", f"cuda:{torch.cuda.device_count()}"], "CUDA device(s)"))
+    for extra, message in cases:
+        assert main(["predict", bundle, "-i", str(source), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "damaged" not in err, err
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_predict_into_a_closed_pipe_stops_quietly(pipeline):
+    """`xmc predict ... | head -1`: the reader goes away; no traceback, exit status 0."""
+    texts = "\n".join(pipeline["test"] * 200) + "\n"  # 3,200 lines: far more than a pipe buffer
+    proc = subprocess.Popen([sys.executable, "-m", "xmc", "predict", str(pipeline["bundles"] / "linear")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    proc.stdin.write(texts.encode())
+    proc.stdin.close()
+    assert json.loads(proc.stdout.readline())["labels"]
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
