@@ -328,6 +328,21 @@ def test_full_disk_says_no_space_left(archives, tmp_path, monkeypatch, kind):
     assert not dest.exists() and _no_leftovers(tmp_path) == []
 
 
+def test_full_disk_while_copying_a_source_folder(tmp_path, monkeypatch):
+    src = tmp_path / "folder"
+    (src / "ds").mkdir(parents=True)
+    (src / "ds" / "a.txt").write_text("alpha\n")
+    dest = tmp_path / "out" / "raw"
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(dest / "ds" / "a.txt"))
+
+    monkeypatch.setattr("shutil.copy2", full)
+    with pytest.raises(ValueError, match=r"no space left on device while copying into .*out/raw"):
+        fetch(str(src), dest)
+    assert not dest.exists()
+
+
 def _folder(tmp_path: Path) -> Path:
     src = tmp_path / "folder"
     (src / "ds").mkdir(parents=True)

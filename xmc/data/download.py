@@ -130,8 +130,14 @@ def fetch(source: str, dest, sha256: str | None = None, max_extracted_gb: float 
             raise ValueError(f"dest {dest} must not be the source folder {local} or inside it")
         # A copy rather than a symlink: the result stays valid if the source moves or changes,
         # and workflow outputs never write through to a user's original data.
-        with atomic_path(dest, is_dir=True) as tmp:
-            _copy_folder(local, tmp, source)
+        try:
+            with atomic_path(dest, is_dir=True) as tmp:
+                _copy_folder(local, tmp, source)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise ValueError(f"{source}: no space left on device while copying into {dest}; free some "
+                                 "disk space or move results/ to a larger disk") from None
+            raise
         return dest
     if not local.is_file():
         raise ValueError(f"source {source!r} does not exist (expected an archive, a folder or a URL)")
@@ -186,7 +192,13 @@ def _fetch_url(url: str, dest: Path, sha256: str | None, name: str, max_bytes: i
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _download(url, tmp)
+        try:
+            _download(url, tmp)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise ValueError(f"{url}: no space left on device while downloading into {dest.parent}; "
+                                 "free some disk space or move results/ to a larger disk") from None
+            raise
         if sha256 is not None:
             _check_digest(tmp, sha256, url)
         elif urllib.parse.urlparse(url).scheme.lower() in ("http", "https"):
