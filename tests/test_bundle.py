@@ -167,30 +167,56 @@ def test_manifest_records_the_model(pipeline):
     assert "members/pifa-tfidf.linear.tfidf.tfn+man.l3-hinge/matcher.npz" in ens["files"]
 
 
-def test_a_bundle_owns_its_files_and_stands_alone(pipeline, tmp_path):
-    root, bundle = pipeline["root"], pipeline["bundles"] / "neural"
-    # Editing a bundle's file in place reaches neither the pipeline's file nor the ensemble's copy.
-    labels, ranker = bundle / "label_names.txt", bundle / "ranker/model.npz"
-    member = pipeline["bundles"] / "ens" / "members" / "pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge"
-    assert member.is_dir()
-    before = {p: p.read_bytes() for p in (root / "label_names.txt", member / "label_names.txt", labels)}
-    assert all(p.stat().st_nlink == 1 for p in (labels, ranker, root / "ranker.npz"))
-    with open(labels, "r+b") as f:
+def test_bundles_share_identical_files_but_never_the_workflows(pipeline, tmp_path):
+    """Identical files of bundles side by side are one file on disk (hard links); no bundle file is
+    a link to the workflow's own files; an in-place edit of a shared file makes every bundle holding
+    it refuse to load (sha256), never predict differently; a copied bundle stands alone."""
+    import os
+
+    root, bundles = pipeline["root"], pipeline["bundles"]
+    neural, linear, ens = bundles / "neural", bundles / "linear", bundles / "ens"
+    member = ens / "members" / "pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge"
+    assert os.path.samefile(neural / "matcher" / "model.safetensors", member / "matcher" / "model.safetensors")
+    assert os.path.samefile(neural / "label_names.txt", linear / "label_names.txt")
+    assert all(p.stat().st_nlink == 1 for p in root.iterdir() if p.is_file())  # results/ are not shared
+    files = [p for p in bundles.rglob("*") if p.is_file()]
+    on_disk = sum(p.stat().st_size for p in {p.stat().st_ino: p for p in files}.values())
+    assert on_disk < 0.6 * sum(p.stat().st_size for p in files)  # the ensemble holds its members twice over
+    labels = neural / "label_names.txt"
+    before = {p: p.read_bytes() for p in (root / "label_names.txt", labels)}
+    with open(labels, "r+b") as f:  # in place, as an editor that keeps the inode would
         f.write(b"EDITED")
     try:
         assert (root / "label_names.txt").read_bytes() == before[root / "label_names.txt"]
-        assert (member / "label_names.txt").read_bytes() == before[member / "label_names.txt"]
+        for bundle in (neural, linear, ens):
+            with pytest.raises(BundleError, match=r"label_names\.txt does not match the sha256"):
+                load(bundle)
     finally:
         labels.write_bytes(before[labels])
     # Moved elsewhere, with the pipeline's own files gone, it still predicts the same.
     copy = tmp_path / "elsewhere"
-    shutil.copytree(bundle, copy)
+    shutil.copytree(neural, copy)
+    assert all(p.stat().st_nlink == 1 for p in copy.rglob("*") if p.is_file())
     hidden = root.with_name(root.name + "-hidden")
     root.rename(hidden)
     try:
         assert_same_predictions(load(copy, device="cpu").predict_scores(pipeline["test"]), pipeline["neural"])
     finally:
         hidden.rename(root)
+
+
+def test_share_false_exports_copies(pipeline, tmp_path):
+    models = Path(shutil.copytree(pipeline["bundles"], tmp_path / "models"))
+    root = pipeline["root"]
+    common = dict(vectorizer=root / "vectorizer.npz", assignment=root / "C.npz", matcher=root / "linear.npz",
+                  ranker=root / "ranker-linear.npz", label_names=root / "label_names.txt", ranker_input="tfidf",
+                  combine="noop", top_b=TOP_B, top_k=TOP_K)
+    export_bundle(models / "copied", name="copied", share=False, **common)
+    assert all(p.stat().st_nlink == 1 for p in (models / "copied").rglob("*") if p.is_file())
+    export_bundle(models / "shared", name="shared", **common)
+    assert (models / "shared" / "matcher.npz").stat().st_nlink == 2  # a link to the first identical sibling file
+    assert_same_predictions(load(models / "shared").predict_scores(pipeline["test"]),
+                            load(models / "copied").predict_scores(pipeline["test"]))
 
 
 def test_bundle_errors(pipeline, tmp_path):

@@ -162,21 +162,32 @@ def test_exported_bundle_reproduces_the_workflow_predictions(tiny_run, model):
     assert abs(got.data - want.data).max() <= 1e-5 * max(1.0, abs(want.data).max())
 
 
-def test_editing_an_exported_bundle_changes_neither_results_nor_other_bundles(tiny_run):
+def test_editing_an_exported_bundle_never_changes_results_and_is_refused_on_load(tiny_run):
+    """Bundles share identical files with each other (hard links), never with results/: an in-place
+    edit of a bundle file leaves the workflow's data alone, and every bundle holding the file refuses
+    to load it (sha256) instead of predicting differently."""
+    from xmc.bundle import BundleError
+
     _, work, _, _ = tiny_run
     results = work / "results" / "tiny"
-    models = sorted((results / "models").iterdir())
+    models = sorted(p for p in (results / "models").iterdir() if p.is_dir())
     assert len(models) >= 3
+    in_bundles = {f.stat().st_ino for m in models for f in m.rglob("*") if f.is_file()}
+    outside = [f for f in results.rglob("*") if f.is_file() and (results / "models") not in f.parents]
+    assert not in_bundles & {f.stat().st_ino for f in outside}  # no bundle file is a file of results/
     shared = [f for m in models for f in m.rglob("*") if f.is_file() and f.stat().st_nlink > 1]
-    assert not shared  # no file of a bundle is a link to another file
+    assert shared  # the ensemble's members and the models' common encoders are stored once
     target = models[0] / "label_names.txt"
     saved = target.read_bytes()
-    others = {p: p.read_bytes() for p in [results / "prepared" / "label_names.txt"] +
-              [m / "label_names.txt" for m in models[1:]]}
+    prepared = (results / "prepared" / "label_names.txt").read_bytes()
+    holders = [m for m in models if (m / "label_names.txt").samefile(target)]
     with open(target, "r+b") as f:  # in place, as an editor that keeps the inode would
         f.write(b"EDITED")
     try:
-        assert all(p.read_bytes() == before for p, before in others.items())
+        assert (results / "prepared" / "label_names.txt").read_bytes() == prepared
+        for m in holders:
+            with pytest.raises(BundleError, match="does not match the sha256"):
+                load(m, device="cpu")
     finally:
         target.write_bytes(saved)
 

@@ -19,10 +19,13 @@ ensemble bundle::
     manifest.json, label_names.txt, label_text.txt
     members/<model>/       one model bundle per member
 
-A bundle owns its files: they are copies (copy-on-write clones where the file system makes them,
-e.g. btrfs or XFS), never links into ``results/``, so editing, copying or shipping a bundle cannot
-change the workflow's data or another bundle. The price is disk: about 123 MB per MiniLM bundle
-(the default run's eight bundles: 1.2 GB).
+Bundles beside each other share identical files: a file whose sha256 equals one of a sibling
+bundle's (the fine-tuned encoder of a model exported under two combine rules, the members of an
+ensemble) is a hard link to it, not a copy (``share=False``: copies, or copy-on-write clones where
+the file system makes them). Never links into ``results/``: editing a bundle cannot change the
+workflow's data. The trade-off: an in-place edit of a shared file reaches every bundle sharing it,
+and each of them then refuses to load (the file no longer matches its sha256) instead of predicting
+differently; copying or shipping a bundle (``cp -r``, ``tar``) copies the bytes.
 
 Prediction reuses the workflow's code paths (:func:`xmc.features.transform_tfidf`,
 :class:`~xmc.matcher.transformer.TransformerMatcher`, :class:`~xmc.matcher.linear.LinearMatcher`,
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import platform
 import re
@@ -112,11 +116,14 @@ def _place_vectorizer(vectorizer, dst: Path) -> None:
         src = Path(vectorizer)
         if not src.is_file():
             raise FileNotFoundError(f"export: {src} does not exist")
-        if src.suffix == ".pkl":  # the workflow's own file, written by its tfidf rule
+        if src.suffix == ".pkl":  # a caller's own file (older runs of the tfidf rule wrote pickles)
             with open(src, "rb") as f:
                 vectorizer = pickle.load(f)
         else:
-            vectorizer = load_vectorizer(src)
+            load_vectorizer(src)  # checks that it is a stored vectorizer
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _copy(src, dst)  # the same bytes in every bundle of a run, so they can share one file
+            return
     dst.parent.mkdir(parents=True, exist_ok=True)
     save_vectorizer(vectorizer, dst)
 
@@ -148,12 +155,53 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_manifest(folder: Path, manifest: dict) -> None:
+def _write_manifest(folder: Path, manifest: dict) -> dict:
+    """Write manifest.json; returns the sha256 of each file (relative path -> hex digest)."""
     files = _file_list(folder)
+    digests = {f: _sha256(folder / f) for f in files}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
-                "versions": _versions(), "files": files,
-                "sha256": {f: _sha256(folder / f) for f in files}}
+                "versions": _versions(), "files": files, "sha256": digests}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return digests
+
+
+def _share_files(tmp: Path, dest: Path, digests: dict) -> int:
+    """Replace each file of the bundle being written (``tmp``) by a hard link to an identical file
+    (same sha256, checked again on the other file's bytes) of a bundle beside ``dest`` or earlier in
+    this one: the fine-tuned encoder of a model is exported once per combine rule and once more in
+    each ensemble holding it. Returns the bytes saved. A file system without hard links keeps the
+    copies."""
+    known: dict[str, Path] = {}
+    for sibling in sorted(dest.parent.iterdir()) if dest.parent.is_dir() else []:
+        if sibling.name.startswith(".") or not (sibling / MANIFEST).is_file():
+            continue  # temporaries (this one too) and folders that are not bundles
+        try:
+            theirs = json.loads((sibling / MANIFEST).read_text(encoding="utf-8")).get("sha256")
+        except (OSError, ValueError):
+            continue
+        if isinstance(theirs, dict):
+            for f, digest in theirs.items():
+                known.setdefault(digest, sibling / f)
+    saved, verified = 0, set()
+    for f in sorted(digests):
+        path, digest = tmp / f, digests[f]
+        other = known.get(digest)
+        if other is None:
+            known[digest] = path
+            continue
+        try:
+            if other not in verified:  # the other file may have been edited since its export
+                if other.is_symlink() or other.stat().st_size != path.stat().st_size or _sha256(other) != digest:
+                    known[digest] = path
+                    continue
+                verified.add(other)
+            link = path.with_name(path.name + ".link.tmp")
+            os.link(other, link)
+            os.replace(link, path)
+            saved += path.stat().st_size
+        except OSError:  # no hard links here (another file system, FAT, ...): keep the copy
+            known[digest] = path
+    return saved
 
 
 def _positive_int(value, name: str) -> int:
@@ -165,7 +213,7 @@ def _positive_int(value, name: str) -> int:
 def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, label_names,
                   ranker_input: str, combine: str, top_b: int, top_k: int, max_length: int | None = None,
                   dataset: str | None = None, config: dict | None = None,
-                  metrics: dict | None = None, label_texts=None) -> Path:
+                  metrics: dict | None = None, label_texts=None, share: bool = True) -> Path:
     """Write the bundle of one model to the folder ``dest`` (replaced if present; atomic).
 
     vectorizer : the fitted TF-IDF vectorizer: a vectorizer object, a ``.npz`` written by
@@ -177,6 +225,7 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
     lines, the labels' texts; optional); ranker_input : "tfidf" or "tfidf+neural";
     combine : sigma(g, h) method; top_b : clusters kept per text; top_k : labels kept per text.
     config / metrics : JSON-able records of the run, kept in the manifest.
+    share : hard-link files identical to those of the bundles beside ``dest`` (see the module doc).
     """
     from xmc.ranker import COMBINE_METHODS
 
@@ -203,19 +252,21 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
         _place(assignment, tmp / ASSIGNMENT)
         _place(matcher, tmp / (TRANSFORMER_DIR if transformer else LINEAR_FILE))
         _place(ranker, tmp / RANKER)
-        _write_manifest(tmp, {
+        digests = _write_manifest(tmp, {
             "kind": "model", "name": name, "dataset": dataset, "n_labels": n_labels,
             "matcher": "transformer" if transformer else "linear", "ranker_input": ranker_input,
             "combine": combine, "top_b": _positive_int(top_b, "top_b"),
             "top_k": _positive_int(top_k, "top_k"), "max_length": max_length,
             "config": config or {}, "metrics": metrics or {},
         })
+        if share:
+            _share_files(tmp, Path(dest), digests)
     return Path(dest)
 
 
 def export_ensemble(dest, *, name: str, members: Sequence, method: str, top_k: int,
                     dataset: str | None = None, config: dict | None = None,
-                    metrics: dict | None = None) -> Path:
+                    metrics: dict | None = None, share: bool = True) -> Path:
     """Write an ensemble bundle to ``dest``: the member bundles (folders written by
     :func:`export_bundle`) go to ``members/<their name>/``; ``method`` is an
     :data:`xmc.ensemble.ENSEMBLE_METHODS` rule, ``top_k`` the labels it keeps per text."""
@@ -244,11 +295,13 @@ def export_ensemble(dest, *, name: str, members: Sequence, method: str, top_k: i
             _place(members[0] / LABEL_TEXTS, tmp / LABEL_TEXTS)
         for path, member in zip(members, names):
             _place(path, tmp / MEMBERS / member)
-        _write_manifest(tmp, {
+        digests = _write_manifest(tmp, {
             "kind": "ensemble", "name": name, "dataset": dataset, "n_labels": manifests[0]["n_labels"],
             "method": method, "members": names, "top_k": _positive_int(top_k, "top_k"),
             "config": config or {}, "metrics": metrics or {},
         })
+        if share:
+            _share_files(tmp, Path(dest), digests)
     return Path(dest)
 
 
