@@ -383,3 +383,18 @@ def test_source_folder_refuses_links_out_loops_dangling_and_fifos(tmp_path, case
         fetch(str(src), tmp_path / "out" / "raw")
     assert not (tmp_path / "out" / "raw").exists()
     assert _no_leftovers(tmp_path / "out") == []
+
+
+def test_tar_member_times_are_kept(tmp_path):
+    """As tarfile's extractall: Snakemake compares the unpacked files' times with the archive's."""
+    archive = tmp_path / "t.tar"
+    with tarfile.open(archive, "w") as tf:
+        folder = tarfile.TarInfo("ds")
+        folder.type, folder.mtime = tarfile.DIRTYPE, 1_000_000_000
+        tf.addfile(folder)
+        info = tarfile.TarInfo("ds/a.txt")
+        info.size, info.mtime = 5, 1_100_000_000
+        tf.addfile(info, io.BytesIO(b"alpha"))
+    dest = fetch(str(archive), tmp_path / "raw")
+    assert (dest / "ds" / "a.txt").stat().st_mtime == 1_100_000_000
+    assert (dest / "ds").stat().st_mtime == 1_000_000_000

@@ -373,11 +373,17 @@ def _extract_tar(archive: Path, root: Path, name: str, budget: _Budget) -> None:
                                  "links are not unpacked")
             if not (m.isfile() or m.isdir()):
                 raise ValueError(f"{name}: member {m.name!r} is a device, fifo or other special file")
+        folders = []
         for m in members:
             target = _safe_member_path(root, m.name, name)
             if m.isdir():
                 _mkdirs(root, target, name, m.name)
+                folders.append((target, m.mtime))
                 continue
             src = tf.extractfile(m)
             with src:
                 _write_member(src, root, target, name, m.name, budget)
+            os.utime(target, (m.mtime, m.mtime), follow_symlinks=False)  # as tarfile does: the
+            # archive's times, which Snakemake compares with the archive's to decide a rerun
+        for folder, mtime in reversed(folders):  # after their files, which would touch them
+            os.utime(folder, (mtime, mtime), follow_symlinks=False)
