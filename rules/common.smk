@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
+from snakemake.common.configfile import load_configfile as _load_configfile
 
 from xmc import code_digest as xmc_code_digest
 from xmc import config as xmc_config
@@ -21,6 +22,10 @@ R = "results"
 # The splits every model is predicted and scored on: choices are made on valid, test is only scored.
 EVAL_SPLITS = "valid|test"
 
+try:  # one line per error (Snakemake's own message prints the schema and the whole config)
+    xmc_config.check_schema(config, _load_configfile(str(Path(workflow.basedir) / "config" / "schema.yaml")))
+except xmc_config.ConfigError as err:
+    raise ValueError(f"invalid configuration: {err}") from None
 validate(config, schema="../config/schema.yaml")
 try:
     CFG = xmc_config.resolve(config)
@@ -40,6 +45,18 @@ if not _PEERS_IN_CONDA and not workflow.remote_exec:  # once per run, not again 
         xmc_peers.check_available(CFG["peers"]["systems"], CFG["peers"]["python"])
     except ValueError as err:
         raise ValueError(f"invalid configuration: {err}") from None
+
+
+
+onstart:
+    # A real run (not -n, which touches no network) checks once, before any job, that every hub id
+    # is cached or reachable: not a minute of retries in each job that loads the encoder.
+    try:
+        xmc_config.check_encoders(CFG, network=True)
+    except xmc_config.ConfigError as err:
+        logger.error(f"invalid configuration: {err}")
+        raise SystemExit(1)
+
 
 DATASETS = list(CFG["datasets"])
 
@@ -119,6 +136,12 @@ def download_source(wildcards):
 
 def download_sha256(wildcards):
     return dataset_cfg(wildcards).get("sha256")
+
+
+def download_cap(wildcards):
+    """The dataset's extraction cap in GB and the config key that sets it (for the message)."""
+    return {"max_extracted_gb": dataset_cfg(wildcards).get("max_extracted_gb", 100),
+            "cap_key": f"datasets.{wildcards.dataset}.max_extracted_gb"}
 
 
 def dataset_format(wildcards):

@@ -9,6 +9,7 @@ rule download:
     params:
         source=download_source,
         sha256=download_sha256,
+        cap=download_cap,
     conda:
         "../environment.yml"
     script:

@@ -8,7 +8,7 @@ rule tfidf:
         X_train=f"{R}/{{dataset}}/tfidf/X.train.npz",
         X_valid=f"{R}/{{dataset}}/tfidf/X.valid.npz",
         X_test=f"{R}/{{dataset}}/tfidf/X.test.npz",
-        vectorizer=f"{R}/{{dataset}}/tfidf/vectorizer.pkl",
+        vectorizer=f"{R}/{{dataset}}/tfidf/vectorizer.npz",
     log:
         f"{R}/logs/{{dataset}}/tfidf.log",
     benchmark:
@@ -33,7 +33,7 @@ rule tfidf_char:
         X_train=f"{R}/{{dataset}}/tfidf-char/X.train.npz",
         X_valid=f"{R}/{{dataset}}/tfidf-char/X.valid.npz",
         X_test=f"{R}/{{dataset}}/tfidf-char/X.test.npz",
-        vectorizer=f"{R}/{{dataset}}/tfidf-char/vectorizer.pkl",
+        vectorizer=f"{R}/{{dataset}}/tfidf-char/vectorizer.npz",
     log:
         f"{R}/logs/{{dataset}}/tfidf_char.log",
     benchmark:

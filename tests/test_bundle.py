@@ -27,6 +27,7 @@ from xmc.matcher.transformer import MatcherParams, TransformerMatcher
 from xmc.features import ranker_features
 from xmc.indexing import cluster_targets
 from xmc.ranker import Ranker
+from xmc.vectorizer_store import load_vectorizer, save_vectorizer
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
@@ -73,8 +74,7 @@ def pipeline(tmp_path_factory, tiny_encoder):
     write_lines(root / "label_text.txt", [f"text of {n}" for n in names])
 
     vectorizer, X_train = fit_tfidf(train, TfidfParams(min_df=1))
-    with open(root / "vectorizer.pkl", "wb") as f:
-        pickle.dump(vectorizer, f)
+    save_vectorizer(vectorizer, root / "vectorizer.npz")  # as the tfidf rule writes it
     X_test = transform_tfidf(vectorizer, test)
     C = BalancedKMeans(n_clusters=4, seed=0).fit(pifa(Y_train, X_train)).C_
     save_csr(root / "C.npz", C)
@@ -101,7 +101,7 @@ def pipeline(tmp_path_factory, tiny_encoder):
     baseline = lin_ranker.predict(X_test, LinearMatcher.load(root / "linear.npz").predict(X_test),
                                   combine="l3-hinge", top_k=TOP_K)
 
-    common = dict(vectorizer=root / "vectorizer.pkl", assignment=root / "C.npz",
+    common = dict(vectorizer=root / "vectorizer.npz", assignment=root / "C.npz",
                   label_names=root / "label_names.txt", label_texts=root / "label_text.txt", combine="l3-hinge",
                   top_b=TOP_B, top_k=TOP_K, dataset="synthetic")
     bundles = root / "models"
@@ -159,7 +159,7 @@ def test_manifest_records_the_model(pipeline):
     assert manifest["format"] == "xmc-bundle" and manifest["n_labels"] == len(pipeline["names"])
     assert manifest["metrics"] == {"P@1": 50.0} and manifest["config"]["matcher"]["top_b"] == TOP_B
     assert {"xmc", "torch", "transformers", "scikit-learn"} <= set(manifest["versions"])
-    assert {"tfidf/vectorizer.pkl", "indexer/C.npz", "ranker/model.npz", "label_names.txt",
+    assert {"tfidf/vectorizer.npz", "indexer/C.npz", "ranker/model.npz", "label_names.txt",
             "matcher/head.pt", "matcher/config.json"} <= set(manifest["files"])
     ens = json.loads((pipeline["bundles"] / "ens" / "manifest.json").read_text())
     assert ens["members"] == ["pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge",
@@ -167,30 +167,56 @@ def test_manifest_records_the_model(pipeline):
     assert "members/pifa-tfidf.linear.tfidf.tfn+man.l3-hinge/matcher.npz" in ens["files"]
 
 
-def test_a_bundle_owns_its_files_and_stands_alone(pipeline, tmp_path):
-    root, bundle = pipeline["root"], pipeline["bundles"] / "neural"
-    # Editing a bundle's file in place reaches neither the pipeline's file nor the ensemble's copy.
-    labels, ranker = bundle / "label_names.txt", bundle / "ranker/model.npz"
-    member = pipeline["bundles"] / "ens" / "members" / "pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge"
-    assert member.is_dir()
-    before = {p: p.read_bytes() for p in (root / "label_names.txt", member / "label_names.txt", labels)}
-    assert all(p.stat().st_nlink == 1 for p in (labels, ranker, root / "ranker.npz"))
-    with open(labels, "r+b") as f:
+def test_bundles_share_identical_files_but_never_the_workflows(pipeline, tmp_path):
+    """Identical files of bundles side by side are one file on disk (hard links); no bundle file is
+    a link to the workflow's own files; an in-place edit of a shared file makes every bundle holding
+    it refuse to load (sha256), never predict differently; a copied bundle stands alone."""
+    import os
+
+    root, bundles = pipeline["root"], pipeline["bundles"]
+    neural, linear, ens = bundles / "neural", bundles / "linear", bundles / "ens"
+    member = ens / "members" / "pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge"
+    assert os.path.samefile(neural / "matcher" / "model.safetensors", member / "matcher" / "model.safetensors")
+    assert os.path.samefile(neural / "label_names.txt", linear / "label_names.txt")
+    assert all(p.stat().st_nlink == 1 for p in root.iterdir() if p.is_file())  # results/ are not shared
+    files = [p for p in bundles.rglob("*") if p.is_file()]
+    on_disk = sum(p.stat().st_size for p in {p.stat().st_ino: p for p in files}.values())
+    assert on_disk < 0.6 * sum(p.stat().st_size for p in files)  # the ensemble holds its members twice over
+    labels = neural / "label_names.txt"
+    before = {p: p.read_bytes() for p in (root / "label_names.txt", labels)}
+    with open(labels, "r+b") as f:  # in place, as an editor that keeps the inode would
         f.write(b"EDITED")
     try:
         assert (root / "label_names.txt").read_bytes() == before[root / "label_names.txt"]
-        assert (member / "label_names.txt").read_bytes() == before[member / "label_names.txt"]
+        for bundle in (neural, linear, ens):
+            with pytest.raises(BundleError, match=r"label_names\.txt does not match the sha256"):
+                load(bundle)
     finally:
         labels.write_bytes(before[labels])
     # Moved elsewhere, with the pipeline's own files gone, it still predicts the same.
     copy = tmp_path / "elsewhere"
-    shutil.copytree(bundle, copy)
+    shutil.copytree(neural, copy)
+    assert all(p.stat().st_nlink == 1 for p in copy.rglob("*") if p.is_file())
     hidden = root.with_name(root.name + "-hidden")
     root.rename(hidden)
     try:
         assert_same_predictions(load(copy, device="cpu").predict_scores(pipeline["test"]), pipeline["neural"])
     finally:
         hidden.rename(root)
+
+
+def test_share_false_exports_copies(pipeline, tmp_path):
+    models = Path(shutil.copytree(pipeline["bundles"], tmp_path / "models"))
+    root = pipeline["root"]
+    common = dict(vectorizer=root / "vectorizer.npz", assignment=root / "C.npz", matcher=root / "linear.npz",
+                  ranker=root / "ranker-linear.npz", label_names=root / "label_names.txt", ranker_input="tfidf",
+                  combine="noop", top_b=TOP_B, top_k=TOP_K)
+    export_bundle(models / "copied", name="copied", share=False, **common)
+    assert all(p.stat().st_nlink == 1 for p in (models / "copied").rglob("*") if p.is_file())
+    export_bundle(models / "shared", name="shared", **common)
+    assert (models / "shared" / "matcher.npz").stat().st_nlink == 2  # a link to the first identical sibling file
+    assert_same_predictions(load(models / "shared").predict_scores(pipeline["test"]),
+                            load(models / "copied").predict_scores(pipeline["test"]))
 
 
 def test_bundle_errors(pipeline, tmp_path):
@@ -216,7 +242,7 @@ def test_bundle_errors(pipeline, tmp_path):
     with pytest.raises(ValueError, match="single string"):
         bundle.predict("apple banana")
     with pytest.raises(FileNotFoundError, match="no-such-ranker"):
-        export_bundle(tmp_path / "bad", name="x", vectorizer=pipeline["root"] / "vectorizer.pkl",
+        export_bundle(tmp_path / "bad", name="x", vectorizer=pipeline["root"] / "vectorizer.npz",
                       assignment=pipeline["root"] / "C.npz", matcher=pipeline["root"] / "linear.npz",
                       ranker=tmp_path / "no-such-ranker.npz", label_names=pipeline["root"] / "label_names.txt",
                       ranker_input="tfidf", combine="noop", top_b=2, top_k=5)
@@ -284,21 +310,24 @@ def test_a_damaged_bundle_file_is_named(pipeline, tmp_path, capsys):
     broken = Path(shutil.copytree(pipeline["bundles"] / "linear", tmp_path / "broken"))
     data = (broken / "matcher.npz").read_bytes()
     (broken / "matcher.npz").write_bytes(data[:len(data) // 2])  # truncated
-    with pytest.raises(BundleError, match=r"bundle file .*matcher\.npz is damaged \(BadZipFile"):
+    with pytest.raises(BundleError, match=r"bundle file .*matcher\.npz does not match the sha256"):
         load(broken)
     source = tmp_path / "texts.txt"
     source.write_text("apple banana\n")
     assert main(["predict", str(broken), "-i", str(source)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "matcher.npz is damaged" in err
+    assert err.count("\n") == 1 and "matcher.npz does not match the sha256" in err
+    # Damaged with its checksum updated too: the loader's error, named.
+    _rehash(broken)
+    with pytest.raises(BundleError, match=r"bundle file .*matcher\.npz is damaged \(BadZipFile"):
+        load(broken)
 
 
 def test_cached_weights_give_the_same_scores_and_follow_new_weights(pipeline):
     """The linear matcher and the ranker keep their transposed weights between calls (latency);
     the scores are those of the uncached formula, and new weights are picked up."""
     root = pipeline["root"]
-    with open(root / "vectorizer.pkl", "rb") as f:
-        X = transform_tfidf(pickle.load(f), pipeline["test"])
+    X = transform_tfidf(load_vectorizer(root / "vectorizer.npz"), pipeline["test"])
     matcher = LinearMatcher.load(root / "linear.npz")
     for _ in range(2):
         want = top_b_dense(decision_function(X, matcher.W_), TOP_B)
@@ -309,3 +338,128 @@ def test_cached_weights_give_the_same_scores_and_follow_new_weights(pipeline):
     first = ranker.predict(X, M, top_k=TOP_K)
     ranker.W_ = sp.csr_matrix(ranker.W_ * 2.0)
     np.testing.assert_allclose(ranker.predict(X, M, top_k=TOP_K).toarray(), 2.0 * first.toarray(), rtol=1e-6)
+
+
+# ---- untrusted bundles ------------------------------------------------------------------------
+def _rehash(folder: Path) -> None:
+    """Rewrite a bundle's manifest with the sha256 of the files as they are now, as someone
+    crafting a bundle would."""
+    import hashlib
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                   if p.is_file() and p.name != "manifest.json")
+    manifest["files"] = files
+    manifest["sha256"] = {f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in files}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+class _Payload:
+    """Unpickled, it creates the file ``marker``: proof that loading ran the pickle's code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("where", ["vectorizer.pkl", "vectorizer.npz"])
+def test_a_malicious_pickle_in_a_bundle_never_runs(pipeline, tmp_path, where):
+    """A crafted pickle, as the old format's vectorizer or in place of the new one (with the
+    manifest's sha256 updated to match), is refused and its payload never runs."""
+    marker = tmp_path / "pwned"
+    bundle = Path(shutil.copytree(pipeline["bundles"] / "linear", tmp_path / "evil"))
+    (bundle / "tfidf" / where).write_bytes(pickle.dumps(_Payload(marker)))
+    if where == "vectorizer.pkl":
+        (bundle / "tfidf" / "vectorizer.npz").unlink()
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        (bundle / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+        want = r"older xmc \(format version 1: its TF-IDF vectorizer is a pickle.*export it again"
+    else:
+        want = r"vectorizer\.npz is damaged .*not an \.npz of plain arrays \(a pickle"
+    _rehash(bundle)
+    with pytest.raises(BundleError, match=want):
+        load(bundle)
+    source = tmp_path / "texts.txt"
+    source.write_text("apple banana\n")
+    assert main(["predict", str(bundle), "-i", str(source)]) == 2
+    assert not marker.exists()
+
+
+def test_an_ensemble_member_outside_the_ensemble_is_refused(pipeline, tmp_path):
+    ens = Path(shutil.copytree(pipeline["bundles"] / "ens", tmp_path / "bundles" / "ens"))
+    shutil.copytree(pipeline["bundles"] / "linear", tmp_path / "linear")
+    manifest = json.loads((ens / "manifest.json").read_text())
+    for bad in ("../../linear", "/abs/linear", "..", "a/b"):
+        (ens / "manifest.json").write_text(json.dumps({**manifest, "members": [bad]}))
+        with pytest.raises(BundleError, match=r"member name .* is not a plain folder name"):
+            load(ens)
+
+
+def test_a_tampered_or_unlisted_file_is_refused(pipeline, tmp_path):
+    bundle = Path(shutil.copytree(pipeline["bundles"] / "ens", tmp_path / "ens"))
+    member = bundle / "members" / "pifa-tfidf.linear.tfidf.tfn+man.l3-hinge"
+    label_names = member / "label_names.txt"
+    label_names.write_text(label_names.read_text().replace("label 0", "label X"))
+    with pytest.raises(BundleError, match=r"label_names\.txt does not match the sha256 in manifest\.json"):
+        load(bundle)
+    shutil.copy(pipeline["bundles"] / "ens" / "members" / member.name / "label_names.txt", label_names)
+    (member / "extra.py").write_text("print('hi')\n")
+    with pytest.raises(BundleError, match=r"holds files its manifest\.json does not list: .*extra\.py"):
+        load(bundle)
+
+
+def test_an_old_bundle_asks_to_be_exported_again(pipeline, tmp_path):
+    bundle = Path(shutil.copytree(pipeline["bundles"] / "linear", tmp_path / "old"))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["sha256"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="lacks the sha256 of its files; export it again"):
+        load(bundle)
+
+
+def test_a_vectorizer_pickle_of_ones_own_run_is_exported_as_data(pipeline, tmp_path):
+    """export_bundle still takes a vectorizer.pkl of the caller's own (older) run; the bundle holds
+    it as data, and predicts as the bundle exported from the .npz."""
+    root = pipeline["root"]
+    with open(tmp_path / "vectorizer.pkl", "wb") as f:
+        pickle.dump(load_vectorizer(root / "vectorizer.npz"), f)
+    export_bundle(tmp_path / "b", name="b", vectorizer=tmp_path / "vectorizer.pkl", assignment=root / "C.npz",
+                  matcher=root / "linear.npz", ranker=root / "ranker-linear.npz",
+                  label_names=root / "label_names.txt", ranker_input="tfidf", combine="l3-hinge",
+                  top_b=TOP_B, top_k=TOP_K)
+    assert not list((tmp_path / "b").rglob("*.pkl"))
+    assert_same_predictions(load(tmp_path / "b").predict_scores(pipeline["test"]), pipeline["linear"])
+
+
+def test_predict_file_device_and_pipe_errors_are_one_line(pipeline, tmp_path, capsys):
+    import torch
+
+    source = tmp_path / "texts.txt"
+    source.write_text("apple banana\n")
+    bundle = str(pipeline["bundles"] / "linear")
+    cases = [(["-o", str(tmp_path)], f"--output {tmp_path} is a folder; name a file"),
+             (["--device", "banana"], "--device 'banana': expected cpu, cuda, cuda:N or auto")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "--device cuda: no CUDA device is available"))
+    else:
+        cases.append((["--device", f"cuda:{torch.cuda.device_count()}"], "CUDA device(s)"))
+    for extra, message in cases:
+        assert main(["predict", bundle, "-i", str(source), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "damaged" not in err, err
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_predict_into_a_closed_pipe_stops_quietly(pipeline):
+    """`xmc predict ... | head -1`: the reader goes away; no traceback, exit status 0."""
+    texts = "\n".join(pipeline["test"] * 200) + "\n"  # 3,200 lines: far more than a pipe buffer
+    proc = subprocess.Popen([sys.executable, "-m", "xmc", "predict", str(pipeline["bundles"] / "linear")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    proc.stdin.write(texts.encode())
+    proc.stdin.close()
+    assert json.loads(proc.stdout.readline())["labels"]
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

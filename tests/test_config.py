@@ -262,3 +262,70 @@ def test_config_defaults_are_the_library_defaults():
     ranker = inspect.signature(Ranker).parameters
     assert [ranker[k].default for k in ("C", "threshold")] == [d["ranker"]["C"], d["ranker"]["threshold"]]
     assert ranker["negatives"].default in d["ranker"]["negatives"]
+
+
+# ---- start-up checks: one line, the key named ---------------------------------------------------
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["matcher"].update(max_steps=10.0), r"^matcher.max_steps: 10.0 must be an integer"),
+    (lambda c: c.update(seed=1e23), r"^seed: 1e\+23 is greater than the maximum of 4294967295"),
+    (lambda c: c.update(seed=10 ** 23), r"^seed: 100000000000000000000000 is greater than the maximum of 4294967295"),
+    (lambda c: c.update(seed="1e23"), r"^seed: '1e23' is not of type 'integer'"),
+    (lambda c: c["matcher"].update(device="banana"), r"^matcher.device: 'banana' does not match"),
+    (lambda c: c.update({"typo key": 1}), r"^\(top level\): Additional properties are not allowed \('typo key' was unexpected\)"),
+    (lambda c: c["datasets"]["eurlex57k-sample"].update(max_extracted_gb=0), r"^datasets.eurlex57k-sample.max_extracted_gb: 0"),
+])
+def test_schema_errors_are_one_line_naming_the_key(change, message):
+    cfg = copy.deepcopy(DEFAULT)
+    change(cfg)
+    with pytest.raises(xc.ConfigError, match=message) as e:
+        xc.check_schema(cfg, SCHEMA)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 400
+    xc.check_schema(copy.deepcopy(DEFAULT), SCHEMA)  # the default passes
+
+
+@pytest.mark.parametrize("name", ["logs", "tables", "figures", "benchmarks", "Logs"])
+def test_dataset_names_the_run_uses_under_results_are_refused(name):
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["datasets"] = {name: cfg["datasets"]["eurlex57k-sample"]}
+    with pytest.raises(xc.ConfigError, match=rf"^datasets.{name}: '{name}' is a folder the run writes under results/"):
+        xc.resolve(cfg)
+
+
+def test_max_length_beyond_the_models_positions_fails_at_start_up(tiny_encoder):
+    cfg = xc.resolve(copy.deepcopy(DEFAULT))
+    xc.check_encoders(cfg)  # MiniLM: 512 positions
+    cfg["encoders"]["minilm"]["max_length"] = 100000
+    with pytest.raises(xc.ConfigError, match=r"^encoders.minilm.max_length: 100000 tokens is more than the 512 positions"):
+        xc.check_encoders(cfg)
+    for family, positions in (("bert", 288), ("roberta", 288)):  # RoBERTa: 290 embeddings, 2 for padding
+        cfg["encoders"]["minilm"].update(model=str(tiny_encoder(family)), max_length=positions)
+        xc.check_encoders(cfg)
+        cfg["encoders"]["minilm"]["max_length"] = positions + 1
+        with pytest.raises(xc.ConfigError, match=rf"more than the {positions} positions"):
+            xc.check_encoders(cfg)
+    cfg["encoders"]["minilm"].update(model=str(tiny_encoder("xlnet")), max_length=100000)
+    xc.check_encoders(cfg)  # relative positions: no bound
+
+
+def test_an_unreachable_hub_id_fails_once_fast_naming_the_key(monkeypatch, tmp_path):
+    import time
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    cfg = xc.resolve(copy.deepcopy(DEFAULT))
+    cfg["encoders"]["minilm"]["model"] = "some-org/not-cached-model"
+    xc.check_encoders(cfg)  # a dry run: form only, no network
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(xc.ConfigError, match=r"^encoders.minilm.model: hub id 'some-org/not-cached-model' is not "
+                                             r"in the local Hugging Face cache and HF_HUB_OFFLINE is set; .*local model folder"):
+        xc.check_encoders(cfg, network=True)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: no network
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    start = time.monotonic()
+    with pytest.raises(xc.ConfigError, match=r"^encoders.minilm.model: hub id 'some-org/not-cached-model' cannot "
+                                             r"be reached .*HF_HUB_OFFLINE=1"):
+        xc.check_encoders(cfg, network=True)
+    assert time.monotonic() - start < 30

@@ -170,7 +170,7 @@ def test_symlink_escaping_dest_is_rejected(tmp_path):
         info = tarfile.TarInfo("ds/link")
         info.type, info.linkname = tarfile.SYMTYPE, "../../outside"
         tf.addfile(info)
-    with pytest.raises(ValueError, match="outside the destination"):
+    with pytest.raises(ValueError, match="'ds/link' is a symbolic link"):
         fetch(str(archive), tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
 
@@ -237,3 +237,164 @@ def test_zip_members_that_are_symlinks_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"'ds/test_texts\.txt' is a symbolic link"):
         fetch(str(archive), tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing half-unpacked
+
+
+# ---- untrusted archives: links, bombs, full disks ----------------------------------------------
+def _link_tar(path: Path, links: list[tuple[str, str, bytes]], files: dict[str, bytes]) -> Path:
+    """A tar holding the ``(name, target, type)`` links, then the files."""
+    with tarfile.open(path, "w") as tf:
+        for name, target, kind in links:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tf.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_tar_symlink_chain_is_refused_before_anything_is_written(tmp_path):
+    """``a -> .`` and ``a/b -> ..`` each point inside the folder, but together they reach its
+    parent: no link is unpacked at all, whatever the Python version's tarfile filter does."""
+    archive = _link_tar(tmp_path / "chain.tar", [("a", ".", tarfile.SYMTYPE), ("a/b", "..", tarfile.SYMTYPE)],
+                        {"a/b/escaped.txt": b"evil"})
+    dest = tmp_path / "out" / "raw"
+    with pytest.raises(ValueError, match=r"chain\.tar: member 'a' is a symbolic link"):
+        fetch(str(archive), dest)
+    assert not dest.exists() and not (tmp_path / "out" / "escaped.txt").exists()
+    assert _no_leftovers(tmp_path / "out") == []
+
+
+def test_tar_long_symlink_chain_is_refused(tmp_path):
+    """The path-length technique: a chain of links whose resolved path exceeds PATH_MAX."""
+    step = "d" * 200
+    links = []
+    path = ""
+    for i in range(20):
+        links.append((f"{path}{step}", ".", tarfile.SYMTYPE))
+        links.append((f"{path}l{i}", f"{step}/" * 1, tarfile.SYMTYPE))
+        path += f"{step}/"
+    links.append(("escape", "l0/" + "../" * 30, tarfile.SYMTYPE))
+    archive = _link_tar(tmp_path / "long.tar", links, {"escape/owned.txt": b"evil"})
+    with pytest.raises(ValueError, match=r"long\.tar: member '" + step + "' is a symbolic link"):
+        fetch(str(archive), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists() and not list(tmp_path.rglob("owned.txt"))
+
+
+def test_tar_hard_link_is_refused(tmp_path):
+    archive = _link_tar(tmp_path / "hard.tar", [("ds/copy.txt", "ds/a.txt", tarfile.LNKTYPE)],
+                        {"ds/a.txt": b"alpha"})
+    with pytest.raises(ValueError, match=r"member 'ds/copy\.txt' is a hard link"):
+        fetch(str(archive), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_archive_bomb_stops_at_the_cap(tmp_path, kind):
+    """5 MB of zeros compress to a few KB; a 1 MB cap stops the extraction with the archive, the
+    cap and the key named, and leaves nothing behind."""
+    files = {"ds/a.txt": b"alpha\n", "ds/zeros.bin": bytes(5_000_000)}
+    archive = (_make_zip if kind == "zip" else _make_tar)(tmp_path / f"bomb.{kind}", files)
+    assert archive.stat().st_size < 50_000
+    dest = tmp_path / "out" / "raw"
+    with pytest.raises(ValueError) as e:
+        fetch(str(archive), dest, max_extracted_gb=0.001, cap_key="datasets.bomb.max_extracted_gb")
+    msg = str(e.value)
+    assert f"bomb.{kind}" in msg and "1,000,000 bytes" in msg and "datasets.bomb.max_extracted_gb" in msg
+    assert not dest.exists() and _no_leftovers(dest.parent) == []
+    # Under a cap it is large enough for, the same archive unpacks whole.
+    assert _tree(fetch(str(archive), dest, max_extracted_gb=0.01)) == files
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_full_disk_says_no_space_left(archives, tmp_path, monkeypatch, kind):
+    """Every file written under dest goes to /dev/full, whose writes fail with ENOSPC as on a full
+    disk: the message says so, with the path, instead of blaming the archive."""
+    real_open = os.open
+    dest = tmp_path / "raw"
+
+    def full_open(path, flags, mode=0o777, **kw):
+        if str(path).startswith(str(tmp_path)) and flags & os.O_WRONLY:
+            return real_open("/dev/full", os.O_WRONLY)
+        return real_open(path, flags, mode, **kw)
+
+    monkeypatch.setattr(os, "open", full_open)
+    with pytest.raises(ValueError) as e:
+        fetch(str(archives[kind]), dest)
+    msg = str(e.value)
+    assert "no space left on device" in msg and str(dest) in msg and "corrupt" not in msg
+    monkeypatch.undo()
+    assert not dest.exists() and _no_leftovers(tmp_path) == []
+
+
+def test_full_disk_while_copying_a_source_folder(tmp_path, monkeypatch):
+    src = tmp_path / "folder"
+    (src / "ds").mkdir(parents=True)
+    (src / "ds" / "a.txt").write_text("alpha\n")
+    dest = tmp_path / "out" / "raw"
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(dest / "ds" / "a.txt"))
+
+    monkeypatch.setattr("shutil.copy2", full)
+    with pytest.raises(ValueError, match=r"no space left on device while copying into .*out/raw"):
+        fetch(str(src), dest)
+    assert not dest.exists()
+
+
+def _folder(tmp_path: Path) -> Path:
+    src = tmp_path / "folder"
+    (src / "ds").mkdir(parents=True)
+    (src / "ds" / "a.txt").write_text("alpha\n")
+    return src
+
+
+def test_source_folder_link_inside_is_copied_as_a_file(tmp_path):
+    src = _folder(tmp_path)
+    os.symlink("a.txt", src / "ds" / "b.txt")
+    dest = fetch(str(src), tmp_path / "raw")
+    assert _tree(dest) == {"ds/a.txt": b"alpha\n", "ds/b.txt": b"alpha\n"}
+    assert not (dest / "ds" / "b.txt").is_symlink()
+
+
+@pytest.mark.parametrize("case", ["outside", "loop", "self_loop", "dangling", "fifo"])
+def test_source_folder_refuses_links_out_loops_dangling_and_fifos(tmp_path, case):
+    src = _folder(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private\n")
+    bad = src / "ds" / "bad"
+    if case == "outside":
+        os.symlink(secret, bad)
+        want = r"ds/bad is a link to .*secret\.txt, outside the folder"
+    elif case == "loop":
+        os.symlink("..", bad)
+        want = r"ds/bad is a link loop"
+    elif case == "self_loop":
+        os.symlink("bad", bad)
+        want = r"ds/bad is a link loop"
+    elif case == "dangling":
+        os.symlink("missing.txt", bad)
+        want = r"ds/bad is a dangling link \(to 'missing\.txt'\)"
+    else:
+        os.mkfifo(bad)
+        want = r"ds/bad is a FIFO"
+    with pytest.raises(ValueError, match=want):
+        fetch(str(src), tmp_path / "out" / "raw")
+    assert not (tmp_path / "out" / "raw").exists()
+    assert _no_leftovers(tmp_path / "out") == []
+
+
+def test_tar_member_times_are_kept(tmp_path):
+    """As tarfile's extractall: Snakemake compares the unpacked files' times with the archive's."""
+    archive = tmp_path / "t.tar"
+    with tarfile.open(archive, "w") as tf:
+        folder = tarfile.TarInfo("ds")
+        folder.type, folder.mtime = tarfile.DIRTYPE, 1_000_000_000
+        tf.addfile(folder)
+        info = tarfile.TarInfo("ds/a.txt")
+        info.size, info.mtime = 5, 1_100_000_000
+        tf.addfile(info, io.BytesIO(b"alpha"))
+    dest = fetch(str(archive), tmp_path / "raw")
+    assert (dest / "ds" / "a.txt").stat().st_mtime == 1_100_000_000
+    assert (dest / "ds").stat().st_mtime == 1_000_000_000

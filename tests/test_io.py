@@ -64,3 +64,29 @@ def test_load_ranker_features_joins_the_named_blocks(tmp_path):
     assert all3.shape == (2, 7) and np.allclose(all3.toarray()[:, 5:], [[0, 1], [1, 0]])
     with pytest.raises(ValueError, match="got none"):
         load_ranker_features(files, "train")
+
+
+def test_two_writers_of_one_output_never_delete_each_others_temporary(tmp_path):
+    """Two processes writing the same output at once (two `xmc predict -o same.jsonl`): each has its
+    own temporary (host + pid + random), neither removes the other's, and both finish."""
+    out = tmp_path / "tags.jsonl"
+    script = ("import sys; from xmc.io import atomic_path\n"
+              "with atomic_path(sys.argv[1]) as tmp:\n"
+              "    tmp.write_text('first'); print(tmp, flush=True); sys.stdin.readline()\n")
+    first = subprocess.Popen([sys.executable, "-c", script, str(out)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        first_tmp = first.stdout.readline().strip()
+        assert f"-{first.pid}-" in os.path.basename(first_tmp)
+        with atomic_path(out) as tmp:  # the second writer, while the first is still writing
+            assert f"-{os.getpid()}-" in tmp.name and str(tmp) != first_tmp
+            assert os.path.exists(first_tmp)  # not taken for a killed run's leftover
+            tmp.write_text("second")
+        assert out.read_text() == "second" and os.path.exists(first_tmp)
+        first.stdin.write("\n")
+        first.stdin.flush()
+        assert first.wait(timeout=60) == 0  # the first finishes too: its file was still there
+    finally:
+        first.kill()
+    assert out.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tags.jsonl"]

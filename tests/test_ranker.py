@@ -291,3 +291,60 @@ def test_shard_and_merge_errors(fitted):
     other = Ranker(negatives="tfn+man", C=2.0).fit(X, Y, C, Mp, progress=False, clusters=shard_clusters(8, 2, 1))
     with pytest.raises(ValueError, match="C=2.0"):
         Ranker.merge([half, other])
+
+
+def _bomb_problem(n_bomb_labels=5000, per_cluster=100, seed=0):
+    """4 topics x 40 training documents, each with one of its topic's 2 labels and its topic's features;
+    plus ONE training document carrying ``n_bomb_labels`` labels of its own, which the indexer put
+    in clusters of their own (``per_cluster`` labels each). Test documents: 10 per topic."""
+    rng = np.random.default_rng(seed)
+    n_topics, per_topic, d = 4, 40, 40
+
+    def docs(n, topic):
+        X = np.zeros((n, d), dtype=np.float32)
+        cols = topic * 10 + rng.integers(0, 10, size=(n, 4))
+        for i in range(n):
+            X[i, cols[i]] = 1.0
+        X[:, 35:] = rng.random((n, 5)) < 0.3  # shared noise features
+        return X
+
+    X = np.vstack([docs(per_topic, t) for t in range(n_topics)] + [rng.random((1, d)).astype(np.float32)])
+    n = X.shape[0]
+    L = 2 * n_topics + n_bomb_labels
+    Y = sp.lil_matrix((n, L), dtype=np.float32)
+    for t in range(n_topics):  # a topic's documents carry one of its two labels, alternately
+        Y[t * per_topic:(t + 1) * per_topic:2, 2 * t] = 1
+        Y[t * per_topic + 1:(t + 1) * per_topic:2, 2 * t + 1] = 1
+    Y[n - 1, 2 * n_topics:] = 1
+    n_bomb_clusters = n_bomb_labels // per_cluster
+    assign = np.concatenate([np.repeat(np.arange(n_topics), 2),
+                             n_topics + np.arange(n_bomb_labels) // per_cluster])
+    C = sp.csr_matrix((np.ones(L, dtype=np.float32), (np.arange(L), assign)), shape=(L, n_topics + n_bomb_clusters))
+    X_test = np.vstack([docs(10, t) for t in range(n_topics)])
+    truth = np.repeat(np.arange(n_topics), 10)
+    # the matcher's shortlist of a test text: its topic's cluster and two bomb clusters, equally scored
+    rows = np.repeat(np.arange(len(truth)), 3)
+    cols = np.stack([truth, n_topics + truth, n_topics + n_bomb_clusters - 1 - truth], axis=1).ravel()
+    M_test = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=(len(truth), C.shape[1]))
+    Y_test = sp.csr_matrix((np.ones(2 * len(truth), dtype=np.float32),
+                            (np.repeat(np.arange(len(truth)), 2), np.stack([2 * truth, 2 * truth + 1], 1).ravel())),
+                           shape=(len(truth), L))
+    return sp.csr_matrix(X), sp.csr_matrix(Y), C, sp.csr_matrix(X_test), M_test, Y_test
+
+
+@pytest.mark.parametrize("negatives", ["tfn", "tfn+man"])
+def test_one_document_with_5000_labels_does_not_make_every_prediction_1(negatives, caplog):
+    """Without negatives, the 50 clusters of the 5,000-label document learn "always yes" and their
+    labels take the top of every shortlist they are in (P@1 0); with random negatives they score
+    low, the topic labels mostly come first, and the run warns naming the clusters."""
+    X, Y, C, X_test, M_test, Y_test = _bomb_problem()
+    M_train = cluster_targets(Y, C)  # a matcher that is right on the training texts
+    with caplog.at_level("WARNING", logger="xmc.ranker"):
+        ranker = Ranker(negatives=negatives).fit(X, Y, C, M_train if "man" in negatives else None, progress=False)
+    assert "50 cluster(s) had no negative document" in caplog.text and "cluster 4 (documents [160])" in caplog.text
+    for combine in ("noop", "l3-hinge"):
+        S = ranker.predict(X_test, M_test, combine=combine, top_k=5)
+        p1 = precision_recall_at_k(Y_test, S, ks=(1,))["P@1"]
+        assert p1 >= 75.0, (combine, p1)  # 2.5 without the negatives: a bomb label came first
+        bomb = S[:, 8:].toarray()
+        assert bomb.max() < 0.5  # not 1.0 for every text

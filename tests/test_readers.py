@@ -418,3 +418,49 @@ def test_eurlex57k_json_with_a_byte_order_mark_reads(tmp_path):
 def test_unknown_encoding_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown encoding 'no-such-codec'"):
         read_dataset("attentionxml", _write_axml(tmp_path / "d", AXML), text_encoding="no-such-codec")
+
+
+# --------------------------------------------------------------------------- any language's text
+def test_nfc_and_nfd_spellings_are_one_label_and_one_text(tmp_path):
+    """``café`` as one code point (NFC) or as ``e`` + combining acute (NFD) prints the same: it is
+    one label, and the texts are stored in NFC."""
+    import unicodedata
+
+    nfc, nfd = "café", unicodedata.normalize("NFD", "café")
+    assert nfc != nfd
+    files = dict(AXML, **{"train_labels.txt": f"{nfc}\n{nfd}\n{nfc} a\n", "test_labels.txt": f"{nfd}\n",
+                          "train_texts.txt": f"un {nfd}\ndeux\ntrois\n"})
+    ds = READERS["attentionxml"](_write_axml(tmp_path / "d", files))
+    assert ds.label_names == ["a", nfc]
+    assert _rows(ds, ds.Y_train) == [[nfc], [nfc], ["a", nfc]] and _rows(ds, ds.Y_test) == [[nfc]]
+    assert ds.train_texts[0] == f"un {nfc}"
+
+
+@pytest.mark.parametrize("line", ["\u200b", "\u200b\u200c \u200d", "\ufeff", "\u2060\ufeff"])
+def test_invisible_only_lines_are_refused_by_file_and_line(tmp_path, line):
+    files = dict(AXML, **{"train_texts.txt": f"one\n{line}\nthree\n"})
+    with pytest.raises(ValueError, match=r"train_texts\.txt: line 2 (holds only invisible characters|is an empty text)"):
+        READERS["attentionxml"](_write_axml(tmp_path / "d", files))
+
+
+def test_a_stray_byte_order_mark_inside_a_text_is_dropped(tmp_path):
+    files = dict(AXML, **{"train_texts.txt": "one\n\ufefftwo\nthree\n"})
+    assert READERS["attentionxml"](_write_axml(tmp_path / "d", files)).train_texts[1] == "two"
+
+
+@pytest.mark.parametrize("labels,message", [
+    ("a\nb\x00c\nc\n", r"train_labels\.txt: line 2: label 'b\\x00c' holds the control character '\\x00'"),
+    ("a\n\u200b\nc\n", r"train_labels\.txt: line 2: a label made only of invisible characters"),
+])
+def test_nul_or_invisible_label_names_are_refused(tmp_path, labels, message):
+    with pytest.raises(ValueError, match=message):
+        READERS["attentionxml"](_write_axml(tmp_path / "d", dict(AXML, **{"train_labels.txt": labels})))
+
+
+def test_a_lone_surrogate_in_a_eurlex_document_names_the_file(tmp_path):
+    _write_eurlex(tmp_path / "d", {"train": {"a.json": _doc("Title", ["10"])},
+                                   "test": {"b.json": _doc("Other", ["9"])}})
+    bad = next((tmp_path / "d").rglob("a.json"))
+    bad.write_text(bad.read_text().replace("Title", "Ti\\ud800tle"))
+    with pytest.raises(ValueError, match=r"a\.json: invalid Unicode '\\ud800' \(a lone surrogate"):
+        read_dataset("eurlex57k", tmp_path / "d")

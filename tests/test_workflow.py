@@ -3,7 +3,6 @@ tiny random BERT; then the dry-run plans that prove incremental reruns."""
 import copy
 import json
 import os
-import pickle
 import re
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from xmc.data.download import fetch
 from xmc.bundle import load
 from xmc.data.readers import read_eurlex57k
 from xmc.io import load_csr, read_lines
+from xmc.vectorizer_store import load_vectorizer
 
 pytestmark = pytest.mark.slow  # Snakemake runs and plans: pytest -m 'not slow' skips them
 
@@ -163,8 +163,7 @@ def test_end_to_end_results_table(tiny_run):
     # phi_char: character 3- to 5-grams, rows on the unit sphere; its model read words and characters
     from xmc.ranker import Ranker
 
-    with open(work / "results" / "tiny" / "tfidf-char" / "vectorizer.pkl", "rb") as f:
-        char_vocab = pickle.load(f).vocabulary_
+    char_vocab = load_vectorizer(work / "results" / "tiny" / "tfidf-char" / "vectorizer.npz").vocabulary_
     assert char_vocab and {len(term) for term in char_vocab} <= {3, 4, 5}
     X_char = load_csr(work / "results" / "tiny" / "tfidf-char" / "X.train.npz")
     assert X_char.shape[1] == len(char_vocab)
@@ -195,21 +194,32 @@ def test_exported_bundle_reproduces_the_workflow_predictions(tiny_run, model):
     assert abs(got.data - want.data).max() <= 1e-5 * max(1.0, abs(want.data).max())
 
 
-def test_editing_an_exported_bundle_changes_neither_results_nor_other_bundles(tiny_run):
+def test_editing_an_exported_bundle_never_changes_results_and_is_refused_on_load(tiny_run):
+    """Bundles share identical files with each other (hard links), never with results/: an in-place
+    edit of a bundle file leaves the workflow's data alone, and every bundle holding the file refuses
+    to load it (sha256) instead of predicting differently."""
+    from xmc.bundle import BundleError
+
     _, work, _, _ = tiny_run
     results = work / "results" / "tiny"
-    models = sorted((results / "models").iterdir())
+    models = sorted(p for p in (results / "models").iterdir() if p.is_dir())
     assert len(models) >= 3
+    in_bundles = {f.stat().st_ino for m in models for f in m.rglob("*") if f.is_file()}
+    outside = [f for f in results.rglob("*") if f.is_file() and (results / "models") not in f.parents]
+    assert not in_bundles & {f.stat().st_ino for f in outside}  # no bundle file is a file of results/
     shared = [f for m in models for f in m.rglob("*") if f.is_file() and f.stat().st_nlink > 1]
-    assert not shared  # no file of a bundle is a link to another file
+    assert shared  # the ensemble's members and the models' common encoders are stored once
     target = models[0] / "label_names.txt"
     saved = target.read_bytes()
-    others = {p: p.read_bytes() for p in [results / "prepared" / "label_names.txt"] +
-              [m / "label_names.txt" for m in models[1:]]}
+    prepared = (results / "prepared" / "label_names.txt").read_bytes()
+    holders = [m for m in models if (m / "label_names.txt").samefile(target)]
     with open(target, "r+b") as f:  # in place, as an editor that keeps the inode would
         f.write(b"EDITED")
     try:
-        assert all(p.read_bytes() == before for p, before in others.items())
+        assert (results / "prepared" / "label_names.txt").read_bytes() == prepared
+        for m in holders:
+            with pytest.raises(BundleError, match="does not match the sha256"):
+                load(m, device="cpu")
     finally:
         target.write_bytes(saved)
 

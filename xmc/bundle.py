@@ -4,10 +4,11 @@ A bundle is a folder holding everything prediction needs, and nothing outside it
 
 model bundle (one ``indexer.matcher.input.negatives.combine`` model)::
 
-    manifest.json          format + version, library versions, model settings, config, metrics, files
+    manifest.json          format + version, library versions, model settings, config, metrics,
+                           files and each file's sha256 (checked on load)
     label_names.txt        one label name per line, row order = column of the score matrix
     label_text.txt         each label's text (EUROVOC descriptor, ...), same order
-    tfidf/vectorizer.pkl   the fitted TF-IDF vectorizer (phi_tfidf)
+    tfidf/vectorizer.npz   the fitted TF-IDF vectorizer (phi_tfidf) as data: options, vocabulary, idf
     indexer/C.npz          CSR (L, K) 0/1 cluster assignment
     matcher/               transformer matcher folder (encoder + tokenizer + head.pt + matcher.json)
     matcher.npz            or: the linear matcher's weights (phi_tfidf + linear baseline)
@@ -18,22 +19,32 @@ ensemble bundle::
     manifest.json, label_names.txt, label_text.txt
     members/<model>/       one model bundle per member
 
-A bundle owns its files: they are copies (copy-on-write clones where the file system makes them,
-e.g. btrfs or XFS), never links into ``results/``, so editing, copying or shipping a bundle cannot
-change the workflow's data or another bundle. The price is disk: about 123 MB per MiniLM bundle
-(the default run's eight bundles: 1.2 GB).
+Bundles beside each other share identical files: a file whose sha256 equals one of a sibling
+bundle's (the fine-tuned encoder of a model exported under two combine rules, the members of an
+ensemble) is a hard link to it, not a copy (``share=False``: copies, or copy-on-write clones where
+the file system makes them). Never links into ``results/``: editing a bundle cannot change the
+workflow's data. The trade-off: an in-place edit of a shared file reaches every bundle sharing it,
+and each of them then refuses to load (the file no longer matches its sha256) instead of predicting
+differently; copying or shipping a bundle (``cp -r``, ``tar``) copies the bytes.
 
 Prediction reuses the workflow's code paths (:func:`xmc.features.transform_tfidf`,
 :class:`~xmc.matcher.transformer.TransformerMatcher`, :class:`~xmc.matcher.linear.LinearMatcher`,
 :class:`~xmc.ranker.Ranker`, :func:`xmc.ensemble.ensemble`), so a loaded bundle reproduces the
-workflow's ``predictions/{model}.npz`` for the same texts. The vectorizer is a pickle: load only
-bundles you trust.
+workflow's ``predictions/{model}.npz`` for the same texts.
+
+A bundle may come from someone else, so loading one runs no code from it: no pickle (the
+vectorizer is rebuilt from data, :mod:`xmc.vectorizer_store`; torch files are read with
+``weights_only``), every file must match the sha256 in the manifest, no file outside the manifest
+is accepted, and an ensemble's member names must be plain folder names under ``members/``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import pickle
 import platform
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -47,11 +58,15 @@ from xmc.io import atomic_path, load_csr, read_lines
 __all__ = ["FORMAT", "FORMAT_VERSION", "Bundle", "BundleError", "export_bundle", "export_ensemble", "load"]
 
 FORMAT = "xmc-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: vectorizer as data (no pickle), sha256 of every file
 MANIFEST = "manifest.json"
 LABELS = "label_names.txt"
 LABEL_TEXTS = "label_text.txt"
-VECTORIZER = "tfidf/vectorizer.pkl"
+VECTORIZER = "tfidf/vectorizer.npz"
+LEGACY_VECTORIZER = "tfidf/vectorizer.pkl"  # format 1: a pickle, never loaded
+REEXPORT = ("export it again with this version (the workflow's `export` rule, e.g. snakemake "
+            "results/<dataset>/models/<model>, or xmc.bundle.export_bundle)")
+_MEMBER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]*$")
 ASSIGNMENT = "indexer/C.npz"
 TRANSFORMER_DIR = "matcher"
 LINEAR_FILE = "matcher.npz"
@@ -94,6 +109,25 @@ def _place(src, dst: Path) -> None:
         _copy(src, dst)
 
 
+def _place_vectorizer(vectorizer, dst: Path) -> None:
+    from xmc.vectorizer_store import load_vectorizer, save_vectorizer
+
+    if isinstance(vectorizer, (str, Path)):
+        src = Path(vectorizer)
+        if not src.is_file():
+            raise FileNotFoundError(f"export: {src} does not exist")
+        if src.suffix == ".pkl":  # a caller's own file (older runs of the tfidf rule wrote pickles)
+            with open(src, "rb") as f:
+                vectorizer = pickle.load(f)
+        else:
+            load_vectorizer(src)  # checks that it is a stored vectorizer
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _copy(src, dst)  # the same bytes in every bundle of a run, so they can share one file
+            return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_vectorizer(vectorizer, dst)
+
+
 def _versions() -> dict:
     import sklearn
     import torch
@@ -107,14 +141,67 @@ def _versions() -> dict:
 
 
 def _file_list(folder: Path) -> list[str]:
-    files = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    # Snakemake's marker of a directory output is written after export: not part of the bundle.
+    files = (p.relative_to(folder).as_posix() for p in folder.rglob("*")
+             if (p.is_file() or p.is_symlink()) and p.name != ".snakemake_timestamp")
     return sorted(f for f in files if f != MANIFEST)
 
 
-def _write_manifest(folder: Path, manifest: dict) -> None:
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_manifest(folder: Path, manifest: dict) -> dict:
+    """Write manifest.json; returns the sha256 of each file (relative path -> hex digest)."""
+    files = _file_list(folder)
+    digests = {f: _sha256(folder / f) for f in files}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
-                "versions": _versions(), "files": _file_list(folder)}
+                "versions": _versions(), "files": files, "sha256": digests}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return digests
+
+
+def _share_files(tmp: Path, dest: Path, digests: dict) -> int:
+    """Replace each file of the bundle being written (``tmp``) by a hard link to an identical file
+    (same sha256, checked again on the other file's bytes) of a bundle beside ``dest`` or earlier in
+    this one: the fine-tuned encoder of a model is exported once per combine rule and once more in
+    each ensemble holding it. Returns the bytes saved. A file system without hard links keeps the
+    copies."""
+    known: dict[str, Path] = {}
+    for sibling in sorted(dest.parent.iterdir()) if dest.parent.is_dir() else []:
+        if sibling.name.startswith(".") or not (sibling / MANIFEST).is_file():
+            continue  # temporaries (this one too) and folders that are not bundles
+        try:
+            theirs = json.loads((sibling / MANIFEST).read_text(encoding="utf-8")).get("sha256")
+        except (OSError, ValueError):
+            continue
+        if isinstance(theirs, dict):
+            for f, digest in theirs.items():
+                known.setdefault(digest, sibling / f)
+    saved, verified = 0, set()
+    for f in sorted(digests):
+        path, digest = tmp / f, digests[f]
+        other = known.get(digest)
+        if other is None:
+            known[digest] = path
+            continue
+        try:
+            if other not in verified:  # the other file may have been edited since its export
+                if other.is_symlink() or other.stat().st_size != path.stat().st_size or _sha256(other) != digest:
+                    known[digest] = path
+                    continue
+                verified.add(other)
+            link = path.with_name(path.name + ".link.tmp")
+            os.link(other, link)
+            os.replace(link, path)
+            saved += path.stat().st_size
+        except OSError:  # no hard links here (another file system, FAT, ...): keep the copy
+            known[digest] = path
+    return saved
 
 
 def _positive_int(value, name: str) -> int:
@@ -126,16 +213,19 @@ def _positive_int(value, name: str) -> int:
 def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, label_names,
                   ranker_input: str, combine: str, top_b: int, top_k: int, max_length: int | None = None,
                   dataset: str | None = None, config: dict | None = None,
-                  metrics: dict | None = None, label_texts=None) -> Path:
+                  metrics: dict | None = None, label_texts=None, share: bool = True) -> Path:
     """Write the bundle of one model to the folder ``dest`` (replaced if present; atomic).
 
-    vectorizer : path of the pickled TF-IDF vectorizer; assignment : path of C.npz (L, K);
+    vectorizer : the fitted TF-IDF vectorizer: a vectorizer object, a ``.npz`` written by
+    :func:`xmc.vectorizer_store.save_vectorizer`, or the workflow's own ``vectorizer.pkl`` (written
+    by its ``tfidf`` rule: trusted, and stored in the bundle as data, not as a pickle); assignment : path of C.npz (L, K);
     matcher : a transformer matcher folder (then ``max_length``, the token length it was trained
     with, is required) or a linear matcher ``.npz``; ranker : path of the ranker ``model.npz``;
     label_names : path of label_names.txt (L lines); label_texts : path of label_text.txt (L
     lines, the labels' texts; optional); ranker_input : "tfidf" or "tfidf+neural";
     combine : sigma(g, h) method; top_b : clusters kept per text; top_k : labels kept per text.
     config / metrics : JSON-able records of the run, kept in the manifest.
+    share : hard-link files identical to those of the bundles beside ``dest`` (see the module doc).
     """
     from xmc.ranker import COMBINE_METHODS
 
@@ -158,23 +248,25 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
         _place(label_names, tmp / LABELS)
         if label_texts is not None:
             _place(label_texts, tmp / LABEL_TEXTS)
-        _place(vectorizer, tmp / VECTORIZER)
+        _place_vectorizer(vectorizer, tmp / VECTORIZER)
         _place(assignment, tmp / ASSIGNMENT)
         _place(matcher, tmp / (TRANSFORMER_DIR if transformer else LINEAR_FILE))
         _place(ranker, tmp / RANKER)
-        _write_manifest(tmp, {
+        digests = _write_manifest(tmp, {
             "kind": "model", "name": name, "dataset": dataset, "n_labels": n_labels,
             "matcher": "transformer" if transformer else "linear", "ranker_input": ranker_input,
             "combine": combine, "top_b": _positive_int(top_b, "top_b"),
             "top_k": _positive_int(top_k, "top_k"), "max_length": max_length,
             "config": config or {}, "metrics": metrics or {},
         })
+        if share:
+            _share_files(tmp, Path(dest), digests)
     return Path(dest)
 
 
 def export_ensemble(dest, *, name: str, members: Sequence, method: str, top_k: int,
                     dataset: str | None = None, config: dict | None = None,
-                    metrics: dict | None = None) -> Path:
+                    metrics: dict | None = None, share: bool = True) -> Path:
     """Write an ensemble bundle to ``dest``: the member bundles (folders written by
     :func:`export_bundle`) go to ``members/<their name>/``; ``method`` is an
     :data:`xmc.ensemble.ENSEMBLE_METHODS` rule, ``top_k`` the labels it keeps per text."""
@@ -187,6 +279,8 @@ def export_ensemble(dest, *, name: str, members: Sequence, method: str, top_k: i
         raise ValueError("members: expected at least one member bundle")
     manifests = [_read_manifest(m) for m in members]
     names = [m["name"] for m in manifests]
+    for path, member in zip(members, names):
+        _check_member_name(member, path)
     if len(set(names)) != len(names):
         raise ValueError(f"members: the same model appears twice in {names}")
     for path, m in zip(members, manifests):
@@ -201,16 +295,25 @@ def export_ensemble(dest, *, name: str, members: Sequence, method: str, top_k: i
             _place(members[0] / LABEL_TEXTS, tmp / LABEL_TEXTS)
         for path, member in zip(members, names):
             _place(path, tmp / MEMBERS / member)
-        _write_manifest(tmp, {
+        digests = _write_manifest(tmp, {
             "kind": "ensemble", "name": name, "dataset": dataset, "n_labels": manifests[0]["n_labels"],
             "method": method, "members": names, "top_k": _positive_int(top_k, "top_k"),
             "config": config or {}, "metrics": metrics or {},
         })
+        if share:
+            _share_files(tmp, Path(dest), digests)
     return Path(dest)
 
 
 # ---- load -----------------------------------------------------------------------------------
-def _read_manifest(path) -> dict:
+def _check_member_name(member, where) -> None:
+    """An ensemble member is a folder directly under ``members/``: a plain name, never a path."""
+    if not isinstance(member, str) or not _MEMBER_NAME.match(member) or ".." in member:
+        raise BundleError(f"bundle {where}: member name {member!r} is not a plain folder name under "
+                          f"{MEMBERS}/; refusing to load a bundle from outside the ensemble")
+
+
+def _read_manifest(path, verify: bool = True) -> dict:
     folder = Path(path)
     if not folder.exists():
         raise BundleError(f"bundle {folder} does not exist")
@@ -229,14 +332,37 @@ def _read_manifest(path) -> dict:
         raise BundleError(f"bundle {folder}: {MANIFEST} is not valid JSON ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"bundle {folder}: {MANIFEST} is not an {FORMAT} manifest")
+    if manifest.get("format_version") == 1 or (folder / LEGACY_VECTORIZER).exists():
+        raise BundleError(f"bundle {folder} was written by an older xmc (format version 1: its TF-IDF "
+                          f"vectorizer is a pickle, which can run code when loaded, and its files have no "
+                          f"sha256): it is not loaded; {REEXPORT}")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"bundle {folder} has format version {manifest.get('format_version')!r}; this "
                           f"xmc ({_versions()['xmc']}) reads version {FORMAT_VERSION}: export it again "
                           "with this version")
-    missing = [f for f in manifest.get("files", []) if not (folder / f).is_file()]
+    files = manifest.get("files", [])
+    digests = manifest.get("sha256")
+    if not isinstance(files, list) or not isinstance(digests, dict) or set(digests) != set(files):
+        raise BundleError(f"bundle {folder}: {MANIFEST} lacks the sha256 of its files; {REEXPORT}")
+    missing = [f for f in files if not (folder / f).is_file()]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise BundleError(f"incomplete bundle {folder}: missing {shown}")
+    if verify:
+        root = folder.resolve()
+        for f in files:
+            path = folder / f
+            real = path.resolve()
+            if root not in real.parents or path.is_symlink():
+                raise BundleError(f"bundle {folder}: {f} is a link or lies outside the bundle")
+            if _sha256(path) != digests[f]:
+                raise BundleError(f"bundle file {path} does not match the sha256 in {MANIFEST} (changed "
+                                  f"or damaged since export); {REEXPORT}")
+        extra = sorted(set(_file_list(folder)) - set(files))
+        if extra:
+            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            raise BundleError(f"bundle {folder} holds files its {MANIFEST} does not list: {shown}; "
+                              "remove them or export the bundle again")
     return manifest
 
 
@@ -263,7 +389,7 @@ class _damaged:
         return self
 
     def __exit__(self, kind, error, tb):
-        if isinstance(error, (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, OSError, KeyError,
+        if isinstance(error, (zipfile.BadZipFile, EOFError, OSError, KeyError,
                               RuntimeError)) or (kind is ValueError and not isinstance(error, BundleError)):
             raise BundleError(f"bundle file {self.path} is damaged ({type(error).__name__}: {error}); "
                               "export the bundle again") from error
@@ -279,8 +405,10 @@ class _Model:
         from xmc.ranker import Ranker
 
         self.manifest = manifest
-        with _damaged(folder, VECTORIZER), open(folder / VECTORIZER, "rb") as f:
-            self.vectorizer = pickle.load(f)
+        from xmc.vectorizer_store import load_vectorizer
+
+        with _damaged(folder, VECTORIZER):
+            self.vectorizer = load_vectorizer(folder / VECTORIZER)
         if manifest["matcher"] == "transformer":
             with _damaged(folder, TRANSFORMER_DIR):
                 self.matcher = TransformerMatcher.load(folder / TRANSFORMER_DIR, device=device)
@@ -355,9 +483,14 @@ class Bundle:
             self._models = [_Model(self.path, self.manifest, device)]
         else:
             self._models = []
-            for member in self.manifest["members"]:
+            members = self.manifest.get("members")
+            if not isinstance(members, list) or not members:
+                raise BundleError(f"bundle {self.path}: {MANIFEST} lists no members")
+            for member in members:
+                _check_member_name(member, self.path)
                 folder = self.path / MEMBERS / member
-                self._models.append(_Model(folder, _read_manifest(folder), device))
+                # the ensemble's manifest already checked every member file's sha256
+                self._models.append(_Model(folder, _read_manifest(folder, verify=False), device))
         self._device = device
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -98,10 +99,34 @@ def _json_lines(bundle, texts, top_k, batch_size, ids_only=False):
             yield json.dumps(record, ensure_ascii=False) + "\n"
 
 
+def check_device(device: str) -> None:
+    """``--device``: cpu, auto, cuda or cuda:N, and a CUDA device only where this torch sees one;
+    checked before the bundle is loaded, so that it is not reported as a damaged bundle."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError(f"--device {device!r}: expected cpu, cuda, cuda:N or auto")
+    if device.startswith("cuda"):
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"--device {device}: no CUDA device is available (torch {torch.__version__}, "
+                             f"CUDA build: {torch.version.cuda or 'no'}); use --device cpu or auto")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= n:
+            raise ValueError(f"--device {device}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+
+
+def check_output(output: str) -> None:
+    if output != "-" and os.path.isdir(output):
+        raise ValueError(f"--output {output} is a folder; name a file, e.g. {os.path.join(output, 'tags.jsonl')}")
+
+
 def predict(args) -> None:
     from xmc.bundle import load
     from xmc.io import atomic_path
 
+    check_output(args.output)
+    check_device(args.device)
     texts = read_texts(args.input)
     bundle = load(args.bundle, device=args.device)
     if args.output == "-":
@@ -118,7 +143,17 @@ def main(argv=None) -> int:
     try:
         if args.command == "predict":
             predict(args)
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): not an error of ours. Python would still try to flush
+        # stdout at exit and print a second traceback; point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (ValueError, FileNotFoundError, RuntimeError) as e:  # BundleError is a ValueError
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # writing the output: permissions, a full disk, ...
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     return 0

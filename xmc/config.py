@@ -61,6 +61,11 @@ _APLC_FROM_MATCHER = ("seed", "max_steps", "batch_size", "pooling", "device", "e
                       "max_grad_norm", "weight_decay", "log_every", "precision", "grad_accum", "checkpoint_every")
 
 
+# Folders the run itself writes directly under results/ (rules/*.smk: {R}/logs/..., {R}/tables/...):
+# a dataset of that name would mix its files with them.
+RESERVED_DATASET_NAMES = ("logs", "tables", "figures", "benchmarks")
+
+
 class ConfigError(ValueError):
     """A configuration value that refers to something that does not exist."""
 
@@ -110,6 +115,9 @@ def _check_datasets(cfg: dict) -> None:
     import codecs
 
     for ds, spec in cfg["datasets"].items():
+        if ds.lower() in RESERVED_DATASET_NAMES:
+            raise ConfigError(f"datasets.{ds}: {ds!r} is a folder the run writes under results/ "
+                              f"({', '.join(RESERVED_DATASET_NAMES)}); rename the dataset")
         for key in ("encoding", "texts_encoding"):
             if key in spec:
                 try:
@@ -245,17 +253,117 @@ def resolve(config: dict) -> dict:
     return cfg
 
 
-def check_encoders(cfg: dict) -> None:
-    """Every configured encoder must be a packaged model, a local model folder or a hub id; this
-    runs at start-up so that a typo in a path fails before any job (hub ids are checked by form
-    only: nothing is downloaded here)."""
+def check_schema(config: dict, schema: dict) -> None:
+    """The config against config/schema.yaml, as Snakemake's ``validate`` checks it, but with one
+    line per error (the key and what is wrong, not the schema and the whole config), and integers
+    that are integers: JSON Schema takes ``10.0`` for an integer, and a job fails on it later."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        message = error.message if len(error.message) <= 300 else error.message[:300] + "..."
+        raise ConfigError(f"{key}: {message}")
+    _strict_integers(config, schema, schema, "")
+
+
+def _strict_integers(value, node: dict, schema: dict, key: str) -> None:
+    while isinstance(node, dict) and "$ref" in node:  # only local "#/definitions/<name>" references
+        target = schema
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    if not isinstance(node, dict):
+        return
+    branches = [node] + [b for k in ("anyOf", "oneOf", "allOf") for b in node.get(k, [])]
+    types = set()
+    for b in branches:
+        t = b.get("type", [])
+        types.update([t] if isinstance(t, str) else t)
+    if isinstance(value, float) and "integer" in types and "number" not in types:
+        raise ConfigError(f"{key or '(top level)'}: {value!r} must be an integer (written without a "
+                          "decimal point or exponent)")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = node.get("properties", {}).get(k)
+            if sub is None and isinstance(node.get("additionalProperties"), dict):
+                sub = node["additionalProperties"]
+            if sub is not None:
+                _strict_integers(v, sub, schema, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list) and isinstance(node.get("items"), dict):
+        for i, v in enumerate(value):
+            _strict_integers(v, node["items"], schema, f"{key}[{i}]")
+
+
+# Models whose position ids start after the padding index: two positions fewer for tokens.
+_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2}
+
+
+def model_positions(model_dir: str) -> int | None:
+    """Token positions a local model folder can embed (``max_position_embeddings`` of its
+    config.json, less RoBERTa's offset), read without loading the weights; None when unbounded
+    (XLNet: relative positions) or unknown (a hub id)."""
+    import json
+    from pathlib import Path
+
+    config_file = Path(model_dir) / "config.json"
+    if not config_file.is_file():
+        return None
+    model_config = json.loads(config_file.read_text(encoding="utf-8"))
+    n = model_config.get("max_position_embeddings")
+    if not isinstance(n, int) or n <= 0:
+        return None
+    return n - _POSITION_OFFSET.get(model_config.get("model_type"), 0)
+
+
+def check_encoders(cfg: dict, network: bool = False) -> None:
+    """Every configured encoder must be a packaged model, a local model folder or a hub id, and
+    its ``max_length`` within its model's positions; this runs at start-up so that a typo in a path
+    fails before any job. With ``network`` (a real run, not a dry run), a hub id that is neither in
+    the local Hugging Face cache nor reachable fails here, once, naming the key."""
     from xmc.encoders import resolve_encoder
 
     for name, spec in cfg["encoders"].items():
         try:
-            resolve_encoder(spec["model"])
+            model = resolve_encoder(spec["model"])
         except ValueError as err:
             raise ConfigError(f"encoders.{name}.model: {err}") from None
+        positions = model_positions(model)
+        lengths = [(f"encoders.{name}.max_length", spec.get("max_length"))]
+        if cfg.get("text_emb", {}).get("encoder") == name:
+            lengths.append(("text_emb.max_length", cfg["text_emb"].get("max_length")))
+        for key, length in lengths:
+            if positions is not None and isinstance(length, int) and length > positions:
+                raise ConfigError(f"{key}: {length} tokens is more than the {positions} positions of "
+                                  f"encoders.{name}.model ({model}, config.json max_position_embeddings)")
+        if network and model == spec["model"].strip() and not model.startswith(("/", ".")):
+            _check_hub_id(name, model)
+
+
+def _check_hub_id(name: str, model_id: str) -> None:
+    """A hub id must be in the local cache, or (online) answer a 5-second request for its
+    config.json; else one error now instead of a minute of retries in every job."""
+    import os
+
+    how = (f"download it once where there is network (it is then cached), or set encoders.{name}.model "
+           "to a local model folder or an installed model package (package:<name>); with "
+           "HF_HUB_OFFLINE=1 the cache alone is used")
+    try:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers requires it
+        return
+    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+        return  # cached
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ConfigError(f"encoders.{name}.model: hub id {model_id!r} is not in the local Hugging Face "
+                          f"cache and HF_HUB_OFFLINE is set; {how}")
+    try:
+        get_hf_file_metadata(hf_hub_url(model_id, "config.json"), timeout=5)
+    except Exception as err:  # no network, unknown id, gated model: all end the same way
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise ConfigError(f"encoders.{name}.model: hub id {model_id!r} cannot be reached and is not in the "
+                          f"local cache ({type(err).__name__}: {reason}); {how}") from None
 
 
 def check_n_clusters(cfg: dict, dataset: str, n_labels: int) -> None:

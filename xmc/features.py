@@ -2,6 +2,7 @@
 ids for the transformer encoders."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -77,6 +78,41 @@ def _check_texts(texts, name: str = "texts") -> list[str]:
     return texts
 
 
+# Scripts written without spaces between words (Han, Hiragana, Katakana, Thai, Lao, Myanmar,
+# Khmer, Tibetan): a word tokenizer sees a whole sentence as one token.
+_NO_SPACE_SCRIPTS = re.compile("[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff"
+                               "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+_WORD_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
+CHAR_HINT = ("set tfidf.analyzer: char_wb with tfidf.ngram_range: [1, 3] (character n-grams, which "
+             "need no spaces; docs/configuration.md, 'Text in any language')")
+
+
+def tokenization_warning(texts: Sequence[str], params: TfidfParams | None = None,
+                         sample: int = 2000) -> str | None:
+    """A warning when the word analyzer suits the texts badly, else None: fewer than two word tokens
+    per 100 characters on average, or most letters in scripts written without spaces (Chinese,
+    Japanese, Thai...), where each sentence becomes one feature and a new text matches none.
+    Looks at up to ``sample`` texts spread over the corpus."""
+    params = params or TfidfParams()
+    if params.analyzer != "word" or not texts:
+        return None
+    step = max(1, len(texts) // sample)
+    picked = texts[::step][:sample]
+    chars = sum(len(t) for t in picked)
+    tokens = sum(len(_WORD_TOKEN.findall(t)) for t in picked)
+    letters = sum(sum(c.isalpha() for c in t) for t in picked)
+    no_space = sum(len(_NO_SPACE_SCRIPTS.findall(t)) for t in picked)
+    per_100 = 100.0 * tokens / max(chars, 1)
+    share = no_space / max(letters, 1)
+    if per_100 >= 2.0 and share < 0.5:
+        return None
+    return (f"tfidf: the texts average {per_100:.1f} word tokens per 100 characters and "
+            f"{100 * share:.0f}% of their letters are in scripts written without spaces (Chinese, "
+            f"Japanese, Thai...): the word tokenizer (tokens of 2+ letters between spaces and "
+            f"punctuation) makes whole sentences single features, so new texts share few of them; "
+            f"{CHAR_HINT}")
+
+
 def fit_tfidf(texts: Sequence[str], params: TfidfParams | None = None):
     """Fit a TF-IDF vectorizer on ``texts``.
 
@@ -101,7 +137,11 @@ def fit_tfidf(texts: Sequence[str], params: TfidfParams | None = None):
     try:
         X = vectorizer.fit_transform(texts)
     except ValueError as e:  # e.g. "After pruning, no terms remain": say which settings caused it
-        raise ValueError(f"TF-IDF fit on {len(texts)} texts failed with {params}: {e}") from e
+        hint = ""
+        if "empty vocabulary" in str(e) and params.analyzer == "word":
+            hint = ("; the word tokenizer keeps only tokens of two or more letters or digits (not "
+                    f"one-letter words, nor text without spaces between words): {CHAR_HINT}")
+        raise ValueError(f"TF-IDF fit on {len(texts)} texts failed with {params}: {e}{hint}") from e
     return vectorizer, sp.csr_matrix(X, dtype=np.dtype(params.dtype))
 
 

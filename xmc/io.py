@@ -9,7 +9,9 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -17,28 +19,54 @@ import numpy as np
 import scipy.sparse as sp
 
 
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname() or "host")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _stale_temporary(name: str, base: str, tail: str) -> bool:
+    """Whether ``name`` is a temporary of ``base`` left by a writer that is gone: one of this
+    host whose process no longer runs, or one named before temporaries carried a process id."""
+    m = re.fullmatch(rf"\.{re.escape(base)}\.(?:(?P<host>.+)-(?P<pid>\d+)-)?[A-Za-z0-9_]{{8}}{re.escape(tail)}", name)
+    if m is None:
+        return False
+    if m.group("pid") is None:
+        return True  # the former naming: from before this version, its writer is gone
+    return m.group("host") == _HOST and not _pid_alive(int(m.group("pid")))
+
+
 @contextlib.contextmanager
 def atomic_path(path, is_dir: bool = False):
     """Yield a temporary path next to ``path``; move it into place only if the block succeeds.
 
-    Temporaries of ``path`` that an earlier, killed writer left behind (a kill -9 runs no cleanup)
-    are removed first: one writer per output is the workflow's rule.
+    The temporary's name holds this host and process id (and random characters): temporaries of
+    ``path`` that a killed writer left behind (a kill -9 runs no cleanup) are removed first, but only
+    those of processes of this host that no longer run, so two writers of the same output at once
+    (two ``xmc predict -o same.jsonl``) never delete each other's file; the last to finish wins.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)  # keep ".npz" etc. so numpy/scipy do not append their own
-    # mkstemp/mkdtemp names: prefix, 8 random characters, suffix
-    stale = (f".{glob.escape(path.name)}.????????.tmp" if is_dir
-             else f".{glob.escape(path.stem)}.????????.tmp{glob.escape(suffix)}")
-    for old in path.parent.glob(stale):
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
+    base, tail = (path.name, ".tmp") if is_dir else (path.stem, f".tmp{suffix}")
+    for old in path.parent.glob(f".{glob.escape(base)}.*{glob.escape(tail)}"):
+        if _stale_temporary(old.name, base, tail):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+    prefix = f".{base}.{_HOST}-{os.getpid()}-"
     if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=f".tmp{suffix}", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
     # mkstemp/mkdtemp create owner-only entries; give outputs the modes a plain open() would.

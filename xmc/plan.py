@@ -150,7 +150,7 @@ def export_inputs(cfg: dict, root: str, dataset: str, name: str) -> dict:
     base = f"{root}/{dataset}/matcher/{m.indexer}/{m.matcher}"
     files.update({
         "label_texts": f"{root}/{dataset}/prepared/label_text.txt",
-        "vectorizer": f"{root}/{dataset}/tfidf/vectorizer.pkl",
+        "vectorizer": f"{root}/{dataset}/tfidf/vectorizer.npz",
         "assignment": f"{root}/{dataset}/indexer/{m.indexer}/C.npz",
         "matcher": f"{base}/model.npz" if m.matcher == xmc_config.LINEAR_MATCHER else f"{base}/model",
         "ranker": f"{root}/{dataset}/ranker/{m.indexer}/{m.matcher}/{m.input}.{m.negatives}/model.npz",

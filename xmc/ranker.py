@@ -4,11 +4,15 @@ For label l in cluster c_l, the training rows are the *candidates* of c_l:
 - ``tfn``: instances with a true label in c_l (M = binarised Y C);
 - ``man``: instances whose matcher top-b clusters contain c_l;
 - ``tfn+man``: the union (the paper's best).
+A cluster whose candidates include no negative document for one of its labels (its labels all come
+from one document carrying thousands of labels, say) would learn "always yes" and score every
+text 1.0: it gets random negative documents instead (:func:`add_missing_negatives`), with a warning.
 At prediction only labels of each row's top-b clusters are scored, and the ranker score h is
 combined with the matcher score g of the label's cluster (:func:`combine_scores`).
 """
 from __future__ import annotations
 
+import logging
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,7 +32,12 @@ __all__ = [
     "shard_clusters",
 ]
 
+log = logging.getLogger("xmc.ranker")
+
 COMBINE_METHODS = ("noop", "sigmoid", "l2-hinge", "l3-hinge")
+# Random negatives given to a cluster whose candidates hold none for some label (at least this
+# many, or as many as it has candidates).
+MIN_NEGATIVES = 16
 NEGATIVES = ("tfn", "man", "tfn+man")
 
 
@@ -72,6 +81,47 @@ def candidate_matrix(M_true, M_pred, negatives: str) -> sp.csr_matrix:
         return sparse_pattern(M_pred, "M_pred", False)
     union = sparse_pattern(M_true, "M_true", True) + sparse_pattern(M_pred, "M_pred", False)
     return sp.csr_matrix(union, dtype=bool)
+
+
+def add_missing_negatives(Y, row_sets: list, label_sets: list, cluster_ids: list, negatives: str) -> list:
+    """``row_sets`` (each cluster's candidate rows) where a cluster whose candidates hold no
+    negative document for one of its labels gets random documents positive for none of its labels:
+    max(MIN_NEGATIVES, its candidate count) of them, or all there are, drawn with a generator
+    seeded by the cluster id (the same in every shard and thread). Logs a warning naming the
+    clusters and their documents."""
+    Y = sp.csr_matrix(Y)
+    n = Y.shape[0]
+    df = np.asarray(Y.getnnz(axis=0)).ravel()
+    Yc = None
+    out, fixed = [], []
+    for rows, labels, c in zip(row_sets, label_sets, cluster_ids):
+        rows = np.asarray(rows, dtype=np.int64)
+        if labels.size == 0 or rows.size == 0:
+            out.append(rows)
+            continue
+        if "tfn" in negatives:  # every positive of a label is among its cluster's candidates
+            pos = df[labels]
+        else:
+            pos = np.asarray(Y[rows][:, labels].getnnz(axis=0)).ravel()
+        if (rows.size - pos).min() >= 1:
+            out.append(rows)
+            continue
+        if Yc is None:
+            Yc = Y.tocsc()
+        positive = np.unique(np.concatenate([Yc.indices[Yc.indptr[j]:Yc.indptr[j + 1]] for j in labels]))
+        pool = np.setdiff1d(np.arange(n, dtype=np.int64), np.union1d(rows, positive), assume_unique=True)
+        extra = np.random.default_rng(int(c)).choice(pool, size=min(pool.size, max(MIN_NEGATIVES, rows.size)),
+                                                     replace=False) if pool.size else pool
+        fixed.append((int(c), rows[:5].tolist(), int(extra.size)))
+        out.append(np.sort(np.concatenate([rows, extra])))
+    if fixed:
+        shown = "; ".join(f"cluster {c} (documents {docs}{'...' if len(docs) == 5 else ''}): {k} random negatives"
+                          for c, docs, k in fixed[:10])
+        log.warning("ranker: %d cluster(s) had no negative document for some of their labels (e.g. labels "
+                    "carried only by one document with many labels), which would score every text 1.0; "
+                    "trained with random negatives instead: %s%s", len(fixed), shown,
+                    f" and {len(fixed) - 10} more" if len(fixed) > 10 else "")
+    return out
 
 
 def _assignment_from_C(C_assign) -> tuple[np.ndarray, int]:
@@ -231,8 +281,11 @@ class Ranker:
         # n_jobs threads solve different clusters at once (largest first); a label's model depends
         # only on its cluster's rows and the solver's seed, so the weights do not depend on n_jobs.
         with tqdm(total=len(clusters), desc="ranker fit", unit="cluster", disable=not progress) as bar:
+            rows = add_missing_negatives(Y, [cand.indices[cand.indptr[c] : cand.indptr[c + 1]] for c, _ in clusters],
+                                         [labels for _, labels in clusters], [c for c, _ in clusters],
+                                         self.negatives)
             blocks = fit_ova_blocks(
-                X, Y, [cand.indices[cand.indptr[c] : cand.indptr[c + 1]] for c, _ in clusters],
+                X, Y, rows,
                 [labels for _, labels in clusters], n_jobs=self.n_jobs, callback=bar.update,
                 C=self.C, threshold=self.threshold, bias=self.bias)
         # Labels outside the trained clusters (another shard's) keep empty rows.

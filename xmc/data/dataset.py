@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,20 @@ FILES = {
 
 
 def normalize_text(text: str) -> str:
-    """Collapse every run of whitespace (newlines, tabs, CR, NBSP, ...) into one space and strip.
+    """Collapse every run of whitespace (newlines, tabs, CR, NBSP, ...) into one space and strip,
+    drop byte-order marks, and put the text in Unicode NFC form.
 
     One text per line is the canonical form, so no line separator of any kind may survive;
     ``str.split()`` knows all of Unicode's, including those ``str.splitlines`` would split on.
+    NFC: ``café`` typed as one code point or as ``e`` + combining accent is one label, one token.
     """
-    return " ".join(text.split())
+    return unicodedata.normalize("NFC", " ".join(text.replace("\ufeff", "").split()))
+
+
+def is_invisible(text: str) -> bool:
+    """True for a text made only of whitespace and invisible format characters (zero-width
+    space/joiners, word joiner, byte-order mark...): empty to a reader, though not to ``strip``."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
 
 
 def label_sort_key(names: Iterable[str]) -> Callable[[str], object]:

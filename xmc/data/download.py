@@ -12,6 +12,7 @@ replaced.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import lzma
@@ -68,7 +69,11 @@ def local_source_files(source: str) -> list[str]:
     return files
 
 
-def fetch(source: str, dest, sha256: str | None = None) -> Path:
+DEFAULT_MAX_EXTRACTED_GB = 100  # generous: EURLEX57K unpacks to 0.3 GB, Amazon-670K's text to 3 GB
+
+
+def fetch(source: str, dest, sha256: str | None = None, max_extracted_gb: float | None = DEFAULT_MAX_EXTRACTED_GB,
+          cap_key: str = "max_extracted_gb") -> Path:
     """Make ``dest`` a folder holding the extracted contents of ``source``; return ``dest``.
 
     Parameters
@@ -80,14 +85,21 @@ def fetch(source: str, dest, sha256: str | None = None) -> Path:
     sha256 : str, optional
         Expected hex digest of the archive. Without it an http/https download is not verified:
         a warning gives the digest of what was downloaded.
+    max_extracted_gb : float, optional
+        Most an archive may unpack to (GB; None: no cap); ``cap_key`` is the config key that sets
+        it, named in the message when an archive goes past it.
 
     Raises
     ------
     ValueError
-        Unsupported or missing source, missing/mismatching checksum, corrupt archive, or an
-        archive member that would land outside ``dest``.
+        Unsupported or missing source, missing/mismatching checksum, corrupt archive, an
+        archive member that would land outside ``dest`` or is a link, an archive that unpacks
+        past the cap, a full disk; in a source folder, a link leaving it, a link loop, a dangling
+        link or a special file (FIFO, device, socket).
     """
     dest = Path(dest)
+    max_bytes = None if max_extracted_gb is None else int(float(max_extracted_gb) * 1e9)
+    cap = dict(max_bytes=max_bytes, cap_key=cap_key)
     if sha256 is not None:
         if not isinstance(sha256, str) or not _SHA256_RE.match(sha256):
             raise ValueError(f"sha256 must be 64 hexadecimal characters, got {sha256!r}")
@@ -96,7 +108,7 @@ def fetch(source: str, dest, sha256: str | None = None) -> Path:
     parsed = urllib.parse.urlparse(source)
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
-        return _fetch_url(source, dest, sha256, name=PurePosixPath(parsed.path).name)
+        return _fetch_url(source, dest, sha256, name=PurePosixPath(parsed.path).name, **cap)
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise ValueError(f"file URL {source!r} must be absolute (file:///path), "
@@ -104,7 +116,7 @@ def fetch(source: str, dest, sha256: str | None = None) -> Path:
         local = Path(urllib.request.url2pathname(parsed.path))
         if local.is_file():
             # Through urllib like an http download, so file URLs exercise the same code path.
-            return _fetch_url(source, dest, sha256, name=local.name)
+            return _fetch_url(source, dest, sha256, name=local.name, **cap)
     elif "://" in source:
         raise ValueError(f"unsupported source scheme {scheme!r} in {source!r}; "
                          "expected http, https, file or a path")
@@ -118,31 +130,82 @@ def fetch(source: str, dest, sha256: str | None = None) -> Path:
             raise ValueError(f"dest {dest} must not be the source folder {local} or inside it")
         # A copy rather than a symlink: the result stays valid if the source moves or changes,
         # and workflow outputs never write through to a user's original data.
-        with atomic_path(dest, is_dir=True) as tmp:
-            shutil.copytree(local, tmp, symlinks=False, dirs_exist_ok=True)
+        try:
+            with atomic_path(dest, is_dir=True) as tmp:
+                _copy_folder(local, tmp, source)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise ValueError(f"{source}: no space left on device while copying into {dest}; free some "
+                                 "disk space or move results/ to a larger disk") from None
+            raise
         return dest
     if not local.is_file():
         raise ValueError(f"source {source!r} does not exist (expected an archive, a folder or a URL)")
     if sha256 is not None:
         _check_digest(local, sha256, source)
-    _extract(local, dest, name=local.name, label=str(local))
+    _extract(local, dest, name=local.name, label=str(local), **cap)
     return dest
 
 
-def _fetch_url(url: str, dest: Path, sha256: str | None, name: str) -> Path:
+def _copy_folder(src: Path, dst: Path, label: str) -> None:
+    """Copy the folder ``src`` into ``dst``: regular files and folders; a link is followed only
+    while its target stays inside ``src`` (a link out of it would ship outside data, e.g. into a
+    bundle's vocabulary), and link loops, dangling links and special files are refused by name."""
+    root = src.resolve()
+
+    def visit(folder: Path, out: Path, chain: tuple) -> None:
+        out.mkdir(exist_ok=True)
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            path = Path(entry.path)
+            shown = path.relative_to(src).as_posix()
+            if entry.is_symlink():
+                try:
+                    real = Path(os.path.realpath(path, strict=True))
+                except OSError as e:
+                    what = "a link loop" if e.errno == errno.ELOOP else f"a dangling link (to {os.readlink(path)!r})"
+                    raise ValueError(f"source folder {label}: {shown} is {what}; remove it or replace "
+                                     "it with the file itself") from None
+                if real != root and root not in real.parents:
+                    raise ValueError(f"source folder {label}: {shown} is a link to {real}, outside the "
+                                     "folder; copy the file into the folder instead") from None
+            else:
+                real = path.resolve()
+            mode = os.stat(real).st_mode
+            if stat.S_ISDIR(mode):
+                if real in chain:
+                    raise ValueError(f"source folder {label}: {shown} is a link loop (it points back "
+                                     "to a folder that contains it)")
+                visit(path, out / entry.name, chain + (real,))
+            elif stat.S_ISREG(mode):
+                shutil.copy2(real, out / entry.name)
+            else:
+                kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+                raise ValueError(f"source folder {label}: {shown} is {kind}, not a regular file")
+
+    visit(src, dst, (root,))
+
+
+def _fetch_url(url: str, dest: Path, sha256: str | None, name: str, max_bytes: int | None = None,
+               cap_key: str = "max_extracted_gb") -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".download", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _download(url, tmp)
+        try:
+            _download(url, tmp)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise ValueError(f"{url}: no space left on device while downloading into {dest.parent}; "
+                                 "free some disk space or move results/ to a larger disk") from None
+            raise
         if sha256 is not None:
             _check_digest(tmp, sha256, url)
         elif urllib.parse.urlparse(url).scheme.lower() in ("http", "https"):
             # Reproducibility: the user can pin exactly what was fetched this time.
             log.warning("%s was downloaded without a sha256 to check it against; its sha256 is %s: "
                         "add `sha256: %s` to the dataset's config to pin it", url, sha256_of(tmp), sha256_of(tmp))
-        _extract(tmp, dest, name=name or url, label=url)
+        _extract(tmp, dest, name=name or url, label=url, max_bytes=max_bytes, cap_key=cap_key)
     finally:
         tmp.unlink(missing_ok=True)
     return dest
@@ -186,22 +249,48 @@ def _archive_kind(path: Path, name: str, label: str) -> str:
     raise ValueError(f"{label}: not a supported archive (expected .zip, {', '.join(_TAR_SUFFIXES)})")
 
 
-def _extract(archive: Path, dest: Path, name: str, label: str) -> None:
+def _extract(archive: Path, dest: Path, name: str, label: str, max_bytes: int | None = None,
+             cap_key: str = "max_extracted_gb") -> None:
     """Extract ``archive`` into ``dest``; ``name`` decides the format by suffix, ``label`` (the
-    source as the user gave it) is what error messages name."""
+    source as the user gave it) is what error messages name. At most ``max_bytes`` bytes are
+    written (``cap_key``: the config key that sets the cap, named in the message)."""
     kind = _archive_kind(archive, name, label)
+    budget = _Budget(label, max_bytes, cap_key)
     try:
         with atomic_path(dest, is_dir=True) as tmp:
             if kind == "zip":
-                _extract_zip(archive, tmp, label)
+                _extract_zip(archive, tmp, label, budget)
             else:
-                _extract_tar(archive, tmp, label)
+                _extract_tar(archive, tmp, label, budget)
     except ValueError:
         raise
     except _ARCHIVE_ERRORS as e:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise ValueError(f"{label}: no space left on device while extracting into {dest}"
+                             f"{f' ({e.filename})' if getattr(e, 'filename', None) else ''}; free some "
+                             "disk space or move results/ to a larger disk") from None
         if isinstance(e, OSError) and getattr(e, "filename", None):
-            raise  # a file-system error on our side (permissions, disk full), not the archive's fault
+            raise  # a file-system error on our side (permissions), not the archive's fault
         raise ValueError(f"{label}: corrupt or truncated {kind} archive ({type(e).__name__}: {e})") from e
+
+
+class _Budget:
+    """The bytes an extraction may still write: a small archive that expands to terabytes (an
+    archive bomb) stops at the cap with one message instead of filling the disk."""
+
+    def __init__(self, label: str, max_bytes: int | None, key: str):
+        self.label, self.max_bytes, self.key, self.used = label, max_bytes, key, 0
+
+    def spend(self, n: int) -> None:
+        self.used += n
+        if self.max_bytes is not None and self.used > self.max_bytes:
+            raise ValueError(f"{self.label}: extracting it writes more than {_size(self.max_bytes)} "
+                             f"(the cap set by {self.key}); raise {self.key} if the archive is "
+                             "genuinely that large")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:g} GB" if n >= 10 ** 8 else f"{n:,} bytes"
 
 
 def _inside(root: Path, path: Path, name: str, member: str) -> None:
@@ -214,39 +303,87 @@ def _safe_member_path(root: Path, member: str, name: str) -> Path:
     """Where ``member`` lands under ``root``; ValueError if absolute or escaping ``root``."""
     if member.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", member):
         raise ValueError(f"{name}: member {member!r} has an absolute path")
+    if "\0" in member:
+        raise ValueError(f"{name}: member {member!r} has a NUL character in its name")
     target = root / member
     _inside(root, target, name, member)
     return target
 
 
-def _extract_zip(archive: Path, root: Path, name: str) -> None:
+def _write_member(src, root: Path, target: Path, name: str, member: str, budget: _Budget) -> None:
+    """Copy the stream ``src`` to ``target`` (a new regular file, never through a link), counting
+    its bytes against ``budget``; the real path is checked again once written."""
+    _mkdirs(root, target.parent, name, member)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    if os.path.lexists(target) and not os.path.isfile(target) or os.path.islink(target):
+        raise ValueError(f"{name}: member {member!r} would replace a folder or link of the same name")
+    fd = os.open(target, flags, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        for chunk in iter(lambda: src.read(_CHUNK), b""):
+            budget.spend(len(chunk))
+            f.write(chunk)
+    _inside(root, Path(os.path.realpath(target)), name, member)
+
+
+def _mkdirs(root: Path, folder: Path, name: str, member: str) -> None:
+    """Create ``folder`` below ``root`` one level at a time, refusing any level that is a link."""
+    rel = folder.relative_to(root)
+    current = root
+    for part in rel.parts:
+        current = current / part
+        if os.path.islink(current):
+            raise ValueError(f"{name}: member {member!r} goes through a link; links are not unpacked")
+        if not current.is_dir():
+            current.mkdir()
+    _inside(root, Path(os.path.realpath(folder)), name, member)
+
+
+def _extract_zip(archive: Path, root: Path, name: str, budget: _Budget) -> None:
     root = root.resolve()
     with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        for info in infos:
             _safe_member_path(root, info.filename, name)
             if stat.S_ISLNK(info.external_attr >> 16):  # unpacked, it would be a file holding the link's path
                 raise ValueError(f"{name}: member {info.filename!r} is a symbolic link; links are not unpacked")
         bad = zf.testzip()  # CRC check of every member: catches truncated/corrupted data
         if bad is not None:
             raise ValueError(f"{name}: corrupt zip archive (bad CRC in member {bad!r})")
-        zf.extractall(root)
+        for info in infos:
+            target = _safe_member_path(root, info.filename, name)
+            if info.is_dir():
+                _mkdirs(root, target, name, info.filename)
+                continue
+            with zf.open(info) as src:
+                _write_member(src, root, target, name, info.filename, budget)
 
 
-def _extract_tar(archive: Path, root: Path, name: str) -> None:
+def _extract_tar(archive: Path, root: Path, name: str, budget: _Budget) -> None:
+    """Regular files and folders only, written one by one by us (not ``extractall``): no link of
+    any kind is ever created, so no later member can be written through one, whatever the Python
+    version (the standard library's ``filter="data"`` exists only from 3.11.4 / 3.10.12)."""
     root = root.resolve()
     with tarfile.open(archive, mode="r:*") as tf:
         members = tf.getmembers()  # reads the whole stream: a truncated archive fails here
         for m in members:
-            target = _safe_member_path(root, m.name, name)
+            _safe_member_path(root, m.name, name)
             if m.issym() or m.islnk():
-                if os.path.isabs(m.linkname):
-                    raise ValueError(f"{name}: link {m.name!r} points to absolute path {m.linkname!r}")
-                # Symlinks resolve from their own folder, hard links from the archive root.
-                _inside(root, (target.parent if m.issym() else root) / m.linkname, name, m.name)
-            elif not (m.isfile() or m.isdir()):
+                kind = "symbolic" if m.issym() else "hard"
+                raise ValueError(f"{name}: member {m.name!r} is a {kind} link (to {m.linkname!r}); "
+                                 "links are not unpacked")
+            if not (m.isfile() or m.isdir()):
                 raise ValueError(f"{name}: member {m.name!r} is a device, fifo or other special file")
-        # The "data" filter (Python >= 3.11.4) adds the standard-library checks on top of ours.
-        if hasattr(tarfile, "data_filter"):
-            tf.extractall(root, members=members, filter="data")
-        else:  # pragma: no cover - older Pythons
-            tf.extractall(root, members=members)
+        folders = []
+        for m in members:
+            target = _safe_member_path(root, m.name, name)
+            if m.isdir():
+                _mkdirs(root, target, name, m.name)
+                folders.append((target, m.mtime))
+                continue
+            src = tf.extractfile(m)
+            with src:
+                _write_member(src, root, target, name, m.name, budget)
+            os.utime(target, (m.mtime, m.mtime), follow_symlinks=False)  # as tarfile does: the
+            # archive's times, which Snakemake compares with the archive's to decide a rerun
+        for folder, mtime in reversed(folders):  # after their files, which would touch them
+            os.utime(folder, (mtime, mtime), follow_symlinks=False)

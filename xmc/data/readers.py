@@ -31,7 +31,7 @@ from pathlib import Path
 
 import scipy.sparse as sp
 
-from xmc.data.dataset import Dataset, binarize, normalize_text
+from xmc.data.dataset import Dataset, binarize, is_invisible, normalize_text
 
 _MAX_DEPTH = 2
 CONTROL_CHARACTERS = ("error", "replace")
@@ -41,6 +41,7 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # C1 controls (U+0080-U+009F) are Windows-1252 punctuation decoded as Latin-1 upstream: EURLEX57K
 # has 848 of them in 786 documents (an em dash as U+0097). They become spaces, counted in the log.
 _C1 = re.compile("[\x80-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Separators of label lists in other tools' files (AttentionXML's own is whitespace).
 _LIST_SEPARATORS = ",;|"
 log = logging.getLogger("xmc.data.readers")
@@ -95,6 +96,10 @@ def clean_controls(text: str, where: str, mode: str = "error") -> tuple[str, int
     replaced in mode "replace"; C1 controls are replaced in both."""
     if mode not in CONTROL_CHARACTERS:
         raise ValueError(f"control_characters must be one of {CONTROL_CHARACTERS}, got {mode!r}")
+    surrogate = _SURROGATE.search(text)
+    if surrogate:  # e.g. a JSON "\\ud800" escape: half a character, which no file can store
+        raise ValueError(f"{where}: invalid Unicode {surrogate.group()!r} (a lone surrogate, half of a "
+                         "character); fix the source text")
     found = _CONTROL.findall(text)
     if found and mode == "error":
         raise ValueError(f"{where}: control character {found[0]!r} ({len(found)} in this text); a binary "
@@ -114,6 +119,9 @@ def _read_texts(path: Path, encoding: str, control_characters: str = "error") ->
         text = normalize_text(line)
         if not text:
             raise ValueError(f"{path}: line {i} is an empty text")
+        if is_invisible(text):
+            raise ValueError(f"{path}: line {i} holds only invisible characters (zero-width spaces or "
+                             f"joiners, byte-order marks: {text!r}); an empty text")
         texts.append(text)
     if replaced:
         log.info("%s: replaced %d control characters with spaces", path, replaced)
@@ -142,10 +150,21 @@ def _check_label_lists(lines: list[list[str]], path: Path) -> None:
 
 
 def _check_labels(labels: list[str], where: str) -> list[str]:
+    """The labels of one document in NFC form; a control character (NUL...) or an invisible-only
+    name is refused, naming ``where``."""
     if not labels:
         raise ValueError(f"{where}: no labels")
+    for label in labels:
+        bad = _CONTROL.search(label) or _SURROGATE.search(label)
+        if bad:
+            raise ValueError(f"{where}: label {label!r} holds the control character {bad.group()!r}; "
+                             "a binary or corrupted labels file?")
+    labels = [normalize_text(label) for label in labels]
     seen = set()
     for label in labels:
+        if not label or is_invisible(label):
+            raise ValueError(f"{where}: a label made only of invisible characters (zero-width, "
+                             "byte-order mark)")
         if label in seen:
             raise ValueError(f"{where}: duplicate label {label!r}")
         seen.add(label)
@@ -189,8 +208,9 @@ def _eurlex_doc(path: Path, encoding: str, control_characters: str = "error") ->
     parts.extend(_as_list(body, path, "main_body"))
     text, replaced = clean_controls(" ".join(parts), str(path), control_characters)
     text = normalize_text(text)
-    if not text:
-        raise ValueError(f"{path}: empty text (title, header, recitals and main_body are all empty)")
+    if not text or is_invisible(text):
+        raise ValueError(f"{path}: empty text (title, header, recitals and main_body are all empty "
+                         "or invisible characters)")
     if "concepts" not in doc:
         raise ValueError(f"{path}: missing field 'concepts'")
     concepts = _check_labels([c.strip() for c in _as_list(doc["concepts"], path, "concepts")], str(path))
@@ -314,8 +334,11 @@ def read_xmc_base(root, encoding: str = "utf-8", *, text_encoding: str = "utf-8"
     items_path = base / "output-items.txt"
     label_names = [normalize_text(n) for n in _read_text_lines(items_path, encoding)]
     for j, name in enumerate(label_names, start=1):
-        if not name:
-            raise ValueError(f"{items_path}: line {j} is an empty label name")
+        if not name or is_invisible(name):
+            raise ValueError(f"{items_path}: line {j} is an empty label name (or only invisible characters)")
+        if _CONTROL.search(name):
+            raise ValueError(f"{items_path}: line {j}: label {name!r} holds the control character "
+                             f"{_CONTROL.search(name).group()!r}")
     splits = {}
     for split in ("trn", "tst"):
         x_path, y_path = base / f"X.{split}.txt", base / f"Y.{split}.npz"
