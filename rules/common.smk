@@ -1,7 +1,9 @@
 import functools
 import json
+import os
 import re
 import sys
+import uuid
 from pathlib import Path
 
 from snakemake.logging import logger
@@ -71,6 +73,8 @@ def _check_thread_cap():
 
 if not workflow.remote_exec:  # a job step re-reads the workflow with its own --cores
     _check_thread_cap()
+    # One id per workflow run, inherited by its jobs: "no GPU is visible" is said once per run and host.
+    os.environ.setdefault(xmc_devices.RUN_ENV, uuid.uuid4().hex)
 
 
 def gpu_threads(gpus):
