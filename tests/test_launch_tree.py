@@ -17,7 +17,6 @@ import scipy.sparse as sp
 
 from xmc.devices import assign_gpus
 from xmc.io import save_csr
-from xmc.matcher.launch import die_with_parent
 
 pytestmark = pytest.mark.slow  # torchrun with two gloo processes
 
