@@ -13,6 +13,7 @@ from snakemake.utils import validate
 from xmc import code_digest as xmc_code_digest
 from xmc import config as xmc_config
 from xmc import devices as xmc_devices
+from xmc import hub as xmc_hub
 from xmc import paper as xmc_paper
 from xmc import peers as xmc_peers
 from xmc import plan as xmc_plan
@@ -41,6 +42,11 @@ if not _PEERS_IN_CONDA and not workflow.remote_exec:  # once per run, not again 
         raise ValueError(f"invalid configuration: {err}") from None
 
 DATASETS = list(CFG["datasets"])
+
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    # environment.yml cannot install this project (Snakemake copies it to .snakemake/conda/, where
+    # pip's `-e .` would point): the jobs import xmc from this checkout instead.
+    os.environ["PYTHONPATH"] = os.pathsep.join([workflow.basedir] + [p for p in [os.environ.get("PYTHONPATH")] if p])
 
 
 def _alternatives(values):
@@ -83,6 +89,21 @@ def gpu_threads(gpus):
     total = workflow.global_resources.get("gpu")
     return xmc_devices.threads_per_gpu_job(workflow.cores, getattr(total, "value", total), gpus,
                                            CFG["resources"]["threads_per_gpu"])
+
+
+# ---- offline compute nodes ------------------------------------------------------------------
+def encoder_specs():
+    return sorted({spec["model"] for spec in CFG["encoders"].values()})
+
+
+if workflow.remote_exec:  # a cluster job: compute nodes often have no internet, so never wait on the hub
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+elif workflow.non_local_exec:  # the submit host of a cluster run: the hub encoders into the cache first
+    _missing = xmc_hub.missing(encoder_specs())
+    if _missing:
+        logger.warning(f"fetching {', '.join(_missing)} into the Hugging Face cache before submitting jobs "
+                       f"(they run offline): HF_HOME must be on storage the compute nodes share")
+        xmc_hub.prefetch(_missing, logger.info)
 
 
 # ---- final targets -------------------------------------------------------------------------
