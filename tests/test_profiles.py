@@ -44,8 +44,8 @@ def _value(text: str):
 def planned_jobs(out: str) -> list[SimpleNamespace]:
     """Every job of a dry run's listing: rule, threads, resources (as the executor would get them), reason."""
     jobs = []
-    for block in re.split(r"\n(?=\[[^\]]*\]\n(?:local)?rule )", out):
-        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+    for block in re.split(r"\n(?= *\[[^\]]*\]\n *(?:local)?rule )", out):  # members of a group job: indented
+        rule = re.search(r"^ *(?:local)?rule (\w+):", block, re.M)
         if not rule:
             continue
         threads = re.search(r"^\s+threads: (\d+)", block, re.M)
@@ -303,3 +303,21 @@ def test_every_sbatch_line_of_the_full_paper_grid_fits_the_site(paper_everything
         assert {c for _, c, _, _ in summary[rule]} == {16}
     print("\n".join(f"{rule}: " + "; ".join(f"attempt {a}: {c} CPUs, {m} MB, {t} min" for a, c, m, t in sorted(v))
                     for rule, v in sorted(summary.items())))
+
+
+def test_small_cpu_rules_are_grouped_into_few_sbatch_jobs(tmp_path, paper_with_related):
+    """profiles/slurm groups evaluate and ensemble jobs ten components to an sbatch job (an ensemble
+    and its evaluate are one component): paper.yaml's 180 such jobs become ~18 (before: 180)."""
+    _, configfile = paper_with_related
+    out = dry_run(tmp_path, "--workflow-profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(configfile))
+    counts = job_counts(out)
+    groups, members, rules = [], 0, set()
+    for line in out.splitlines():
+        if "Group job small-cpu" in line:
+            groups.append(0)
+        elif groups and re.match(r"^    (?:local)?rule (\w+):", line):
+            groups[-1] += 1
+            rules.add(re.match(r"^    (?:local)?rule (\w+):", line).group(1))
+    members = sum(groups)
+    assert rules == {"evaluate", "ensemble"} and members == counts["evaluate"] + counts["ensemble"]
+    assert len(groups) <= members / 8 and max(groups) <= 12, groups
