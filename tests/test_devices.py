@@ -288,3 +288,14 @@ def test_no_gpu_is_warned_once_per_run(tmp_path, monkeypatch):
                 pass
     assert len(warnings) == 2 and all("asked for 1 GPU(s) but none is visible" in w for w in warnings)
     assert sum("none is visible" in m for m in infos) == 12
+
+
+def test_mig_slices_never_train_data_parallel(tmp_path):
+    """CUDA shows a process one MIG slice at most: a 2-GPU request over MIG slices runs on one, said
+    (before: torchrun started 2 ranks and rank 1 found no device)."""
+    warnings = []
+    log = SimpleNamespace(info=lambda m: None, warning=warnings.append)
+    e = {"CUDA_VISIBLE_DEVICES": "MIG-aaaa,MIG-bbbb"}
+    with assign_gpus(2, tmp_path, environ=e, log=log, rule="train_matcher") as d:
+        assert len(d) == 1 and d[0].startswith("MIG-")
+    assert "MIG slices" in warnings[0] and "it runs on 1" in warnings[0]

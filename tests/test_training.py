@@ -272,3 +272,19 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(files, tmp_pa
     model = train(files, "matcher", log=logged.append, checkpoint_dir=ckpt, max_steps=400, checkpoint_every=10_000)
     assert any(f"resuming from step {step}/400" in m for m in logged), logged[:3]
     assert [h["step"] for h in model.history_] == list(range(1, 401))
+
+
+def test_tf32_is_switched_on_for_cuda_devices_only():
+    """fp32 matmuls on Ampere+ GPUs run as TF32 (the paper grid's precision: fp32); on the CPU nothing
+    changes. Its accuracy effect is untested here (no GPU): docs/gpus-and-slurm.md says so."""
+    from xmc.training import enable_tf32
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        enable_tf32(torch.device("cpu"))
+        assert not torch.backends.cuda.matmul.allow_tf32
+        enable_tf32(torch.device("cuda", 0))
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

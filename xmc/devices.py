@@ -311,6 +311,11 @@ def assign_gpus(n: int, lock_dir=None, log=None, poll_s: float = 2.0, timeout_s:
         warn(f"{rule} asked for {n} GPU(s) but only {len(pool)} ({','.join(pool)}) are visible {where}: "
              f"it runs on {len(pool)}")
         n = len(pool)
+    if n > 1 and any(d.startswith("MIG-") for d in pool):
+        # CUDA shows a process at most one MIG slice, so torchrun's ranks cannot each take one.
+        warn(f"{rule} asked for {n} GPU(s) but the visible devices are MIG slices ({','.join(pool)}), of which "
+             f"CUDA gives a process only one: it runs on 1 (data-parallel training needs whole GPUs)")
+        n = 1
     if under_executor_plugin(environ):  # SLURM gave this job its own devices: nothing to share out
         devices = pool[:n]
         previous = environ.get("CUDA_VISIBLE_DEVICES")
