@@ -14,6 +14,7 @@ from xmc import code_digest as xmc_code_digest
 from xmc import config as xmc_config
 from xmc import devices as xmc_devices
 from xmc import hub as xmc_hub
+from xmc import jobenv as xmc_jobenv
 from xmc import paper as xmc_paper
 from xmc import peers as xmc_peers
 from xmc import plan as xmc_plan
@@ -46,7 +47,7 @@ DATASETS = list(CFG["datasets"])
 if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
     # environment.yml cannot install this project (Snakemake copies it to .snakemake/conda/, where
     # pip's `-e .` would point): the jobs import xmc from this checkout instead.
-    os.environ["PYTHONPATH"] = os.pathsep.join([workflow.basedir] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    xmc_jobenv.import_from_checkout(workflow.basedir)
 
 
 def _alternatives(values):

@@ -82,7 +82,12 @@ def test_the_conda_environment_installs_no_project_path_and_jobs_import_xmc_from
     assert local == [], local
     common = (REPO / "rules" / "common.smk").read_text()
     assert "DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:" in common
-    assert 'os.environ["PYTHONPATH"] = os.pathsep.join([workflow.basedir]' in common
+    assert "xmc_jobenv.import_from_checkout(workflow.basedir)" in common
+    from xmc.jobenv import import_from_checkout
+
+    environ = {"PYTHONPATH": "/elsewhere"}
+    import_from_checkout(REPO, environ)
+    assert environ["PYTHONPATH"] == f"{REPO}{os.pathsep}/elsewhere"
     # -S: no site-packages (so no installed xmc); the checkout on PYTHONPATH is enough
     done = subprocess.run([sys.executable, "-S", "-c", "import xmc; print(xmc.__file__)"], capture_output=True,
                           text=True, cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": os.environ["PATH"]})
