@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 def run(workdir: Path, config: dict, targets: list[str], *args: str, devices: str) -> subprocess.CompletedProcess:
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
+    # pretend devices: locks of their own, not the host's (other test runs use pretend "0" and "1" too)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "XMC_GPU_DEVICES": devices,
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO), "XMC_GPU_LOCK_DIR": str(workdir / "gpu-slots")}
     # targets first: --configfile and --resources take several values
     cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(configfile), *args]
