@@ -288,3 +288,29 @@ def test_tf32_is_switched_on_for_cuda_devices_only():
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_both_ranks_at_one_step_with_a_checkpoint(files, tmp_path):
+    """A time limit on a data-parallel job: torchrun passes SIGTERM to its ranks, which agree on the
+    step (all_reduce), write one checkpoint and stop; the rerun resumes there and finishes."""
+    root, encoder = files
+    params = {**PARAMS["matcher"], "max_steps": 300, "checkpoint_every": 10_000}
+    args = arguments(encoder, root / "tokens.npz", root / "Y.npz", root / "C.npz", params, tmp_path / "model",
+                     checkpoint_dir=tmp_path / "checkpoint")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen(torchrun_command(2, args), env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "step 5/300" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) != 0
+    finally:
+        proc.kill()
+    steps = set(re.findall(r"stopped by SIGTERM at step (\d+)/300; checkpoint written", err))
+    assert len(steps) == 1, err[-3000:]  # both ranks, one step
+    done = subprocess.run(torchrun_command(2, args), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and f"resuming from step {steps.pop()}/300" in done.stderr, done.stderr[-3000:]
+    assert (tmp_path / "model").is_dir()
