@@ -99,6 +99,8 @@ def encoder_specs():
 
 if workflow.remote_exec:  # a cluster job: compute nodes often have no internet, so never wait on the hub
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if xmc_devices.under_scheduler():  # one sbatch per job: SLURM gave it exactly its GPUs, no locks
+        os.environ[xmc_devices.LOCKS_ENV] = "0"
 elif workflow.non_local_exec:  # the submit host of a cluster run: the hub encoders into the cache first
     _missing = xmc_hub.missing(encoder_specs())
     if _missing:

@@ -234,36 +234,27 @@ def test_a_folder_without_flock_falls_back_to_the_node_local_one(tmp_path, monke
 
 
 def test_a_job_the_slurm_executor_plugin_submitted_takes_its_devices_without_locks(tmp_path, monkeypatch):
-    """One sbatch per job (its Snakemake runs `--executor slurm-jobstep`): SLURM gave it exactly its
-    devices, so no lock is taken (and a file system without flock does not matter); inside salloc
-    (no jobstep executor) the allocation's devices are still shared out with locks."""
+    """One sbatch per job: the workflow, re-read inside the job (remote execution), sets
+    XMC_GPU_LOCKS=0; SLURM gave the job exactly its devices, so no lock is taken (and a file system
+    without flock does not matter). Inside salloc (no such mark) the allocation's devices are still
+    shared out with locks."""
     def no_flock(fd, op):
         raise OSError(errno.ENOSYS, "Function not implemented")
 
     monkeypatch.setattr("xmc.devices.fcntl.flock", no_flock)
-    monkeypatch.setattr("xmc.devices._ancestor_cmdlines",
-                        lambda: iter(["python -m snakemake --executor slurm-jobstep --jobs 1 ..."]))
-    e = {"SLURM_JOB_ID": "77", "CUDA_VISIBLE_DEVICES": "0,1", "SLURM_STEP_GPUS": "0,1"}
+    e = {"SLURM_JOB_ID": "77", "CUDA_VISIBLE_DEVICES": "0,1", "SLURM_STEP_GPUS": "0,1", "XMC_GPU_LOCKS": "0"}
     messages = []
     with assign_gpus(2, tmp_path / "nfs", environ=e, log=messages.append) as d:
         assert d == ["0", "1"] and e["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert not (tmp_path / "nfs").exists() and "no lock" in messages[-1]
-    # the same allocation without the jobstep executor (salloc): locks, which fail here
-    monkeypatch.setattr("xmc.devices._ancestor_cmdlines", lambda: iter(["bash", "salloc --gpus=2"]))
+    # the same allocation without the mark (salloc): locks, which fail here
     monkeypatch.setattr("xmc.devices.default_lock_dir", lambda: tmp_path / "shm")
+    del e["XMC_GPU_LOCKS"]
     with pytest.raises(RuntimeError, match="flock is not supported"):
         with assign_gpus(1, tmp_path / "nfs", environ=dict(e)):
             pass
-
-
-def test_ancestor_command_lines_are_read_from_proc():
-    from xmc.devices import _ancestor_cmdlines
-
-    code = "from xmc.devices import _ancestor_cmdlines; print(next(_ancestor_cmdlines()))"
-    out = subprocess.run(["sh", "-c", f"{sys.executable} -c '{code}'; true", "--executor", "slurm-jobstep"],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
-    assert "--executor slurm-jobstep" in out
-    assert list(_ancestor_cmdlines(depth=0)) == []
+    common = (REPO / "rules" / "common.smk").read_text()
+    assert "if workflow.remote_exec:" in common and "os.environ[xmc_devices.LOCKS_ENV] = \"0\"" in common
 
 
 def test_matcher_gpus_0_hides_every_device(tmp_path):

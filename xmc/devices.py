@@ -12,7 +12,8 @@ The default folder is node-local (``/dev/shm``, else the temporary folder) and t
 on the host, so two workflow runs on one machine share out its devices too. Where ``flock`` is not
 supported (``$XMC_GPU_LOCK_DIR`` on Lustre mounted without ``flock``, NFS without lockd: ENOLCK or
 ENOSYS) the job says so and falls back to the node-local default. A job the SLURM executor plugin
-submitted (one sbatch per job: SLURM gave it exactly its devices) takes them without any lock.
+submitted (one sbatch per job: SLURM gave it exactly its devices) takes them without any lock
+(``$XMC_GPU_LOCKS=0``, set by the workflow inside such a job).
 
 The pool of devices is ``$XMC_GPU_DEVICES`` if set, else ``$CUDA_VISIBLE_DEVICES`` if set (a user's
 restriction of the machine, or the devices SLURM gave the job), else every GPU ``nvidia-smi -L``
@@ -44,7 +45,6 @@ LOCK_DIR_ENV, DEVICES_ENV = "XMC_GPU_LOCK_DIR", "XMC_GPU_DEVICES"
 SCHEDULER_ENV = ("SLURM_JOB_ID",)
 # flock errors of file systems that do not lock (Lustre without -o flock, NFS without lockd).
 NO_LOCKING = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
-# Set by snakemake-executor-plugin-slurm's jobstep executor, which runs each job of one sbatch job.
 RUN_ENV = "XMC_RUN_ID"  # one workflow run (rules/common.smk sets it): say a warning once per run
 LOCKS_ENV = "XMC_GPU_LOCKS"  # 0: take devices without locks (the scheduler placed the job)
 
@@ -230,29 +230,14 @@ def _lock_folder(lock_dir, environ, warn) -> Path:
                        f"share out its GPUs; set ${LOCK_DIR_ENV} to a node-local folder (/dev/shm, $TMPDIR)")
 
 
-def _ancestor_cmdlines(pid: int | None = None, depth: int = 8) -> Iterator[str]:
-    """Command lines of this process's parents (Linux /proc; nothing elsewhere)."""
-    pid = os.getppid() if pid is None else pid
-    for _ in range(depth):
-        if pid <= 1:
-            return
-        try:
-            yield Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            pid = int(stat[stat.rindex(")") + 2:].split()[1])  # field 4, after the (name)
-        except (OSError, ValueError, IndexError):
-            return
-
-
 def under_executor_plugin(environ=None) -> bool:
-    """True inside a job that snakemake-executor-plugin-slurm submitted as its own sbatch job (its
-    Snakemake runs ``--executor slurm-jobstep``): SLURM allocated exactly the job's devices, so there
-    is nothing to share out and no lock to take. Not inside ``salloc`` or an sbatch script running the
-    whole workflow, whose jobs share the allocation's devices. ``$XMC_GPU_LOCKS=0`` says the same."""
+    """True inside a job that a cluster executor submitted as an allocation of its own
+    (snakemake-executor-plugin-slurm: one sbatch per job), which the workflow marks with
+    ``$XMC_GPU_LOCKS=0`` when it re-reads itself inside the job (rules/common.smk): SLURM allocated
+    exactly the job's devices, so there is nothing to share out and no lock to take. Not inside
+    ``salloc`` or an sbatch script running the whole workflow, whose jobs share the allocation's devices."""
     environ = os.environ if environ is None else environ
-    if environ.get(LOCKS_ENV) == "0":
-        return True
-    return bool(under_scheduler(environ)) and any("slurm-jobstep" in cmd for cmd in _ancestor_cmdlines())
+    return environ.get(LOCKS_ENV) == "0"
 
 
 _HELD: dict[str, int] = {}
