@@ -1,7 +1,9 @@
 import functools
 import json
+import os
 import re
 import sys
+import uuid
 from pathlib import Path
 
 from snakemake.logging import logger
@@ -12,6 +14,8 @@ from snakemake.common.configfile import load_configfile as _load_configfile
 from xmc import code_digest as xmc_code_digest
 from xmc import config as xmc_config
 from xmc import devices as xmc_devices
+from xmc import hub as xmc_hub
+from xmc import jobenv as xmc_jobenv
 from xmc import paper as xmc_paper
 from xmc import peers as xmc_peers
 from xmc import plan as xmc_plan
@@ -60,6 +64,11 @@ onstart:
 
 DATASETS = list(CFG["datasets"])
 
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    # environment.yml cannot install this project (Snakemake copies it to .snakemake/conda/, where
+    # pip's `-e .` would point): the jobs import xmc from this checkout instead.
+    xmc_jobenv.import_from_checkout(workflow.basedir)
+
 
 def _alternatives(values):
     return "|".join(re.escape(v) for v in values)
@@ -91,6 +100,8 @@ def _check_thread_cap():
 
 if not workflow.remote_exec:  # a job step re-reads the workflow with its own --cores
     _check_thread_cap()
+    # One id per workflow run, inherited by its jobs: "no GPU is visible" is said once per run and host.
+    os.environ.setdefault(xmc_devices.RUN_ENV, uuid.uuid4().hex)
 
 
 def gpu_threads(gpus):
@@ -99,6 +110,23 @@ def gpu_threads(gpus):
     total = workflow.global_resources.get("gpu")
     return xmc_devices.threads_per_gpu_job(workflow.cores, getattr(total, "value", total), gpus,
                                            CFG["resources"]["threads_per_gpu"])
+
+
+# ---- offline compute nodes ------------------------------------------------------------------
+def encoder_specs():
+    return sorted({spec["model"] for spec in CFG["encoders"].values()})
+
+
+if workflow.remote_exec:  # a cluster job: compute nodes often have no internet, so never wait on the hub
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if xmc_devices.under_scheduler():  # one sbatch per job: SLURM gave it exactly its GPUs, no locks
+        os.environ[xmc_devices.LOCKS_ENV] = "0"
+elif workflow.non_local_exec:  # the submit host of a cluster run: the hub encoders into the cache first
+    _missing = xmc_hub.missing(encoder_specs())
+    if _missing:
+        logger.warning(f"fetching {', '.join(_missing)} into the Hugging Face cache before submitting jobs "
+                       f"(they run offline): HF_HOME must be on storage the compute nodes share")
+        xmc_hub.prefetch(_missing, logger.info)
 
 
 # ---- final targets -------------------------------------------------------------------------

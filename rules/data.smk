@@ -45,3 +45,24 @@ rule prepare:
         "../environment.yml"
     script:
         "../workflow_scripts/prepare.py"
+
+
+rule fetch_encoders:
+    """Every hub encoder the config names, into the Hugging Face cache ($HF_HOME): run on the submit
+    host (`snakemake fetch_encoders`), whose compute nodes may have no internet."""
+    output:
+        f"{R}/encoders/fetched.json",
+    log:
+        f"{R}/logs/fetch_encoders.log",
+    params:
+        models=encoder_specs(),
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/fetch_encoders.py"
+
+
+# Downloads run on the host that runs Snakemake (a cluster's login node has the internet).
+localrules:
+    download,
+    fetch_encoders,

@@ -20,7 +20,7 @@ rule train_peer:
     params:
         python=CFG["peers"]["python"],
         code=code_version("peer.py"),
-    threads: workflow.cores
+    threads: min(workflow.cores, 32)  # a cap a cluster node accepts (profiles/slurm sets 16)
     conda:
         "../environment-peers.yml"
     shell:
@@ -48,7 +48,7 @@ rule predict_peer:
         python=CFG["peers"]["python"],
         top_k=CFG["ranker"]["top_k"],
         code=code_version("peer.py"),
-    threads: workflow.cores
+    threads: min(workflow.cores, 32)  # a cap a cluster node accepts (profiles/slurm sets 16)
     conda:
         "../environment-peers.yml"
     shell:

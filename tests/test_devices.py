@@ -1,16 +1,22 @@
 """The GPU slot allocator: disjoint devices for concurrent jobs, freed on exit, failure and kill."""
+import errno
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from xmc.devices import assign_gpus, slot_folder, threads_over_cores, threads_per_gpu_job, visible_gpus
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def env(devices="0,1,2", **extra):
@@ -99,7 +105,8 @@ def test_a_request_that_cannot_be_met_is_a_warning_naming_the_rule(tmp_path, mon
     log = SimpleNamespace(info=lambda m: None, warning=warnings.append)
     e = {"XMC_GPU_DEVICES": ""}
     with assign_gpus(4, tmp_path, environ=e, log=log, rule="train_matcher") as d:
-        assert d == [] and "CUDA_VISIBLE_DEVICES" not in e
+        assert d == [] and e["CUDA_VISIBLE_DEVICES"] == ""  # hidden: "it runs on the CPU" holds
+    assert "CUDA_VISIBLE_DEVICES" not in e
     assert len(warnings) == 1 and "train_matcher asked for 4 GPU(s) but none is visible" in warnings[0]
     assert "runs on the CPU" in warnings[0]
     # SLURM gave no CUDA_VISIBLE_DEVICES and there is no nvidia-smi: the CPU, said
@@ -165,3 +172,121 @@ def test_threads_over_cores():
 
     assert threads_over_cores({"train_matcher": Res(8), "cluster": 4, "tfidf": Res(2)}, 4) == {"train_matcher": 8}
     assert threads_over_cores({}, 2) == {}
+
+
+# ---- any file system, any number of runs ---------------------------------------------------------
+
+def test_the_default_slot_folder_is_node_local_and_shared_by_runs_in_other_folders(tmp_path, monkeypatch):
+    """Two workflow runs from two working directories on one host see each other's locks (before,
+    each had its own results/.gpu-slots and both got GPU 0)."""
+    monkeypatch.delenv("XMC_GPU_LOCK_DIR", raising=False)
+    folder = slot_folder(environ={})
+    assert folder.is_absolute() and "results" not in folder.parts
+    assert folder.parts[:3] == ("/", "dev", "shm") or str(folder).startswith(tempfile.gettempdir())
+    code = textwrap.dedent("""
+        import sys, time
+        from xmc.devices import assign_gpus
+        with assign_gpus(1, environ={"XMC_GPU_DEVICES": "0,1"}) as d:
+            print(",".join(d), flush=True)
+            time.sleep(60)
+    """)
+    procs = []
+    try:
+        for run in ("run-a", "run-b"):
+            (tmp_path / run).mkdir()
+            env = {k: v for k, v in os.environ.items() if k != "XMC_GPU_LOCK_DIR"}
+            procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path / run, stdout=subprocess.PIPE,
+                                          text=True, env={**env, "PYTHONPATH": str(REPO)}))
+        got = [p.stdout.readline().strip() for p in procs]
+        assert sorted(got) == ["0", "1"], got
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.parametrize("err", [errno.ENOSYS, errno.ENOLCK])
+def test_a_folder_without_flock_falls_back_to_the_node_local_one(tmp_path, monkeypatch, err):
+    """Lustre without flock, NFS without lockd: flock raises OSError 38/37. Before, every GPU job
+    failed with it; now the job says so once and takes its slots in the node-local folder."""
+    shared, local = tmp_path / "lustre", tmp_path / "shm"
+    monkeypatch.setattr("xmc.devices.default_lock_dir", lambda: local)
+    real = fcntl.flock
+
+    def flock(fd, op):  # the shared folder does not lock; the node-local one does
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(shared)):
+            raise OSError(err, os.strerror(err))
+        return real(fd, op)
+
+    monkeypatch.setattr("xmc.devices.fcntl.flock", flock)
+    warnings = []
+    log = SimpleNamespace(info=lambda m: None, warning=warnings.append)
+    with assign_gpus(1, shared, environ=env("0,1"), log=log) as a, assign_gpus(1, shared, environ=env("0,1")) as b:
+        assert {a[0], b[0]} == {"0", "1"}  # still disjoint: the fallback folder locks
+    assert len(warnings) == 1 and f"flock is not supported in {shared}" in warnings[0]
+    assert f"[Errno {err}]" in warnings[0] and "XMC_GPU_LOCK_DIR" in warnings[0]
+    assert any(p.name.startswith("gpu-") for p in local.rglob("*.lock"))
+    # nowhere locks: one clear line naming the setting, not a traceback of flock
+    monkeypatch.setattr("xmc.devices.fcntl.flock", lambda fd, op: (_ for _ in ()).throw(OSError(err, "no locks")))
+    with pytest.raises(RuntimeError, match=r"flock is not supported in .*set \$XMC_GPU_LOCK_DIR to a node-local"):
+        with assign_gpus(1, shared, environ=env("0,1")):
+            pass
+
+
+def test_a_job_the_slurm_executor_plugin_submitted_takes_its_devices_without_locks(tmp_path, monkeypatch):
+    """One sbatch per job: the workflow, re-read inside the job (remote execution), sets
+    XMC_GPU_LOCKS=0; SLURM gave the job exactly its devices, so no lock is taken (and a file system
+    without flock does not matter). Inside salloc (no such mark) the allocation's devices are still
+    shared out with locks."""
+    def no_flock(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr("xmc.devices.fcntl.flock", no_flock)
+    e = {"SLURM_JOB_ID": "77", "CUDA_VISIBLE_DEVICES": "0,1", "SLURM_STEP_GPUS": "0,1", "XMC_GPU_LOCKS": "0"}
+    messages = []
+    with assign_gpus(2, tmp_path / "nfs", environ=e, log=messages.append) as d:
+        assert d == ["0", "1"] and e["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert not (tmp_path / "nfs").exists() and "no lock" in messages[-1]
+    # the same allocation without the mark (salloc): locks, which fail here
+    monkeypatch.setattr("xmc.devices.default_lock_dir", lambda: tmp_path / "shm")
+    del e["XMC_GPU_LOCKS"]
+    with pytest.raises(RuntimeError, match="flock is not supported"):
+        with assign_gpus(1, tmp_path / "nfs", environ=dict(e)):
+            pass
+    common = (REPO / "rules" / "common.smk").read_text()
+    assert "if workflow.remote_exec:" in common and "os.environ[xmc_devices.LOCKS_ENV] = \"0\"" in common
+
+
+def test_matcher_gpus_0_hides_every_device(tmp_path):
+    """n = 0 (resources.matcher_gpus: 0): CUDA_VISIBLE_DEVICES is "" for the job, so device "auto"
+    picks the CPU even on a machine with GPUs (before, nothing was hidden and it picked cuda:0)."""
+    e = {"CUDA_VISIBLE_DEVICES": "0,1"}
+    with assign_gpus(0, tmp_path, environ=e) as d:
+        assert d == [] and e["CUDA_VISIBLE_DEVICES"] == ""
+    assert e["CUDA_VISIBLE_DEVICES"] == "0,1"
+
+
+def test_no_gpu_is_warned_once_per_run(tmp_path, monkeypatch):
+    """Seven transformer jobs of one run on a machine without GPUs: one warning on the console, the
+    others say it in their own log only (before: the same warning seven times)."""
+    monkeypatch.setattr("xmc.devices.default_lock_dir", lambda: tmp_path / "shm")
+    warnings, infos = [], []
+    log = SimpleNamespace(info=infos.append, warning=warnings.append)
+    for run in ("run-1", "run-2"):
+        for _ in range(7):
+            with assign_gpus(1, tmp_path, environ={"XMC_GPU_DEVICES": "", "XMC_RUN_ID": run}, log=log,
+                             rule="predict_matcher"):
+                pass
+    assert len(warnings) == 2 and all("asked for 1 GPU(s) but none is visible" in w for w in warnings)
+    assert sum("none is visible" in m for m in infos) == 12
+
+
+def test_mig_slices_never_train_data_parallel(tmp_path):
+    """CUDA shows a process one MIG slice at most: a 2-GPU request over MIG slices runs on one, said
+    (before: torchrun started 2 ranks and rank 1 found no device)."""
+    warnings = []
+    log = SimpleNamespace(info=lambda m: None, warning=warnings.append)
+    e = {"CUDA_VISIBLE_DEVICES": "MIG-aaaa,MIG-bbbb"}
+    with assign_gpus(2, tmp_path, environ=e, log=log, rule="train_matcher") as d:
+        assert len(d) == 1 and d[0].startswith("MIG-")
+    assert "MIG slices" in warnings[0] and "it runs on 1" in warnings[0]

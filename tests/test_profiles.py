@@ -43,8 +43,8 @@ def _value(text: str):
 def planned_jobs(out: str) -> list[SimpleNamespace]:
     """Every job of a dry run's listing: rule, threads, resources (as the executor would get them), reason."""
     jobs = []
-    for block in re.split(r"\n(?=\[[^\]]*\]\n(?:local)?rule )", out):
-        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+    for block in re.split(r"\n(?= *\[[^\]]*\]\n *(?:local)?rule )", out):  # members of a group job: indented
+        rule = re.search(r"^ *(?:local)?rule (\w+):", block, re.M)
         if not rule:
             continue
         threads = re.search(r"^\s+threads: (\d+)", block, re.M)
@@ -243,3 +243,80 @@ def test_slurm_profile_covers_every_job_the_scaling_benchmark_measured(tmp_path)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(profile))
     done = check(tmp_path / "config.yaml")
     assert done.returncode == 1 and "train_ranker at 500000 labels" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def paper_everything(tmp_path_factory, paper_with_related):
+    """config/paper.yaml with every optional system on: XR-Transformer, APLC, a peer (omikuji, from the
+    test environment) and the character n-gram linear models."""
+    root, path = paper_with_related
+    config = yaml.safe_load(path.read_text())
+    config["peers"] = {"systems": ["omikuji"], "python": None}
+    config["linear_baseline"]["inputs"] = list(config["linear_baseline"]["inputs"]) + ["char", "tfidf+char"]
+    out = root / "paper-everything.yaml"
+    out.write_text(yaml.safe_dump(config))
+    return root, out
+
+
+def site_limits(profile_path: Path) -> dict:
+    """The site maxima a profile documents: `# site-limits: cpus_per_node=64 mem_mb_per_node=... ...`."""
+    line = re.search(r"^# site-limits: (.*)$", profile_path.read_text(), re.M)
+    assert line, f"{profile_path}: no '# site-limits:' line"
+    return {k: int(v) for k, v in (kv.split("=") for kv in line.group(1).split())}
+
+
+def test_every_sbatch_line_of_the_full_paper_grid_fits_the_site(paper_everything):
+    """Every job of the paper grid with every optional system on, through the plugin's own sbatch
+    builder, on each of its three attempts: CPUs, memory and time within the documented site limits
+    (before: train_peer/predict_peer asked for 512 CPUs, retries for 48 h and 72 h)."""
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[slurm]'")
+    root, configfile = paper_everything
+    profile_path = ROOT / "profiles" / "slurm" / "config.yaml"
+    limits = site_limits(profile_path)
+    profile = yaml.safe_load(profile_path.read_text())
+    work = root / "everything"
+    work.mkdir()
+    out = dry_run(work, "--workflow-profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(configfile))
+    jobs = planned_jobs(out)
+    rules = {job.rule for job in jobs}
+    assert {"train_peer", "predict_peer", "train_xr_matcher", "train_aplc", "tfidf_char",
+            "predict_linear_matcher_features", "predict_xr_shortlist", "label_repr_pifa_neural"} <= rules
+    summary = {}
+    for job in jobs:
+        for attempt in (1, 2, 3):
+            resources = dict(job.resources)
+            for key in ("mem_mb", "runtime"):  # as Snakemake evaluates them at submission of this attempt
+                resources[key] = profile_value(profile, job.rule, key, 1024.0, attempt=attempt, shards=shards_of(job))
+            resources = {k: (1024 if v == "<TBD>" else v) for k, v in resources.items()}
+            line = sbatch_line(SimpleNamespace(rule=job.rule, threads=job.threads, resources=resources))
+            cpus = int(re.search(r"--cpus-per-task=(\d+)", line).group(1))
+            mem = int(re.search(r"--mem (\d+)", line).group(1))
+            minutes = int(re.search(r" -t (\d+)", line).group(1))
+            assert cpus <= limits["cpus_per_node"], (job.rule, attempt, line)
+            assert mem <= limits["mem_mb_per_node"], (job.rule, attempt, line)
+            assert minutes <= limits["max_runtime_min"], (job.rule, attempt, line)
+            summary.setdefault(job.rule, set()).add((attempt, cpus, mem, minutes))
+    # every rule of the plan has its own memory figure or the default, none is left to Snakemake's own
+    assert all(len(v) == 3 for v in summary.values())
+    for rule in ("train_peer", "predict_peer"):
+        assert {c for _, c, _, _ in summary[rule]} == {16}
+    print("\n".join(f"{rule}: " + "; ".join(f"attempt {a}: {c} CPUs, {m} MB, {t} min" for a, c, m, t in sorted(v))
+                    for rule, v in sorted(summary.items())))
+
+
+def test_small_cpu_rules_are_grouped_into_few_sbatch_jobs(tmp_path, paper_with_related):
+    """profiles/slurm groups evaluate and ensemble jobs ten components to an sbatch job (an ensemble
+    and its evaluate are one component): paper.yaml's 180 such jobs become ~18 (before: 180)."""
+    _, configfile = paper_with_related
+    out = dry_run(tmp_path, "--workflow-profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(configfile))
+    counts = job_counts(out)
+    groups, members, rules = [], 0, set()
+    for line in out.splitlines():
+        if "Group job small-cpu" in line:
+            groups.append(0)
+        elif groups and re.match(r"^    (?:local)?rule (\w+):", line):
+            groups[-1] += 1
+            rules.add(re.match(r"^    (?:local)?rule (\w+):", line).group(1))
+    members = sum(groups)
+    assert rules == {"evaluate", "ensemble"} and members == counts["evaluate"] + counts["ensemble"]
+    assert len(groups) <= members / 8 and max(groups) <= 12, groups

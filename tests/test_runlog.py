@@ -73,3 +73,21 @@ def test_finish_leaves_at_once_with_the_outputs_and_the_log_complete(tmp_path):
     failed = run("fail")
     assert failed.returncode != 0 and "a failure before finish" in log.read_text()
     assert marker.exists()  # a failure takes the usual way out
+
+
+def test_a_retried_job_keeps_the_failed_attempts_log(tmp_path):
+    """Attempt 1 fails, attempt 2 writes the same log path: the first failure's reason is still
+    there (<log>.1), and at most three earlier logs are kept (before: overwritten)."""
+    log = tmp_path / "train_matcher.log"
+    code = ("import sys; from xmc.runlog import start; log = start(%r, 'train_matcher'); "
+            "log.info('attempt %%s', sys.argv[1]); sys.exit(sys.argv[2])") % str(log)
+    for attempt, status in (("1", "CUDA out of memory"), ("2", "0")):
+        subprocess.run([sys.executable, "-c", code, attempt, status], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=60)
+    assert "attempt 2" in log.read_text() and f"kept as {log}.1" in log.read_text()
+    assert "attempt 1" in (tmp_path / "train_matcher.log.1").read_text()
+    for attempt in "345":
+        subprocess.run([sys.executable, "-c", code, attempt, "0"], env={**os.environ, "PYTHONPATH": os.getcwd()},
+                       timeout=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"train_matcher.log{s}" for s in ("", ".1", ".2", ".3")]
+    assert "attempt 4" in (tmp_path / "train_matcher.log.1").read_text()

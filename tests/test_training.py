@@ -9,7 +9,9 @@ import re
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -236,3 +238,79 @@ def test_unreadable_checkpoint_is_ignored_and_stale_temporaries_go(tmp_path):
     ckpt = Checkpoints(tmp_path, {"a": 1}, 2, "aplc", warned.append)
     assert ckpt.read() is None and "ignoring unreadable aplc checkpoint" in warned[0]
     assert not (tmp_path / ".checkpoint.x1.tmp.pt").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(files, tmp_path):
+    """A time limit (SLURM's SIGTERM, or USR1 before it): training writes a checkpoint at the end of
+    the step and stops with a clear line; the rerun resumes from that step (before: the signal killed
+    it and up to checkpoint_every steps were lost)."""
+    root, encoder = files
+    ckpt = tmp_path / "checkpoint"
+    params = {**PARAMS["matcher"], "max_steps": 400, "checkpoint_every": 10_000}  # no periodic checkpoint
+    args = arguments(encoder, root / "tokens.npz", root / "Y.npz", root / "C.npz", params, tmp_path / "model",
+                     checkpoint_dir=ckpt)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "xmc.matcher.launch", *args], env=env, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for line in proc.stderr:
+            if re.search(r"step 5/400", line):
+                break
+        proc.send_signal(signal.SIGTERM)
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) != 0
+    finally:
+        proc.kill()
+    stopped = re.search(r"stopped by SIGTERM at step (\d+)/400; checkpoint written", err)
+    assert stopped, err[-2000:]
+    step = int(stopped.group(1))
+    assert 5 <= step < 400 and not (tmp_path / "model").exists()
+    state = torch.load(ckpt / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    assert state["step"] == step
+    logged = []
+    model = train(files, "matcher", log=logged.append, checkpoint_dir=ckpt, max_steps=400, checkpoint_every=10_000)
+    assert any(f"resuming from step {step}/400" in m for m in logged), logged[:3]
+    assert [h["step"] for h in model.history_] == list(range(1, 401))
+
+
+def test_tf32_is_switched_on_for_cuda_devices_only():
+    """fp32 matmuls on Ampere+ GPUs run as TF32 (the paper grid's precision: fp32); on the CPU nothing
+    changes. Its accuracy effect is untested here (no GPU): docs/gpus-and-slurm.md says so."""
+    from xmc.training import enable_tf32
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        enable_tf32(torch.device("cpu"))
+        assert not torch.backends.cuda.matmul.allow_tf32
+        enable_tf32(torch.device("cuda", 0))
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_both_ranks_at_one_step_with_a_checkpoint(files, tmp_path):
+    """A time limit on a data-parallel job: torchrun passes SIGTERM to its ranks, which agree on the
+    step (all_reduce), write one checkpoint and stop; the rerun resumes there and finishes."""
+    root, encoder = files
+    params = {**PARAMS["matcher"], "max_steps": 300, "checkpoint_every": 10_000}
+    args = arguments(encoder, root / "tokens.npz", root / "Y.npz", root / "C.npz", params, tmp_path / "model",
+                     checkpoint_dir=tmp_path / "checkpoint")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen(torchrun_command(2, args), env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "step 5/300" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) != 0
+    finally:
+        proc.kill()
+    steps = set(re.findall(r"stopped by SIGTERM at step (\d+)/300; checkpoint written", err))
+    assert len(steps) == 1, err[-3000:]  # both ranks, one step
+    done = subprocess.run(torchrun_command(2, args), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and f"resuming from step {steps.pop()}/300" in done.stderr, done.stderr[-3000:]
+    assert (tmp_path / "model").is_dir()

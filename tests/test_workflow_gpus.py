@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 def run(workdir: Path, config: dict, targets: list[str], *args: str, devices: str) -> subprocess.CompletedProcess:
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
+    # pretend devices: locks of their own, not the host's (other test runs use pretend "0" and "1" too)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "XMC_GPU_DEVICES": devices,
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO), "XMC_GPU_LOCK_DIR": str(workdir / "gpu-slots")}
     # targets first: --configfile and --resources take several values
     cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(configfile), *args]
@@ -125,3 +126,17 @@ def test_rule_level_torchrun_matches_one_process(tiny):
     np.testing.assert_allclose([h["loss"] for h in ddp.history_], [h["loss"] for h in single.history_], rtol=1e-4)
     assert not np.allclose(ddp.head.weight.detach().numpy(), 0)
     np.testing.assert_allclose(ddp.head.weight.detach().numpy(), single.head.weight.detach().numpy(), atol=1e-4)
+
+
+def test_no_gpu_is_said_once_per_run(tiny):
+    """A machine without GPUs: the two training jobs each log that they run on the CPU, and the
+    console shows the warning once for the run (before: once per transformer job)."""
+    root, config = tiny
+    work = root / "no-gpu"
+    work.mkdir()
+    targets = [f"results/tiny/matcher/pifa-tfidf/{e}/model" for e in config["matchers"]]
+    done = run(work, config, targets, "--cores", "2", devices="")
+    console = done.stdout + done.stderr
+    assert console.count("asked for 1 GPU(s) but none is visible") == 1, console[-3000:]
+    logs = [work / f"results/logs/tiny/train_matcher.pifa-tfidf.{e}.log" for e in config["matchers"]]
+    assert all("but none is visible on this machine" in log.read_text() for log in logs)

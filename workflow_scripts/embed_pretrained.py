@@ -1,7 +1,7 @@
 import torch
 
 from xmc.devices import assign_gpus
-from xmc.encoders import resolve_encoder
+from xmc.hub import resolve_cached
 from xmc.io import read_lines, save_npy
 from xmc.label_repr import text_embedding
 from xmc.runlog import finish, start
@@ -9,7 +9,7 @@ from xmc.runlog import finish, start
 log = start(snakemake.log[0], "embed_pretrained")
 log.info("precision %s", snakemake.params.precision)
 torch.set_num_threads(snakemake.threads)
-encoder = resolve_encoder(snakemake.params.model)
+encoder = resolve_cached(snakemake.params.model)
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
     for split in ("train", "valid", "test"):
         emb = text_embedding(read_lines(snakemake.input[split]), encoder, max_length=snakemake.params.max_length,

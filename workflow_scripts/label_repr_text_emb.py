@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from xmc.devices import assign_gpus
-from xmc.encoders import resolve_encoder
+from xmc.hub import resolve_cached
 from xmc.io import atomic_path, read_lines
 from xmc.label_repr import fill_missing_label_texts, text_embedding
 from xmc.runlog import finish, start
@@ -15,7 +15,7 @@ if missing:
     log.warning("%d labels have no text; embedding their names instead (first: %s)", len(missing),
                 names[missing[0]])
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
-    Z = text_embedding(texts, resolve_encoder(snakemake.params.model), max_length=snakemake.params.max_length,
+    Z = text_embedding(texts, resolve_cached(snakemake.params.model), max_length=snakemake.params.max_length,
                        batch_size=snakemake.params.batch_size, device="auto")
 log.info("text embeddings %s", Z.shape)
 with atomic_path(snakemake.output[0]) as tmp:

@@ -3,7 +3,7 @@ from pathlib import Path
 import torch
 
 from xmc.devices import assign_gpus
-from xmc.encoders import resolve_encoder
+from xmc.hub import resolve_cached
 from xmc.matcher.launch import train_and_save
 from xmc.runlog import finish, start
 
@@ -11,7 +11,7 @@ log = start(snakemake.log[0], "train_aplc")
 torch.set_num_threads(snakemake.threads)
 checkpoint_dir = Path(snakemake.output[0]).parent / "checkpoint"  # survives a killed job: a rerun resumes
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule) as gpus:
-    train_and_save(len(gpus), resolve_encoder(snakemake.params.model), snakemake.input.tokens, snakemake.input.Y,
+    train_and_save(len(gpus), resolve_cached(snakemake.params.model), snakemake.input.tokens, snakemake.input.Y,
                    None, snakemake.params.aplc, snakemake.output[0], checkpoint_dir, log.info, system="aplc")
 
 finish()

@@ -3,7 +3,7 @@ from pathlib import Path
 import torch
 
 from xmc.devices import assign_gpus
-from xmc.encoders import resolve_encoder
+from xmc.hub import resolve_cached
 from xmc.matcher.launch import train_and_save
 from xmc.runlog import finish, start
 
@@ -12,7 +12,7 @@ torch.set_num_threads(snakemake.threads)
 inp = snakemake.input
 checkpoint_dir = Path(snakemake.output[0]).parent / "checkpoint"  # survives a killed job: a rerun resumes
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule) as gpus:
-    train_and_save(len(gpus), resolve_encoder(snakemake.params.model), inp.tokens, inp.Y, inp.C,
+    train_and_save(len(gpus), resolve_cached(snakemake.params.model), inp.tokens, inp.Y, inp.C,
                    snakemake.params.matcher, snakemake.output[0], checkpoint_dir, log.info,
                    system="xr", xr=snakemake.params.xr)
 

@@ -13,6 +13,7 @@ import sys
 PEAK_LINE = "peak memory (getrusage): %.1f MiB"  # xmc.timing reads both back
 START_LINE = "started %.2f s after the process (interpreter, imports)"
 _started: list[logging.Logger] = []  # the logger of start(), for finish()
+KEEP_LOGS = 3  # earlier logs of a job kept beside its log: <log>.1 (the last) .. <log>.3
 
 
 def seconds_since_process_start() -> float | None:
@@ -33,10 +34,25 @@ def peak_rss_mib() -> float:
     return kib / 1024.0
 
 
+def keep_previous(log_path, keep: int = KEEP_LOGS) -> str | None:
+    """Move an earlier run's log aside (``<log>.1``, the older ones to ``.2`` .. ``.keep``), so that a
+    retried job does not overwrite the reason its first attempt failed. Returns the kept path."""
+    path = os.fspath(log_path)
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return None
+    for k in range(keep - 1, 0, -1):
+        if os.path.exists(f"{path}.{k}"):
+            os.replace(f"{path}.{k}", f"{path}.{k + 1}")
+    os.replace(path, f"{path}.1")
+    return f"{path}.1"
+
+
 def start(log_path: str, name: str) -> logging.Logger:
     """Send stderr (tqdm bars, warnings, tracebacks) and a logger to ``log_path``; log records of
-    level WARNING and above also to the process's original stderr."""
+    level WARNING and above also to the process's original stderr. An earlier log of the job (a
+    failed attempt's) is kept as ``<log>.1`` (:func:`keep_previous`)."""
     console = sys.__stderr__
+    kept = keep_previous(log_path)
     stream = open(log_path, "w", buffering=1, encoding="utf-8")
     sys.stderr = stream
     logging.basicConfig(stream=stream, level=logging.INFO, force=True,
@@ -50,6 +66,8 @@ def start(log_path: str, name: str) -> logging.Logger:
     since = seconds_since_process_start()
     if since is not None:
         logger.info(START_LINE, since)
+    if kept is not None:
+        logger.info("the previous run's log is kept as %s", kept)
     atexit.register(lambda: logger.info(PEAK_LINE, peak_rss_mib()))
     _started.append(logger)
     return logger

@@ -18,8 +18,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import signal
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -306,6 +308,36 @@ def restore(state: dict, net, optimizer, scheduler, scaler, batches: EpochBatche
     return state["step"], list(state["history"])
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+
+@contextmanager
+def stop_requests(enabled: bool):
+    """A list that gains the signal's name when SIGTERM or SIGUSR1 arrives during the block (a
+    scheduler's time limit: SLURM sends SIGTERM, or USR1 minutes before with --signal): the loop then
+    writes a checkpoint at the end of the step and stops, and the retry resumes from it. Handlers are
+    installed only in the main thread and only when there is a checkpoint to write."""
+    received: list[str] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signal.Signals(signum).name))
+                for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def enable_tf32(device: torch.device) -> None:
+    """TF32 matmuls and convolutions on GPUs that have them (Ampere and later): fp32 training and
+    inference at tensor-core speed, ~10 bits of mantissa in the products (accumulation in fp32)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def train_loop(net: torch.nn.Module, row_losses: Callable, optimizer, scheduler, batches: EpochBatches,
                s: LoopSettings, *, device: torch.device, model=None, rank: int = 0, world: int = 1,
                checkpoints: Checkpoints | None = None, resume: dict | None = None, phase: int = 0,
@@ -351,48 +383,58 @@ def train_loop(net: torch.nn.Module, row_losses: Callable, optimizer, scheduler,
             say(f"{prefix}step {step_offset + step_}/{total} loss {np.mean(recent):.5f} "
                 f"lr {lr_:.3g} examples/s {rate:.1f}")
 
-    pending = None  # (step, loss on the device, lr) of the step not yet read back
-    for step in bar:
-        micro = [next(batches) for _ in range(s.grad_accum)]
-        chunks = rank_chunks(micro, rank, world, s.batch_size, s.grad_accum)
-        # Summed on the device and read back one step later (a GPU waits for nothing in between).
-        step_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64,
-                                device=device)
-        try:
-            for j, (rows, weight) in enumerate(chunks):
-                # Under DDP only the last backward of a step all-reduces the gradients.
-                sync = nullcontext() if model is net or j == len(chunks) - 1 else model.no_sync()
-                with sync:
-                    with autocast(device, s.precision):
-                        losses = row_losses(model, rows).float()
-                    if weight is None:
-                        loss = losses.mean() / s.grad_accum
-                    else:
-                        loss = (losses * weight.to(device)).sum()
-                    scaler.scale(loss).backward()
-                step_loss += loss.detach().to(step_loss.dtype)
-            if world > 1:  # the step's loss over all ranks (each rank's share is scaled by world)
-                torch.distributed.all_reduce(step_loss)
-                step_loss /= world
-            if pending is not None:  # the previous step's loss: a NaN there stops training here
-                settle(*pending)
-            seen += sum(len(m) for m in micro)
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), s.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-        except torch.OutOfMemoryError as e:
-            raise RuntimeError(s.out_of_memory(step, device)) from e
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        pending = (step, step_loss, scheduler.get_last_lr()[0])
-        if checkpoints is not None and checkpoints.due(step):
-            settle(*pending)  # a checkpoint only ever holds weights of finite-loss steps
-            pending = None
-            checkpoints.write(step, net, optimizer, scheduler, scaler, batches, history, device, world,
-                              phase, extra() if extra else None)
-    if pending is not None:
-        settle(*pending)
+    enable_tf32(device)
+    with stop_requests(checkpoints is not None) as stop:
+        pending = None  # (step, loss on the device, lr) of the step not yet read back
+        for step in bar:
+            micro = [next(batches) for _ in range(s.grad_accum)]
+            chunks = rank_chunks(micro, rank, world, s.batch_size, s.grad_accum)
+            # Summed on the device and read back one step later (a GPU waits for nothing in between).
+            step_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64,
+                                    device=device)
+            try:
+                for j, (rows, weight) in enumerate(chunks):
+                    # Under DDP only the last backward of a step all-reduces the gradients.
+                    sync = nullcontext() if model is net or j == len(chunks) - 1 else model.no_sync()
+                    with sync:
+                        with autocast(device, s.precision):
+                            losses = row_losses(model, rows).float()
+                        if weight is None:
+                            loss = losses.mean() / s.grad_accum
+                        else:
+                            loss = (losses * weight.to(device)).sum()
+                        scaler.scale(loss).backward()
+                    step_loss += loss.detach().to(step_loss.dtype)
+                if world > 1:  # the step's loss over all ranks (each rank's share is scaled by world)
+                    torch.distributed.all_reduce(step_loss)
+                    step_loss /= world
+                if pending is not None:  # the previous step's loss: a NaN there stops training here
+                    settle(*pending)
+                seen += sum(len(m) for m in micro)
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), s.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+            except torch.OutOfMemoryError as e:
+                raise RuntimeError(s.out_of_memory(step, device)) from e
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            pending = (step, step_loss, scheduler.get_last_lr()[0])
+            stopping = bool(stop)
+            if world > 1 and checkpoints is not None:  # every rank stops at the same step, or none does
+                flag = torch.tensor([float(stopping)], device=device)
+                torch.distributed.all_reduce(flag)
+                stopping = bool(flag.item())
+            if checkpoints is not None and (checkpoints.due(step) or stopping):
+                settle(*pending)  # a checkpoint only ever holds weights of finite-loss steps
+                pending = None
+                checkpoints.write(step, net, optimizer, scheduler, scaler, batches, history,
+                                  device, world, phase, extra() if extra else None)
+            if stopping:
+                raise SystemExit(f"{s.name}: stopped by {', '.join(stop) or 'a signal to another rank'} at step "
+                                 f"{step}/{s.steps}; checkpoint written to {checkpoints.path}: a rerun resumes there")
+        if pending is not None:
+            settle(*pending)
     bar.close()
     net.eval()
     return history

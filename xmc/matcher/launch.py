@@ -14,17 +14,56 @@ what the workflow's training rules call: one process for one device, torchrun fo
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
 
 import numpy as np
 
-__all__ = ["SYSTEMS", "main", "torchrun_command", "train_from_files", "train_and_save"]
+__all__ = ["SYSTEMS", "main", "torchrun_command", "train_from_files", "train_and_save", "die_with_parent"]
 
 SYSTEMS = ("matcher", "xr", "aplc")
+JOB_PID_ENV = "XMC_JOB_PID"  # the job that launched torchrun: its ranks end when it is gone
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent ends (Linux prctl
+    PR_SET_PDEATHSIG; False elsewhere). A child started with subprocess otherwise outlives a
+    SIGKILLed parent: torchrun and its ranks would go on using the job's GPUs and writing its model
+    folder after the job was killed and its devices handed to the next job."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _torchrun_preexec() -> None:  # in the child, before exec: torchrun ends (SIGTERM) with the job
+    die_with_parent(signal.SIGTERM)
+
+
+def _job_gone() -> bool:
+    """True when the job that launched this rank has already ended (before die_with_parent)."""
+    job = os.environ.get(JOB_PID_ENV)
+    if os.getppid() == 1:
+        return True
+    if not job:
+        return False
+    try:
+        os.kill(int(job), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
 
 
 def train_from_files(encoder_dir, tokens, Y, C, params: dict, checkpoint_dir=None, log=None,
@@ -119,7 +158,14 @@ def train_and_save(n_devices: int, encoder_dir, tokens, Y, C, params: dict, outp
                                                     system, xr))
         log(f"launching {' '.join(cmd)}")
         sys.stderr.flush()
-        done = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr)
+        # The whole tree goes with the job: torchrun gets SIGTERM when this process ends (even by
+        # SIGKILL), stops its ranks and waits for them; each rank gets SIGKILL if torchrun itself
+        # dies (main). torchrun inherits the device locks (pass_fds), so the devices stay taken
+        # until it, and so its ranks, are gone.
+        from xmc.devices import held_lock_fds
+
+        done = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, pass_fds=held_lock_fds(),
+                              preexec_fn=_torchrun_preexec, env={**os.environ, JOB_PID_ENV: str(os.getpid())})
         if done.returncode != 0:
             raise SystemExit(f"data-parallel {system} training failed (exit status {done.returncode}); "
                              "see the rank logs above")
@@ -136,6 +182,8 @@ def main(argv=None) -> int:
 
     a = _parser().parse_args(argv)
     rank, world, _ = distributed_context()
+    if world > 1 and die_with_parent(signal.SIGKILL) and _job_gone():
+        return 1  # the job (or torchrun) ended before this rank could ask to end with it
     logger = logging.getLogger(f"train_{a.system}[rank {rank}]")
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO,
