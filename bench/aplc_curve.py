@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bench.common import ROOT, absolute_sources, cpu, hardlinked_copy, parser, snakemake_cmd, write_csv
+from bench.common import ROOT, absolute_sources, cpu, hardlinked_copy, parser, read_results, snakemake_cmd, write_csv
 
 HEADS = {"aplc": {}, "flat": {"proportions": [1.0]}}
 MODEL = "aplc-minilm"
@@ -77,7 +77,7 @@ def main(argv=None) -> None:
             subprocess.run(snakemake_cmd(work, work / "config.yaml", "--cores", str(args.cores), *extra), check=True)
             first = first or work
             tables = work / "results" / "tables"
-            res = pd.read_csv(tables / "results.csv", keep_default_na=False).set_index("model")
+            res = read_results(tables, "valid").set_index("model")  # a choice: validation figures
             timing = pd.read_csv(tables / "timing.csv")
             rows.append({"head": head, "steps": steps, **{k: float(res.loc[MODEL, k]) for k in ("P@1", "P@3", "P@5")},
                          "train_aplc_s": timing.loc[timing["step"] == "train_aplc", "s"].sum()})

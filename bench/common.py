@@ -65,6 +65,13 @@ def write_csv(table: pd.DataFrame, path, **to_csv) -> pd.DataFrame:
     return stamped
 
 
+def read_results(tables: Path, split: str) -> pd.DataFrame:
+    """A run's results.csv, the rows of one split: ``valid`` where a bench compares settings to
+    choose one (a choice is never made on test documents), ``test`` where it reports figures."""
+    results = pd.read_csv(Path(tables) / "results.csv", keep_default_na=False)
+    return results[results["split"] == split].reset_index(drop=True)
+
+
 def snakemake_cmd(work: Path, config: Path, *args: str) -> list[str]:
     """This checkout's workflow run in the working folder ``work`` with ``config``."""
     return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bench.common import ROOT, absolute_sources, cpu, hardlinked_copy, parser, snakemake_cmd, write_csv
+from bench.common import ROOT, absolute_sources, cpu, hardlinked_copy, parser, read_results, snakemake_cmd, write_csv
 
 MODEL = "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
 LEVERS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}, "int8": {"predict_precision": "int8"}}
@@ -40,7 +40,7 @@ def run(work: Path, config: dict, cores: int) -> None:
 
 def row(work: Path, lever: str) -> dict:
     tables = work / "results" / "tables"
-    results = pd.read_csv(tables / "results.csv", keep_default_na=False).set_index("model")
+    results = read_results(tables, "valid").set_index("model")  # a choice: validation figures
     timing = pd.read_csv(tables / "timing.csv")
     out = {"lever": lever, "P@1": float(results.loc[MODEL, "P@1"]), "P@5": float(results.loc[MODEL, "P@5"])}
     for step in STEPS:

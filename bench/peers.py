@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import ROOT, cpu, parser, write_csv
+from bench.common import ROOT, cpu, parser, read_results, write_csv
 
 OURS = "pifa-tfidf.linear.tfidf.tfn+man.noop"
 # our model's jobs in timing.csv, step -> wildcards (the linear matcher's steps are train_/predict_matcher;
@@ -93,7 +93,7 @@ def main(argv=None) -> None:
     if not args.no_run:
         subprocess.run([sys.executable, "-m", "snakemake", "--configfile", args.configfile], cwd=ROOT, check=True)
     tables = ROOT / "results" / "tables"
-    table = side_by_side(pd.read_csv(tables / "results.csv", keep_default_na=False),
+    table = side_by_side(read_results(tables, "test"),
                          pd.read_csv(tables / "timing.csv"), args.dataset)
     print(f"{args.dataset}, {args.configfile}; CPU: {cpu()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"))

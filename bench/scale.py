@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.common import ROOT, cpu, hardlinked_copy, parser, snakemake_cmd, tiny_models, write_csv
+from bench.common import ROOT, cpu, hardlinked_copy, parser, read_results, snakemake_cmd, tiny_models, write_csv
 from xmc.data.synthetic import SyntheticSpec, write_attentionxml
 from xmc.timing import log_path, logged_peak_mib, logged_startup_s
 
@@ -233,7 +233,7 @@ def run_size(labels: int, args) -> tuple[list[dict], pd.DataFrame]:
     print(f"[{name}] {n_train} train / {n_test} test documents, shards {shards}: {' '.join(cmd)}", flush=True)
     subprocess.run(cmd, check=True)
     tables = work / "results" / "tables"
-    results = pd.read_csv(tables / "results.csv", keep_default_na=False)
+    results = read_results(tables, "test")
     timing = pd.read_csv(tables / "timing.csv")
     for _ in range(1, args.repeats):  # the jobs of a small size take seconds: keep each one's best time
         subprocess.run(cmd + ["--forcerun", *REPEATED_RULES], check=True)

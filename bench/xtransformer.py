@@ -37,7 +37,7 @@ TOP_K = 20
 def benchmark_files(configfile: str, dataset: str, model: str, workdir: Path = ROOT) -> set[str]:
     """Benchmark files of every job that ``model``'s test predictions need: the jobs of
     ``snakemake -n -F`` on that file (its whole DAG)."""
-    target = f"results/{dataset}/predictions/{model}.npz"
+    target = f"results/{dataset}/predictions/test/{model}.npz"
     # the target after a flag: --configfile takes every path that directly follows it
     out = subprocess.run(snakemake_cmd(workdir, configfile, "-n", "-F", target),
                          cwd=workdir, check=True, capture_output=True, text=True).stdout
@@ -53,7 +53,7 @@ def workflow_rows(configfile: str, dataset: str, workdir: Path = ROOT) -> pd.Dat
     cfg = xc.resolve(yaml.safe_load((workdir / configfile).read_text()))
     results = pd.read_csv(workdir / "results" / "tables" / "results.csv", keep_default_na=False)
     rows = []
-    for _, r in results[results["dataset"] == dataset].iterrows():
+    for _, r in results[(results["dataset"] == dataset) & (results["split"] == "test")].iterrows():
         row = {"system": r["model"], **{m: float(r[m]) for m in METRICS}}
         if r["model"] in xc.peer_models(cfg):  # its own train and predict calls
             row["job_s"] = float(r["train_s"]) + float(r["predict_s"])

@@ -106,10 +106,10 @@ def test_peers_are_rows_of_the_results_table_and_table3():
     t3 = paper.table3_models(cfg)
     assert t3["Parabel"] == "omikuji" and t3[paper.XR_LINEAR_ROW] == "xr-linear"
     metrics = {"P@1": 80.0, "P@3": 60.0, "P@5": 50.0, "R@1": 10.0, "R@3": 30.0, "R@5": 40.0}
-    blank = {"indexer": "", "ranker_input": "", "negatives": "", "combine": "", "ensemble": ""}
+    blank = {"indexer": "", "ranker_input": "", "negatives": "", "combine": "", "ensemble": "", "split": "test"}
     rows = [{"dataset": "d", "model": "omikuji", "matcher": "omikuji", **blank, **metrics,
              **merge_costs([{"train_s": 12.5, "peak_mem_mib": 300.0}, {"predict_s": 2.0, "peak_mem_mib": 200.0}])},
-            {"dataset": "d", "model": "pifa-tfidf.linear.tfidf.tfn+man.noop", "indexer": "pifa-tfidf",
+            {"dataset": "d", "split": "test", "model": "pifa-tfidf.linear.tfidf.tfn+man.noop", "indexer": "pifa-tfidf",
              "matcher": "linear", "ranker_input": "tfidf", "negatives": "tfn+man", "combine": "noop", "ensemble": "",
              **metrics}]
     table = results_table(rows)
