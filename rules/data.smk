@@ -56,6 +56,7 @@ rule fetch_encoders:
         f"{R}/logs/fetch_encoders.log",
     params:
         models=encoder_specs(),
+        code=code_version("fetch_encoders.py"),
     conda:
         "../environment.yml"
     script:
