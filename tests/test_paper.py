@@ -8,6 +8,7 @@ import yaml
 
 from xmc import config as xc
 from xmc import paper
+from xmc.plan import model_names
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
@@ -149,3 +150,19 @@ def test_same_as_paper_is_a_dataset_key():
     raw["datasets"]["eurlex57k-sample"]["same_as_paper"] = "yes"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(raw, SCHEMA)
+
+
+def test_figure_groups_and_role_marks():
+    raw = yaml.safe_load((REPO / "config" / "eurlex57k.yaml").read_text())
+    cfg = xc.resolve(raw)
+    groups, marks = paper.model_groups(cfg), paper.role_marks(cfg)
+    assert groups["pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"] == "X-Transformer models"
+    assert groups["pifa-tfidf.linear.tfidf.tfn+man.noop"] == "linear baselines"
+    assert groups["minilm-3-indexers"] == "ensembles" and groups["omikuji"] == "peers"
+    assert groups["aplc-minilm"] == groups["pifa-tfidf.xr-transformer-minilm.tfidf+neural.tfn+man.noop"] \
+        == "related systems"
+    assert marks["pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"] == "minilm = BERT, XLNet"
+    assert marks["pifa-tfidf.linear.pre-minilm.tfn+man.noop"] == "phi_pre: minilm"
+    assert marks["pifa-tfidf.linear.tfidf.tfn+man.noop"] == "" and marks["omikuji"] == ""
+    assert marks["minilm-3-indexers"] == "minilm = BERT, XLNet" and marks["aplc-minilm"] == "minilm"
+    assert set(groups) == set(marks) == set(model_names(cfg))  # every row of the figure

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 from xmc import config as xc
 
-__all__ = ["PAPER_TABLE3", "PAPER_TABLE5", "TABLE3_ROWS", "TABLE5_IDS", "table3_models", "table3_notes",
-           "table5_models", "table5_roles"]
+__all__ = ["FIGURE_GROUPS", "PAPER_TABLE3", "PAPER_TABLE5", "TABLE3_ROWS", "TABLE5_IDS", "model_groups",
+           "role_marks", "table3_models", "table3_notes", "table5_models", "table5_roles"]
 
 _ALL_INDEXERS = xc.INDEXERS
 _ALL_ROLES = xc.PAPER_ROLES
@@ -214,3 +214,50 @@ def table3_notes(cfg: dict) -> dict[str, str]:
             parts.append(f"top-b {top_b} (PECOS default: {PECOS_BEAM})")
         notes[row] = "; ".join(parts)
     return notes
+
+
+# The row groups of the P@k figure, in order.
+FIGURE_GROUPS = ("X-Transformer models", "linear baselines", "ensembles", "related systems", "peers")
+
+
+def model_groups(cfg: dict) -> dict[str, str]:
+    """Every model and ensemble of the resolved config ``cfg`` -> its :data:`FIGURE_GROUPS` entry."""
+    out = {m.name: FIGURE_GROUPS[0] for m in xc.transformer_models(cfg)}
+    out |= {m.name: FIGURE_GROUPS[1] for m in xc.baseline_models(cfg)}
+    out |= {name: FIGURE_GROUPS[2] for name in cfg["ensembles"]}
+    out |= {m.name: FIGURE_GROUPS[3] for m in xc.xr_models(cfg)}
+    out |= {name: FIGURE_GROUPS[3] for name in xc.aplc_models(cfg)}
+    out |= {name: FIGURE_GROUPS[4] for name in xc.peer_models(cfg)}
+    return out
+
+
+def _encoder_roles(cfg: dict, encoder: str) -> str:
+    """``"minilm = BERT, XLNet"``: the paper roles an encoder plays (just its name if none)."""
+    roles = [role for role in _ALL_ROLES if cfg.get("paper", {}).get("roles", {}).get(role) == encoder]
+    return f"{encoder} = {', '.join(roles)}" if roles else encoder
+
+
+def role_marks(cfg: dict) -> dict[str, str]:
+    """Model or ensemble name -> which encoder played which of the paper's roles in it, e.g.
+    ``"minilm = BERT, XLNet"``, ``"phi_pre: minilm"``; "" for models without an encoder."""
+    out: dict[str, str] = {}
+    for m in xc.transformer_models(cfg):
+        out[m.name] = _encoder_roles(cfg, m.matcher)
+    for m in xc.baseline_models(cfg):
+        kind, encoder = xc.parse_linear_input(m.input)
+        what = {"pre": "phi_pre", "tfidf+fnt": "phi_fnt"}.get(kind)
+        out[m.name] = f"{what}: {encoder}" if what and encoder else ""
+    for m in xc.xr_models(cfg):
+        out[m.name] = m.matcher[len(xc.XR_MATCHER_PREFIX):]
+    for name in xc.aplc_models(cfg):
+        out[name] = name[len(xc.APLC_PREFIX):]
+    for name in xc.peer_models(cfg):
+        out[name] = ""
+    for name in cfg["ensembles"]:
+        marks = []
+        for member in xc.ensemble_members(cfg, name):
+            mark = out.get(member, "")
+            if mark and mark not in marks:
+                marks.append(mark)
+        out[name] = "; ".join(marks)
+    return out
