@@ -344,6 +344,12 @@ def paper_datasets():
     return {ds: spec["paper_dataset"] for ds, spec in CFG["datasets"].items() if "paper_dataset" in spec}
 
 
+def paper_same_data():
+    """Our dataset -> whether it is the paper's own dataset (`datasets.<name>.same_as_paper`), where
+    the config says; xmc.tables decides the others by name (Table 5 prints differences only there)."""
+    return {ds: spec["same_as_paper"] for ds, spec in CFG["datasets"].items() if "same_as_paper" in spec}
+
+
 def table5_ids():
     """Table 5 configuration id -> model or ensemble of the grid (None: not in it)."""
     return xmc_paper.table5_models(CFG)

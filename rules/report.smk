@@ -37,7 +37,7 @@ rule figure_cluster_sizes:
 
 
 rule figure_precision_at_k:
-    """P@1, P@3, P@5 of every model and ensemble of a dataset."""
+    """P@1, P@3, P@5 of every model and ensemble of a dataset (test split): a dot plot, grouped."""
     input:
         dataset_metrics,
     output:
@@ -48,6 +48,8 @@ rule figure_precision_at_k:
         f"{R}/logs/{{dataset}}/figure.precision_at_k.log",
     params:
         labels=figure_model_labels(),
+        groups=xmc_paper.model_groups(CFG),
+        marks=xmc_paper.role_marks(CFG),
         code=code_version("figure_precision_at_k.py"),
     conda:
         "../environment.yml"

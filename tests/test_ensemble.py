@@ -3,6 +3,7 @@ import pytest
 
 from helpers import csr_from_dicts
 from xmc.ensemble import ENSEMBLE_METHODS, ensemble
+from xmc.metrics import top_k_indices
 
 
 # row 0: model 0 ranks labels 0 > 2 > 3, model 1 ranks 2 > 4; longest list mm = 3.
@@ -81,3 +82,38 @@ def test_softmax_average_hand_computed():
     # shifted by the row maximum: huge scores do not overflow
     G = ensemble([csr_from_dicts([{0: 1000.0, 1: 1000.0 - LN3}])], "softmax_average", top_k=10).toarray()
     np.testing.assert_allclose(G[0], [0.75, 0.25, 0, 0, 0], rtol=1e-5)
+
+
+# Signed (noop-like) scores: label 1 is listed by both models, label 2 by model 0 only (below label 1
+# there), label 3 by model 1 only (below label 1 there).
+SIGNED_A = csr_from_dicts([{0: 0.5, 1: -0.4, 2: -0.7}])
+SIGNED_B = csr_from_dicts([{0: 0.3, 1: -0.4, 3: -0.9}])
+
+
+@pytest.mark.parametrize("method", ENSEMBLE_METHODS)
+def test_no_rule_favours_a_label_fewer_models_listed(method):
+    # Raw averaging counted an unlisted label 0: label 2 (-0.7 / 2 = -0.35) outranked label 1 (-0.4).
+    E = ensemble([SIGNED_A, SIGNED_B], method, top_k=10)
+    order = top_k_indices(E, 4)[0].tolist()
+    assert order.index(1) < order.index(2) and order.index(1) < order.index(3), (method, order)
+
+
+def test_average_puts_signed_scores_on_a_common_scale_hand_computed():
+    # Each model's row is mapped linearly onto [1/n, 1] (n = 3 listed): v = (s - lo + d) / (hi - lo + d),
+    # d = (hi - lo) / (n - 1) = 0.6. Model 0: (s + 1.3) / 1.8; model 1: (s + 1.5) / 1.8.
+    E = ensemble([SIGNED_A, SIGNED_B], "average", top_k=10).toarray()
+    np.testing.assert_allclose(E[0], [1.0, (0.9 + 1.1) / 3.6, 0.6 / 3.6, 0.6 / 3.6, 0], rtol=1e-6)
+    # a model whose row lists one label (or equal scores): each listed label gets 1
+    F = ensemble([csr_from_dicts([{2: -3.0}]), csr_from_dicts([{1: -0.5, 2: -0.5}])], "average", top_k=10)
+    np.testing.assert_allclose(F.toarray()[0], [0, 0.5, 1.0, 0, 0], rtol=1e-6)
+
+
+def test_rank_average_ties_broken_by_the_scores():
+    # rank values: label 0 = (2 + 1) / 2, label 1 = (1 + 2) / 2: a tie; mean score 0.5 vs 0.55 -> label 1
+    P = csr_from_dicts([{0: 0.9, 1: 0.8}])
+    Q = csr_from_dicts([{1: 0.3, 0: 0.1}])
+    E = ensemble([P, Q], "rank_average", top_k=10)
+    np.testing.assert_allclose(E.toarray()[0, :2], [1.5, 1.5], rtol=1e-6)
+    # the stored values carry the order: metrics read label 1 first, not the lower index
+    assert top_k_indices(E, 2)[0].tolist() == [1, 0]
+    assert ensemble([P, Q], "rank_average", top_k=1).indices.tolist() == [1]

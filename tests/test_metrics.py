@@ -73,3 +73,25 @@ def test_shortlist_recall_hand_computed():
     assert out["instance_recall"] == pytest.approx(100 * 2 / 3)
     with pytest.raises(ValueError, match="shapes"):
         shortlist_recall(M, Y, C[:3])
+
+
+def test_csr_row_top_k_breaks_ties_by_a_second_score():
+    # three labels saturated at 1.0 (l3-hinge): the second score (the ranker's h) orders them
+    S = csr_from_dicts([{0: 1.0, 1: 1.0, 2: 1.0, 4: 0.5}])
+    H = csr_from_dicts([{0: 1.5, 1: 3.0, 2: 2.0, 4: 9.0}])
+    T = csr_row_top_k(S, 3, tiebreak=H)
+    assert sorted(T.indices.tolist()) == [0, 1, 2]
+    # the stored float32 values keep that order for every later top-k (metrics, ensembles) ...
+    assert top_k_indices(T, 3)[0].tolist() == [1, 2, 0]
+    # ... and move by a few float32 steps at most
+    np.testing.assert_allclose(T.toarray()[0], [1.0, 1.0, 1.0, 0, 0], rtol=1e-6)
+    with pytest.raises(ValueError, match="tiebreak"):
+        csr_row_top_k(S, 3, tiebreak=H[:, :4])
+
+
+def test_csr_row_top_k_order_survives_float32():
+    # 0.5 + 1e-10 and 0.5 are one float32 value: the higher label, ranked first, stays first
+    S = csr_from_dicts([{1: 0.5, 3: 0.5 + 1e-10, 0: 0.25}])
+    T = csr_row_top_k(S, 3)
+    assert top_k_indices(T, 3)[0].tolist() == [3, 1, 0]
+    assert precision_recall_at_k(T, csr_from_dicts([{3: 1}]), ks=(1,))["P@1"] == 100.0

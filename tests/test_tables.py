@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from xmc.paper import PAPER_TABLE3, PAPER_TABLE5, TABLE5_IDS
-from xmc.tables import (METRICS, MISSING, paper_dataset, results_table, table3, table5, to_latex, to_markdown,
-                        write_table)
+from xmc.tables import (METRICS, MISSING, keep_test_split, paper_dataset, results_table, same_data, table3, table5,
+                        to_latex, to_markdown, write_table)
 
 
 def metrics_row(dataset, model, base, **extra):
@@ -138,8 +138,69 @@ def test_figures_of_another_paper_dataset_are_named():
     names = {"mydata": "eurlex-4k"}
     t5 = table5(ROWS, IDS, PAPER_TABLE5, ["mydata"], paper_names=names).set_index("id")
     assert (t5["paper_dataset"] == "eurlex-4k").all()
-    assert t5.loc[2, "P@1 (paper)"] == 85.51 and t5.loc[2, "P@1 diff"] == pytest.approx(20.25 - 85.51)
+    # another dataset: the paper's figures for scale, no difference (it would compare two datasets)
+    assert t5.loc[2, "P@1 (paper)"] == 85.51 and not [c for c in t5.columns if c.endswith(" diff")]
+    # unless the config declares it the paper's own data (datasets.<name>.same_as_paper: true)
+    t5 = table5(ROWS, IDS, PAPER_TABLE5, ["mydata"], paper_names=names, same={"mydata": True}).set_index("id")
+    assert t5.loc[2, "P@1 diff"] == pytest.approx(20.25 - 85.51)
     t3 = table3(ROWS, {"X-Transformer": "model-9"}, PAPER_TABLE3, ["eurlex-4k", "mydata"], paper_names=names)
     assert t3.loc[0, "mydata P@1 (paper eurlex-4k)"] == 87.22 and t3.loc[0, "eurlex-4k P@1 (paper)"] == 87.22
     tex = to_latex(t3, groups=["eurlex-4k", "mydata"])
     assert "& paper eurlex-4k" in tex and "P@1 & paper &" in tex
+
+
+def test_diff_columns_only_for_the_papers_own_dataset():
+    names = {"eurlex-4k": "eurlex-4k", "eurlex57k": "eurlex-4k"}
+    assert same_data(["eurlex-4k", "eurlex57k", "mydata"], names) == {
+        "eurlex-4k": True, "eurlex57k": False, "mydata": False}
+    assert same_data(["eurlex57k"], names, {"eurlex57k": True}) == {"eurlex57k": True}
+    assert same_data(["eurlex-4k"], names, {"eurlex-4k": False}) == {"eurlex-4k": False}
+    rows = ROWS + [metrics_row("eurlex57k", f"model-{i}", 1.0) for i in TABLE5_IDS]
+    t5 = table5(rows, IDS, PAPER_TABLE5, ["eurlex-4k", "eurlex57k"], paper_names=names)
+    eur, e57 = t5[t5.dataset == "eurlex-4k"].set_index("id"), t5[t5.dataset == "eurlex57k"].set_index("id")
+    assert eur.loc[7, "P@1 diff"] == pytest.approx(70.5 - 86.55)
+    assert e57["P@1 diff"].isna().all() and e57.loc[7, "P@1 (paper)"] == 86.55
+    assert "| n/a |" in to_markdown(t5[t5.dataset == "eurlex57k"])
+
+
+def test_table5_names_the_roles_and_marks_one_model_twice():
+    ids = {**IDS, 2: "minilm-model", 4: "minilm-model", 3: None}
+    rows = [r for r in ROWS if r["model"] not in ("model-2", "model-3", "model-4")] + [
+        metrics_row(ds, "minilm-model", 5.0) for ds in ("eurlex-4k", "mydata")]
+    roles = {i: "XLNet role: minilm" for i in TABLE5_IDS} | {2: "BERT role: minilm", 3: "RoBERTa role: none"}
+    t5 = table5(rows, ids, PAPER_TABLE5, ["eurlex-4k"], roles=roles).set_index("id")
+    assert list(t5.columns[6:9]) == ["model", "roles", "P@1"] and t5.columns[-1] == "note"
+    assert t5.loc[2, "roles"] == "BERT role: minilm" and t5.loc[4, "roles"] == "XLNet role: minilm"
+    assert t5.loc[2, "note"] == "same model as id 4" and t5.loc[4, "note"] == "same model as id 2"
+    assert t5.loc[5, "note"] == "" and t5.loc[3, "note"] == ""  # a missing id is not "the same" as another
+
+
+def test_table3_notes_column():
+    methods = {"X-Transformer": "model-7", "phi_tfidf + linear": None}
+    t3 = table3(ROWS, methods, PAPER_TABLE3, ["eurlex-4k"], notes={"X-Transformer": "id 7: 3 models"})
+    t3 = t3.set_index("method")
+    assert t3.columns[-1] == "note" and t3.loc["X-Transformer", "note"] == "id 7: 3 models"
+    assert t3.loc["Parabel", "note"] == ""
+
+
+def test_tables_read_the_test_split_only(tmp_path):
+    valid = [dict(r, split="valid", **{m: 1.0 for m in METRICS}) for r in ROWS]
+    test = [dict(r, split="test") for r in ROWS]
+    rows = valid + test
+    assert keep_test_split(rows) == test and keep_test_split(ROWS) == ROWS
+    frame = pd.DataFrame(rows)
+    assert (keep_test_split(frame)["split"] == "test").all() and len(keep_test_split(frame)) == len(test)
+    assert len(keep_test_split(pd.DataFrame(ROWS))) == len(ROWS)  # no split column: all rows
+    t5 = table5(rows, IDS, PAPER_TABLE5, ["eurlex-4k"]).set_index("id")
+    assert t5.loc[3, "P@1"] == 30.5  # the test figure, not the validation one (1.0)
+    t3 = table3(rows, {"X-Transformer": "model-9"}, PAPER_TABLE3, ["eurlex-4k"]).set_index("method")
+    assert t3.loc["X-Transformer", "eurlex-4k P@1"] == 90.5
+    with pytest.raises(ValueError, match="no 'test' split among 20 metrics rows"):
+        table3(valid, {"X-Transformer": "model-9"}, PAPER_TABLE3, ["eurlex-4k"])
+    # the written tables say which split they show
+    paths = {ext: tmp_path / f"t3.{ext}" for ext in ("md", "tex", "html")}
+    write_table(t3.reset_index(), markdown=paths["md"], latex=paths["tex"], html=paths["html"],
+                caption="Table 3 layout, test split")
+    assert paths["md"].read_text().startswith("Table 3 layout, test split\n\n| method |")
+    assert paths["tex"].read_text().startswith("% Table 3 layout, test split\n")
+    assert "<h3>Table 3 layout, test split</h3>" in paths["html"].read_text()

@@ -1,12 +1,15 @@
 from xmc.figures import precision_at_k_figure, save_figure
 from xmc.io import load_json
 from xmc.runlog import finish, start
-from xmc.tables import results_table
+from xmc.tables import keep_test_split, results_table
 
 log = start(snakemake.log[0], "figure_precision_at_k")
-metrics = results_table([load_json(path) for path in snakemake.input])
-fig = precision_at_k_figure(metrics, labels=snakemake.params.labels,
-                            title=f"{snakemake.wildcards.dataset}: P@k per configuration")
+params = snakemake.params
+# the test split only (results_table keeps no split column, so filter first)
+metrics = results_table(keep_test_split([load_json(path) for path in snakemake.input]))
+fig = precision_at_k_figure(metrics, labels=params.labels, groups=params.groups, marks=params.marks,
+                            title=f"{snakemake.wildcards.dataset}: P@1, P@3, P@5 per model, test split "
+                                  f"({len(metrics)} models)")
 save_figure(fig, png=snakemake.output.png, pdf=snakemake.output.pdf)
 log.info("%d models", len(metrics))
 

@@ -93,34 +93,113 @@ def cluster_size_figure(sizes: dict[str, tuple[np.ndarray, np.ndarray | None]], 
     return fig
 
 
-def precision_at_k_figure(metrics: pd.DataFrame, labels: dict[str, str] | None = None,
-                          title: str = "") -> Figure:
-    """Horizontal grouped bars of P@1, P@3, P@5, one group per model (row of ``metrics``: columns
-    ``model`` and P@k). ``labels`` renames models on the axis (e.g. with their Table 5 id)."""
+# Row groups, in order (xmc.paper.FIGURE_GROUPS; repeated so that plotting needs no config).
+GROUPS = ("X-Transformer models", "linear baselines", "ensembles", "related systems", "peers")
+OTHER = "other"
+_GROUP_COLOURS = dict(zip(GROUPS + (OTHER,), ("tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple",
+                                              "tab:gray")))
+
+
+def _axis_range(values: np.ndarray) -> tuple[float, float]:
+    """An axis that shows 1-2 point differences: the data's range plus room for the value labels,
+    at least 4 points wide."""
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    pad = max(0.6, 0.08 * (hi - lo))
+    lo, hi = lo - pad, hi + 2.2 * pad  # labels sit right of the dots
+    if hi - lo < 4.0:
+        mid = (lo + hi) / 2
+        lo, hi = mid - 2.0, mid + 2.0
+    return max(lo, 0.0), min(hi, 100.0 + 2.2 * pad)
+
+
+def precision_at_k_rows(metrics: pd.DataFrame, groups: dict[str, str] | None = None) -> pd.DataFrame:
+    """The figure's rows: the test split (``split`` == "test" where there is a split column), a
+    ``group`` column (``groups``; a model not in it is an ensemble if its ``ensemble`` column says
+    so, else :data:`OTHER`), in :data:`GROUPS` order, by P@1 (then P@3, P@5) descending within a
+    group."""
+    from xmc.tables import keep_test_split  # tables imports nothing from here; kept local all the same
+
     missing = [c for c in ("model", *PRECISION_METRICS) if c not in metrics.columns]
     if missing:
         raise ValueError(f"metrics: lacks columns {missing}")
-    if metrics.empty:
+    rows = keep_test_split(metrics).copy()
+    if rows.empty:
         raise ValueError("metrics: no models")
-    labels = labels or {}
-    names = [labels.get(m, m) for m in metrics["model"]]
-    n = len(names)
-    fig = Figure(figsize=(8, 1.2 + 0.45 * n))
-    ax = fig.add_subplot()
-    y = np.arange(n)
-    height = 0.8 / len(PRECISION_METRICS)
-    for i, metric in enumerate(PRECISION_METRICS):
-        values = metrics[metric].to_numpy(dtype=float)
-        bars = ax.barh(y + (i - 1) * height, values, height=height, label=metric)
-        ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
-    ax.set_yticks(y, names, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("precision (%)")
-    ax.set_xlim(0, 100)
-    ax.set_title(title or "P@k per configuration")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
-    ax.grid(True, axis="x", alpha=0.3)
-    fig.tight_layout()
+    groups = groups or {}
+    is_ensemble = rows["ensemble"].fillna("").astype(str) != "" if "ensemble" in rows.columns else \
+        pd.Series(False, index=rows.index)
+    rows["group"] = [groups.get(m, GROUPS[2] if ens else OTHER) for m, ens in zip(rows["model"], is_ensemble)]
+    order = {g: i for i, g in enumerate(GROUPS + (OTHER,))}
+    rows["_group"] = rows["group"].map(lambda g: order.get(g, len(order)))
+    rows = rows.sort_values(["_group", *PRECISION_METRICS], ascending=[True, False, False, False], kind="stable")
+    return rows.drop(columns="_group").reset_index(drop=True)
+
+
+def precision_at_k_figure(metrics: pd.DataFrame, labels: dict[str, str] | None = None, title: str = "",
+                          groups: dict[str, str] | None = None, marks: dict[str, str] | None = None) -> Figure:
+    """A dot plot of P@1, P@3, P@5 (one panel each, shared rows) of the test split's models.
+
+    metrics : rows with ``model`` and P@k (and ``split``, ``ensemble`` if known; see
+    :func:`precision_at_k_rows`: grouped, by P@1 within a group); labels : model -> axis label
+    (e.g. with its Table 5 ids); groups : model -> one of :data:`GROUPS`; marks : model -> which
+    encoder played which paper role (``xmc.paper.role_marks``), written after the label. Each
+    panel's axis spans its own values (a 0-100 axis would hide the 1-2 point differences that
+    matter); a dashed line marks the best value of each panel.
+    """
+    rows = precision_at_k_rows(metrics, groups)
+    labels, marks = labels or {}, marks or {}
+    # y slots: a header line per group, then its models
+    ticks, names, bold = [], [], []
+    y_of_row = np.zeros(len(rows))
+    y = 0
+    for group, part in rows.groupby("group", sort=False):
+        ticks.append(y)
+        names.append(f"{group} ({len(part)})")
+        bold.append(True)
+        y += 1
+        for i, model in zip(part.index, part["model"]):
+            mark = marks.get(model, "")
+            names.append(labels.get(model, model) + (f"  — {mark}" if mark else ""))
+            ticks.append(y)
+            bold.append(False)
+            y_of_row[i] = y
+            y += 1
+    n_slots = y
+    fig = Figure(figsize=(12, 1.4 + 0.19 * n_slots))
+    axes = fig.subplots(1, len(PRECISION_METRICS), sharey=True)
+    colours = [_GROUP_COLOURS.get(g, "tab:gray") for g in rows["group"]]
+    for ax, metric in zip(axes, PRECISION_METRICS):
+        values = rows[metric].to_numpy(dtype=float)
+        ax.scatter(values, y_of_row, s=16, c=colours, zorder=3)
+        for v, yy in zip(values, y_of_row):
+            if np.isfinite(v):
+                ax.annotate(f"{v:.2f}", (v, yy), xytext=(4, 0), textcoords="offset points", va="center",
+                            fontsize=5.5, color="0.25")
+        if np.isfinite(values).any():
+            ax.set_xlim(*_axis_range(values))
+            ax.axvline(np.nanmax(values), color="0.4", lw=0.7, ls="--", zorder=1)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("precision (%)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.grid(True, axis="x", which="minor", alpha=0.12)
+        ax.grid(True, axis="y", alpha=0.12)  # a line from each label to its dots
+        ax.minorticks_on()
+        ax.tick_params(axis="y", which="minor", left=False)
+        for yy, is_header in zip(ticks, bold):
+            if is_header:
+                ax.axhline(yy - 0.5, color="0.6", lw=0.6)
+    axes[0].set_yticks(ticks, names, fontsize=6.5)
+    for tick, is_header, text in zip(axes[0].get_yticklabels(), bold, names):
+        if is_header:
+            tick.set_fontweight("bold")
+            tick.set_color(_GROUP_COLOURS.get(text.rsplit(" (", 1)[0], "black"))
+    axes[0].set_ylim(n_slots - 0.5, -0.7)
+    fig.suptitle(title or "P@k per model, test split", fontsize=10)
+    fig.text(0.01, 0.005, "Rows grouped, by P@1 within a group; each panel's axis spans its own values; dashed "
+             "line: the panel's best. Labels: [Table 5 ids] model \u2014 encoder = the paper role(s) it plays.",
+             fontsize=6.5, color="0.3", va="bottom")
+    fig.tight_layout(rect=(0, 0.25 / fig.get_figheight(), 1, 1))
     return fig
 
 

@@ -4,6 +4,9 @@ Conventions (used everywhere a score matrix is ranked):
 - a prediction matrix is CSR of shape (N, L); the *stored* entries of a row are the labels it
   predicts (an explicitly stored 0.0 still counts as a prediction, an absent label does not);
 - within a row, labels are ordered by score descending, ties broken by the lower label index.
+  Where a producer breaks ties otherwise (the ranker: by its score h under a saturated sigma), its
+  :func:`csr_row_top_k` lowers the later of two equal float32 values by a float32 step or a few,
+  so that this rule reads its order back.
 """
 from __future__ import annotations
 
@@ -36,34 +39,86 @@ def _check_k(k, name: str = "k") -> int:
     return int(k)
 
 
-def sorted_row_ranks(matrix: sp.csr_matrix):
-    """Order the stored entries of each row by (score desc, label index asc).
+def _tiebreak_data(m: sp.csr_matrix, tiebreak) -> np.ndarray | None:
+    """The second sort key aligned with the stored entries of canonical CSR ``m``: ``tiebreak`` is a
+    sparse matrix with the same stored pattern (None: no second key)."""
+    if tiebreak is None:
+        return None
+    t = _as_csr(tiebreak, "tiebreak")
+    if t.shape != m.shape or not (np.array_equal(t.indptr, m.indptr) and np.array_equal(t.indices, m.indices)):
+        raise ValueError("tiebreak: expected a sparse matrix with the stored pattern of the scores "
+                         f"(shape {m.shape}, {m.nnz} entries), got shape {t.shape} with {t.nnz}")
+    return t.data.astype(np.float64)
 
+
+def sorted_row_ranks(matrix: sp.csr_matrix, tiebreak=None):
+    """Order the stored entries of each row by (score desc, [tiebreak desc,] label index asc).
+
+    tiebreak : optional sparse matrix with ``matrix``'s stored pattern: a second score that orders
+    equal scores (e.g. the ranker score h under a saturated l3-hinge).
     Returns ``(rows, cols, scores, ranks)``: 1-D arrays over all stored entries, grouped by row in
     the new order; ``ranks`` is the 0-based position of the entry within its row.
     """
     m = _as_csr(matrix, "matrix")
+    second = _tiebreak_data(m, tiebreak)
     counts = np.diff(m.indptr)
     rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), counts)
-    # lexsort: last key is primary -> row, then score descending, then column ascending.
-    order = np.lexsort((m.indices, -m.data.astype(np.float64), rows))
+    # lexsort: last key is primary -> row, then score descending, [then tiebreak descending,] then column.
+    keys = (m.indices,) + (() if second is None else (-second,)) + (-m.data.astype(np.float64), rows)
+    order = np.lexsort(keys)
     rows = rows[order]
     ranks = np.arange(m.nnz, dtype=np.int64) - m.indptr[rows]
     return rows, m.indices[order].astype(np.int64), m.data[order], ranks
 
 
-def csr_row_top_k(matrix, k: int) -> sp.csr_matrix:
-    """Keep the ``k`` best stored entries of each row (ties -> lower label index).
+def _float32_keeping_order(rows, cols, scores) -> np.ndarray:
+    """``scores`` (entries sorted by row, then rank) as float32 values that every later top-k
+    (:func:`sorted_row_ranks`: score desc, label asc) reads in the same order.
 
-    matrix : sparse (N, L). Returns CSR float32 (N, L) with at most ``k`` entries per row.
+    Rounding to float32 can make the scores of two entries equal (and a tie broken by a second key
+    or by float64 digits is equal from the start); where the later entry has the lower label index,
+    that row's values are made strictly decreasing, each lowered by as few float32 steps as that
+    needs. Scores >= 0 stay >= 0 (entries that reach 0 are left in label order there)."""
+    out = np.asarray(scores, dtype=np.float32).copy()
+    if out.size < 2:
+        return out
+    same_row = rows[1:] == rows[:-1]
+    wrong = same_row & (out[1:] == out[:-1]) & (cols[1:] < cols[:-1])
+    if not wrong.any():
+        return out
+    fix = np.isin(rows, np.unique(rows[1:][wrong]))
+    r, v = rows[fix], out[fix]
+    # float32 -> an integer key with the same order (adjacent floats -> adjacent integers)
+    bits = v.view(np.int32).astype(np.int64)
+    key = np.where(bits >= 0, bits, -(bits & 0x7FFFFFFF))
+    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+    seg = np.cumsum(np.r_[True, r[1:] != r[:-1]]) - 1  # 0, 1, ... per fixed row
+    rank = np.arange(r.size) - starts[seg]
+    # strictly decreasing key[j] = min(key[j], key[j-1] - 1): a running minimum of key + rank per
+    # row (rows kept apart by an offset larger than any key range)
+    big = np.int64(1) << 34
+    z = np.minimum.accumulate(key + rank - seg * big) + seg * big - rank
+    z = np.where((key >= 0) & (z < 0), 0, z)
+    new_bits = np.where(z >= 0, z, (-z) | 0x80000000).astype(np.uint32).view(np.int32)
+    out[fix] = new_bits.view(np.float32)
+    return out
+
+
+def csr_row_top_k(matrix, k: int, tiebreak=None) -> sp.csr_matrix:
+    """Keep the ``k`` best stored entries of each row (ties -> ``tiebreak`` desc, if given, then the
+    lower label index).
+
+    matrix : sparse (N, L); tiebreak : optional sparse (N, L) with ``matrix``'s stored pattern.
+    Returns CSR float32 (N, L) with at most ``k`` entries per row, whose values read in that order
+    (:func:`_float32_keeping_order`: a tie broken by ``tiebreak`` or lost to float32 rounding is
+    kept by lowering the later value a few float32 steps).
     """
     k = _check_k(k)
     m = _as_csr(matrix, "matrix")
-    rows, cols, scores, ranks = sorted_row_ranks(m)
+    rows, cols, scores, ranks = sorted_row_ranks(m, tiebreak)
     keep = ranks < k
-    out = sp.csr_matrix(
-        (scores[keep].astype(np.float32), (rows[keep], cols[keep])), shape=m.shape, dtype=np.float32
-    )
+    values = _float32_keeping_order(rows[keep], cols[keep], scores[keep].astype(np.float64))
+    out = sp.csr_matrix((values, (rows[keep], cols[keep])), shape=m.shape, dtype=np.float32)
     return out
 
 

@@ -22,6 +22,10 @@ Mapping rules (used by the table generator):
 - Table 3 linear baselines are the models of ``linear_baseline.inputs`` (``tfidf``, ``pre``,
   ``tfidf+fnt``). The paper's baselines fed these features to Parabel; ours to the linear matcher and
   rankers of this workflow. ``AttentionXML`` is not a model of the grid (``None``).
+- What ran is said beside the figures: :func:`table5_roles` names the encoder that played each of
+  an id's roles ("XLNet role: minilm"), :func:`table3_notes` marks the Table 3 rows that are
+  substitutes (an X-Transformer row that is not the paper's 9 models, phi_pre and phi_fnt from
+  another encoder than XLNet, our linear matcher and rankers for Parabel, their top-b).
 - The peers (``peers.systems``) are rows too: ``Parabel`` is omikuji (Parabel's algorithm with its
   published defaults), and ``XR-Linear (PECOS)`` a row of its own, without published figures;
   without the peers both are ``None``.
@@ -30,7 +34,8 @@ from __future__ import annotations
 
 from xmc import config as xc
 
-__all__ = ["PAPER_TABLE3", "PAPER_TABLE5", "TABLE3_ROWS", "TABLE5_IDS", "table3_models", "table5_models"]
+__all__ = ["FIGURE_GROUPS", "PAPER_TABLE3", "PAPER_TABLE5", "TABLE3_ROWS", "TABLE5_IDS", "model_groups",
+           "role_marks", "table3_models", "table3_notes", "table5_models", "table5_roles"]
 
 # which grid models make up each Table 5 id: config.py's (it decides which rankers ranker.grid:
 # tables trains), used here under the names this module always had
@@ -124,4 +129,114 @@ def table3_models(cfg: dict) -> dict[str, str | None]:
         for kind in (k for k in b["inputs"] if k in rows):  # char, tfidf+char: not in the paper
             out[rows[kind]] = xc.Model(b["indexer"][0], xc.LINEAR_MATCHER, xc.linear_input_name(kind, encoder),
                                        b["negatives"][0], b["combine"][0]).name
+    return out
+
+
+# Model ids of sentence encoders (trained for sentence similarity, not plain language models).
+_SENTENCE_ENCODERS = ("all-minilm", "all-mpnet", "sentence-transformers/", "gt-all-")
+PECOS_BEAM = 10  # PECOS XR-Linear's default beam, the linear rows' reference
+
+
+def table5_roles(cfg: dict) -> dict[int, str]:
+    """Table 5 id -> the encoder that played each of the paper's roles in it, e.g.
+    ``"XLNet role: minilm"`` (``"RoBERTa role: none"`` where ``paper.roles`` maps no encoder)."""
+    mapping = cfg.get("paper", {}).get("roles", {})
+    return {i: "; ".join(f"{role} role: {mapping.get(role) or 'none'}" for role in _TABLE5_GRID[i][1])
+            for i in TABLE5_IDS}
+
+
+def _encoder_words(cfg: dict, encoder: str) -> str:
+    model = str(cfg.get("encoders", {}).get(encoder, {}).get("model", ""))
+    if any(tag in model.lower() for tag in _SENTENCE_ENCODERS):
+        return f"{encoder} ({model}), a sentence encoder"
+    return f"{encoder} ({model})" if model else str(encoder)
+
+
+def _is_xlnet(cfg: dict, encoder) -> bool:
+    return "xlnet" in str(cfg.get("encoders", {}).get(encoder, {}).get("model", encoder)).lower()
+
+
+def table3_notes(cfg: dict) -> dict[str, str]:
+    """Table 3 row label -> a short note where our row is a substitute for the paper's ("" where
+    it is not, or the row is missing). Resolved config ``cfg``."""
+    notes = {row: "" for row in TABLE3_ROWS}
+    methods = table3_models(cfg)
+    t5 = table5_models(cfg)
+    mapping = cfg.get("paper", {}).get("roles", {})
+    xt = methods["X-Transformer"]
+    if xt is not None and xt != t5[9]:
+        if xt == t5[7]:
+            notes["X-Transformer"] = (f"Table 5 id 7: 3 indexers x {mapping.get('XLNet')} "
+                                      "(paper: 9 models, 3 indexers x BERT, RoBERTa, XLNet)")
+        else:
+            encoders = ", ".join(str(mapping.get(r)) for r in xc.PAPER_ROLES)
+            notes["X-Transformer"] = (f"Table 5 id 8: pifa-neural x {encoders} "
+                                      "(paper: 9 models, 3 indexers x BERT, RoBERTa, XLNet)")
+    b = cfg["linear_baseline"]
+    top_b = cfg["matcher"]["top_b"]  # the linear matcher's beam (rules/common.smk: baseline_top_b)
+    encoder = b.get("encoder")
+    other = not _is_xlnet(cfg, encoder)
+    words = {"phi_pre + linear": f"phi_pre: {_encoder_words(cfg, encoder)} (paper: XLNet)" if other else "",
+             "phi_fnt (+) phi_tfidf + linear": f"phi_fnt: {encoder} fine-tuned (paper: XLNet)" if other else "",
+             "phi_tfidf + linear": ""}
+    for row, what in words.items():
+        if methods[row] is None:
+            continue
+        parts = ([what] if what else []) + ["linear matcher + rankers (paper: Parabel)"]
+        if top_b != PECOS_BEAM:
+            parts.append(f"top-b {top_b} (PECOS default: {PECOS_BEAM})")
+        notes[row] = "; ".join(parts)
+    for row in ("Parabel", XR_LINEAR_ROW):  # the peers get no tuning of ours
+        if methods.get(row) is not None:
+            notes[row] = f"{methods[row]} at its published defaults (not tuned on validation)"
+    if xt is not None and cfg["ensembles"].get(xt, {}).get("method") == "auto":
+        picked = "rule and members picked on the validation split"
+        notes["X-Transformer"] = "; ".join(filter(None, [notes["X-Transformer"], picked]))
+    return notes
+
+
+# The row groups of the P@k figure, in order.
+FIGURE_GROUPS = ("X-Transformer models", "linear baselines", "ensembles", "related systems", "peers")
+
+
+def model_groups(cfg: dict) -> dict[str, str]:
+    """Every model and ensemble of the resolved config ``cfg`` -> its :data:`FIGURE_GROUPS` entry."""
+    out = {m.name: FIGURE_GROUPS[0] for m in xc.transformer_models(cfg)}
+    out |= {m.name: FIGURE_GROUPS[1] for m in xc.baseline_models(cfg)}
+    out |= {name: FIGURE_GROUPS[2] for name in cfg["ensembles"]}
+    out |= {m.name: FIGURE_GROUPS[3] for m in xc.xr_models(cfg)}
+    out |= {name: FIGURE_GROUPS[3] for name in xc.aplc_models(cfg)}
+    out |= {name: FIGURE_GROUPS[4] for name in xc.peer_models(cfg)}
+    return out
+
+
+def _encoder_roles(cfg: dict, encoder: str) -> str:
+    """``"minilm = BERT, XLNet"``: the paper roles an encoder plays (just its name if none)."""
+    roles = [role for role in xc.PAPER_ROLES if cfg.get("paper", {}).get("roles", {}).get(role) == encoder]
+    return f"{encoder} = {', '.join(roles)}" if roles else encoder
+
+
+def role_marks(cfg: dict) -> dict[str, str]:
+    """Model or ensemble name -> which encoder played which of the paper's roles in it, e.g.
+    ``"minilm = BERT, XLNet"``, ``"phi_pre: minilm"``; "" for models without an encoder."""
+    out: dict[str, str] = {}
+    for m in xc.transformer_models(cfg):
+        out[m.name] = _encoder_roles(cfg, m.matcher)
+    for m in xc.baseline_models(cfg):
+        kind, encoder = xc.parse_linear_input(m.input)
+        what = {"pre": "phi_pre", "tfidf+fnt": "phi_fnt"}.get(kind)
+        out[m.name] = f"{what}: {encoder}" if what and encoder else ""
+    for m in xc.xr_models(cfg):
+        out[m.name] = m.matcher[len(xc.XR_MATCHER_PREFIX):]
+    for name in xc.aplc_models(cfg):
+        out[name] = name[len(xc.APLC_PREFIX):]
+    for name in xc.peer_models(cfg):
+        out[name] = ""
+    for name in cfg["ensembles"]:
+        marks = []
+        for member in xc.ensemble_members(cfg, name):
+            mark = out.get(member, "")
+            if mark and mark not in marks:
+                marks.append(mark)
+        out[name] = "; ".join(marks)
     return out

@@ -332,7 +332,8 @@ class Ranker:
 
         X : CSR (N, D) ranker features; M_pred : CSR (N, K) matcher scores g of the top-b
         clusters. Only labels of a row's selected clusters are scored, per cluster over the rows
-        that selected it.
+        that selected it. Equal final scores (a saturated sigma) are ordered by the ranker score h,
+        and the float32 values keep that order (:func:`xmc.metrics.csr_row_top_k`).
         """
         combine_scores(0.0, 0.0, combine)  # validates the method name
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
@@ -350,7 +351,7 @@ class Ranker:
         parts = []
         for s in range(0, X.shape[0], batch_size):
             Xc, Mc = X[s : s + batch_size], M_pred[s : s + batch_size].tocsc()
-            rows_l, cols_l, vals_l = [], [], []
+            rows_l, cols_l, vals_l, h_l = [], [], [], []
             for c in range(len(per_cluster)):
                 r = Mc.indices[Mc.indptr[c] : Mc.indptr[c + 1]]
                 if r.size == 0:
@@ -363,13 +364,15 @@ class Ranker:
                 rows_l.append(np.repeat(r, labels.size))
                 cols_l.append(np.tile(labels, r.size))
                 vals_l.append(combine_scores(g[:, None], h, combine).ravel())
+                h_l.append(h.ravel())
             n_chunk = Xc.shape[0]
             if rows_l:
-                chunk = sp.csr_matrix(
-                    (np.concatenate(vals_l), (np.concatenate(rows_l), np.concatenate(cols_l))),
-                    shape=(n_chunk, n_labels),
-                )
-                parts.append(csr_row_top_k(chunk, top_k))
+                where = (np.concatenate(rows_l), np.concatenate(cols_l))
+                chunk = sp.csr_matrix((np.concatenate(vals_l), where), shape=(n_chunk, n_labels))
+                # sigma saturates (l*-hinge is exactly 1 for g, h >= 1): equal scores go by h, not
+                # by label index
+                h_chunk = sp.csr_matrix((np.concatenate(h_l), where), shape=(n_chunk, n_labels))
+                parts.append(csr_row_top_k(chunk, top_k, tiebreak=h_chunk))
             else:
                 parts.append(sp.csr_matrix((n_chunk, n_labels), dtype=np.float32))
         if not parts:

@@ -6,6 +6,9 @@
 - :func:`table5`: the paper's Table 5 layout: one row per configuration id (0-9) per dataset, the
   configuration, our P@1,3,5 and R@1,3,5, the paper's figures beside them and the difference.
 
+Tables 3 and 5 (and the P@k figure) show the test split: where metrics rows carry a ``split``
+(validation and test figures of the same models), :func:`keep_test_split` keeps the test rows.
+
 All functions are pure (rows of metrics in, DataFrames out); :func:`write_table` writes a DataFrame
 as CSV, Markdown, LaTeX and HTML through atomic writes. A method or configuration id that the grid
 does not contain, or a figure the paper does not give, is NaN in the DataFrame and written as
@@ -34,6 +37,24 @@ TABLE5_CONFIG = ["indexing", "matcher", "ranker_input", "negatives"]
 MISSING = "n/a"
 PAPER = " (paper)"
 DIFF = " diff"
+TEST_SPLIT = "test"
+
+
+def keep_test_split(rows):
+    """The test-split rows of metrics ``rows`` (list of dicts or DataFrame): those whose ``split``
+    is "test", and those without a split (metrics written before splits were recorded). Rows
+    without any ``split`` pass unchanged; an error if no test row is left."""
+    frame = isinstance(rows, pd.DataFrame)
+    if frame and "split" not in rows.columns or not frame and not any("split" in r for r in rows):
+        return rows
+    splits = rows["split"].tolist() if frame else [r.get("split") for r in rows]
+    keep = [v == TEST_SPLIT or v is None or v == "" or (isinstance(v, float) and math.isnan(v)) for v in splits]
+    if not any(keep):
+        raise ValueError(f"no {TEST_SPLIT!r} split among {len(splits)} metrics rows "
+                         f"(splits: {sorted({str(v) for v in splits})})")
+    if frame:
+        return rows[keep].reset_index(drop=True)
+    return [r for r, k in zip(rows, keep) if k]
 
 
 def results_table(rows: list[dict]) -> pd.DataFrame:
@@ -91,7 +112,8 @@ def _number(value) -> float:
 
 
 def table3(rows: list[dict], methods: dict[str, str | None], paper: dict[str, dict[str, tuple]],
-           datasets: list[str], paper_names: dict[str, str | None] | None = None) -> pd.DataFrame:
+           datasets: list[str], paper_names: dict[str, str | None] | None = None,
+           notes: dict[str, str] | None = None) -> pd.DataFrame:
     """The paper's Table 3 layout.
 
     rows : metrics rows (keys ``dataset``, ``model``, ``P@1``, ``P@3``, ``P@5``), one per model.
@@ -104,10 +126,13 @@ def table3(rows: list[dict], methods: dict[str, str | None], paper: dict[str, di
     Returns one row per method (``methods`` first, then paper-only rows such as methods we do not
     run), columns ``method``, ``model``, then per dataset ``{ds} P@k`` and ``{ds} P@k (paper)``
     (``(paper {name})`` where the figures are those of another paper dataset ``name``).
+    notes : row label -> a short note where our row is a substitute for the paper's
+        (:func:`xmc.paper.table3_notes`); given, a last column ``note``.
     A model of the grid without metrics in ``rows`` is an error (the workflow makes every metrics
-    file an input); a method outside the grid has NaN figures and model :data:`MISSING`.
+    file an input); a method outside the grid has NaN figures and model :data:`MISSING`. Only the
+    test split's rows are read (:func:`keep_test_split`).
     """
-    by_model = _metrics_by_model(rows, TABLE3_METRICS)
+    by_model = _metrics_by_model(keep_test_split(rows), TABLE3_METRICS)
     labels = list(methods) + [label for label in paper if label not in methods]
     paper_datasets = {ds for figures in paper.values() for ds in figures}
     paper_names = {ds: paper_dataset(ds, paper_datasets) for ds in datasets} | (paper_names or {})
@@ -125,6 +150,8 @@ def table3(rows: list[dict], methods: dict[str, str | None], paper: dict[str, di
                 line[f"{ds} {metric}"] = _number(ours.get(metric))
                 line[f"{ds} {metric}{_paper_suffix(ds, paper_names.get(ds))}"] = \
                     _number(theirs[i]) if theirs is not None else math.nan
+        if notes is not None:
+            line["note"] = notes.get(label, "")
         out.append(line)
     return pd.DataFrame(out)
 
@@ -138,8 +165,30 @@ def _describe(paper: dict[str, dict[int, dict]], config_id: int, prefer: str | N
     return {key: "" for key in TABLE5_CONFIG}
 
 
+def same_data(datasets: list[str], paper_names: dict[str, str | None],
+              declared: dict[str, bool] | None = None) -> dict[str, bool]:
+    """Our dataset -> whether it IS the paper dataset whose figures stand beside it (the same
+    documents and split, so a difference means something): ``declared`` (the config's
+    ``datasets.<name>.same_as_paper``) where given, else whether the names match up to case and
+    punctuation (``eurlex-4k`` beside Eurlex-4K: yes; ``eurlex57k`` beside Eurlex-4K: no)."""
+    declared = declared or {}
+    return {ds: bool(paper_names.get(ds)) and bool(declared.get(ds, _normalise(paper_names[ds]) == _normalise(ds)))
+            for ds in datasets}
+
+
+def _same_model_notes(ids: dict[int, str | None]) -> dict[int, str]:
+    """id -> "same model as id j" where ids name one model (one encoder playing two roles)."""
+    out = {}
+    for i, model in ids.items():
+        twins = [str(j) for j, other in ids.items() if j != i and model and other == model]
+        if twins:
+            out[i] = f"same model as id{'s' if len(twins) > 1 else ''} {', '.join(twins)}"
+    return out
+
+
 def table5(rows: list[dict], ids: dict[int, str | None], paper: dict[str, dict[int, dict]],
-           datasets: list[str], paper_names: dict[str, str | None] | None = None) -> pd.DataFrame:
+           datasets: list[str], paper_names: dict[str, str | None] | None = None,
+           roles: dict[int, str] | None = None, same: dict[str, bool] | None = None) -> pd.DataFrame:
     """The paper's Table 5 layout: one row per configuration id per dataset.
 
     rows : metrics rows (keys ``dataset``, ``model`` and :data:`METRICS`), one per model/ensemble.
@@ -148,12 +197,22 @@ def table5(rows: list[dict], ids: dict[int, str | None], paper: dict[str, dict[i
         "P@1", ..., "R@5"} as published.
     datasets, paper_names : as in :func:`table3`.
 
+    roles : id -> the encoder that played each of its roles (:func:`xmc.paper.table5_roles`);
+        given, a column ``roles`` after ``model``.
+    same : our dataset -> whether it is the paper's own dataset (the config's
+        ``datasets.<name>.same_as_paper``); a dataset left out: :func:`same_data`'s name rule.
+
     Columns: ``dataset``, ``paper_dataset`` (whose figures are beside ours), ``id``, the configuration (:data:`TABLE5_CONFIG`, the paper's wording),
-    ``model``, then per metric ``P@k``, ``P@k (paper)``, ``P@k diff`` (ours - paper). Ids missing from
-    the grid keep their row with NaN figures and model :data:`MISSING`.
+    ``model`` [, ``roles``], then per metric ``P@k``, ``P@k (paper)``, and ``P@k diff`` (ours -
+    paper) only where a dataset is the paper's own (NaN for the others; no diff columns at all when
+    none is: a difference between two datasets is no result), then ``note`` ("same model as id 2"
+    where ids name one model). Ids missing from the grid keep their row with NaN figures and model
+    :data:`MISSING`. Only the test split's rows are read (:func:`keep_test_split`).
     """
-    by_model = _metrics_by_model(rows, METRICS)
+    by_model = _metrics_by_model(keep_test_split(rows), METRICS)
     paper_names = {ds: paper_dataset(ds, paper) for ds in datasets} | (paper_names or {})
+    own = same_data(datasets, paper_names, same)
+    twins = _same_model_notes(ids)
     all_ids = sorted(set(ids) | {i for figures in paper.values() for i in figures})
     out = []
     for ds in datasets:
@@ -166,11 +225,15 @@ def table5(rows: list[dict], ids: dict[int, str | None], paper: dict[str, dict[i
             theirs = published.get(config_id, {})
             line = {"dataset": ds, "paper_dataset": paper_names.get(ds) or MISSING, "id": config_id,
                     **_describe(paper, config_id, paper_names.get(ds)), "model": model if model else MISSING}
+            if roles is not None:
+                line["roles"] = roles.get(config_id, "")
             for metric in METRICS:
                 mine, pub = _number(ours.get(metric)), _number(theirs.get(metric))
                 line[metric] = mine
                 line[f"{metric}{PAPER}"] = pub
-                line[f"{metric}{DIFF}"] = mine - pub
+                if any(own.values()):
+                    line[f"{metric}{DIFF}"] = mine - pub if own[ds] else math.nan
+            line["note"] = twins.get(config_id, "")
             out.append(line)
     return pd.DataFrame(out)
 
@@ -270,17 +333,19 @@ def to_html(df: pd.DataFrame, digits: int = 2) -> str:
 
 
 def write_table(df: pd.DataFrame, csv=None, markdown=None, latex=None, html=None,
-                groups: list[str] | None = None) -> None:
-    """Write ``df`` in the formats given a path; NaN is written as :data:`MISSING`."""
+                groups: list[str] | None = None, caption: str | None = None) -> None:
+    """Write ``df`` in the formats given a path; NaN is written as :data:`MISSING`. ``caption``
+    (e.g. which split the figures are) heads the Markdown and HTML tables and is a comment above
+    the LaTeX one."""
     if csv is not None:
         with atomic_path(csv) as tmp:
             df.to_csv(tmp, index=False, float_format="%.2f", na_rep=MISSING)
     if markdown is not None:
         with atomic_path(markdown) as tmp:
-            tmp.write_text(to_markdown(df), encoding="utf-8")
+            tmp.write_text((f"{caption}\n\n" if caption else "") + to_markdown(df), encoding="utf-8")
     if latex is not None:
         with atomic_path(latex) as tmp:
-            tmp.write_text(to_latex(df, groups=groups), encoding="utf-8")
+            tmp.write_text((f"% {caption}\n" if caption else "") + to_latex(df, groups=groups), encoding="utf-8")
     if html is not None:
         with atomic_path(html) as tmp:
-            tmp.write_text(to_html(df), encoding="utf-8")
+            tmp.write_text(html_page([(caption or "", df)]), encoding="utf-8")
