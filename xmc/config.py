@@ -9,22 +9,15 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-# Allowed values: declared in config/schema.yaml `definitions`; these copies (kept here so that the
-# Snakefile does not import the solvers) and the library's are tested equal to them.
-INDEXERS = ("pifa-tfidf", "text-emb", "pifa-neural")
-RANKER_INPUTS = ("tfidf", "tfidf+neural")
-NEGATIVES = ("tfn", "man", "tfn+man")
-COMBINE = ("noop", "sigmoid", "l2-hinge", "l3-hinge")
+# Allowed values: declared once in xmc.vocabulary (a module of constants, so that the Snakefile does
+# not import the solvers); config/schema.yaml's enums are tested equal to them.
+from xmc import vocabulary
+from xmc.vocabulary import INDEXERS, LINEAR_INPUTS, PAPER_ROLES, PEERS, RANKER_INPUTS
+
+NEGATIVES, COMBINE = vocabulary.NEGATIVES, vocabulary.COMBINE  # the Snakefile's wildcard constraints
+
 LINEAR_MATCHER = "linear"
-# Features of the Table 3 linear baselines (`linear_baseline.inputs`): phi_tfidf, phi_pre
-# (pretrained, not fine-tuned, mean-pooled encoder embeddings) and phi_fnt (+) phi_tfidf (the
-# fine-tuned matcher's embeddings next to TF-IDF); and, not in the paper, phi_char (TF-IDF over
-# character n-grams, `tfidf_char`) alone or beside phi_tfidf: members whose errors differ from the
-# word models' (what an ensemble needs when there is one encoder). The matcher and the rankers see
-# the same features.
-LINEAR_INPUTS = ("tfidf", "pre", "tfidf+fnt", "char", "tfidf+char")
 _ENCODER_INPUTS = ("pre", "tfidf+fnt")  # linear inputs named with their encoder: pre-{encoder}
-PAPER_ROLES = ("BERT", "RoBERTa", "XLNet")
 
 DEFAULTS = {
     "seed": 0,
@@ -55,7 +48,6 @@ DEFAULTS = {
 }
 XR_MATCHER_PREFIX = "xr-transformer-"  # matcher name of an XR-Transformer matcher: xr-transformer-{encoder}
 APLC_PREFIX = "aplc-"  # model name of an APLC model: aplc-{encoder}
-PEERS = ("xr-linear", "omikuji")  # model names of the peers' rows (xmc.peers.SYSTEMS)
 # APLC settings taken from the encoder's merged matcher settings unless the aplc section sets them.
 _APLC_FROM_MATCHER = ("seed", "max_steps", "batch_size", "pooling", "device", "eval_batch_size", "dropout",
                       "max_grad_norm", "weight_decay", "log_every", "precision", "grad_accum", "checkpoint_every")
