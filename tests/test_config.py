@@ -235,22 +235,6 @@ def test_each_allowed_value_has_one_home():
     assert all(alias is value for alias, value in same)
 
 
-def test_schema_defaults_are_config_defaults():
-    def defaults(schema, path=()):
-        for key, sub in schema.get("properties", {}).items():
-            if "default" in sub:
-                yield path + (key,), sub["default"]
-            yield from defaults(sub, path + (key,))
-
-    found = list(defaults(SCHEMA))
-    assert len(found) >= 10
-    for path, value in found:
-        node = xc.DEFAULTS
-        for key in path:
-            node = node[key]
-        assert node == value, (path, node, value)
-
-
 def _vocabulary_copies(source: str) -> list[tuple[int, tuple]]:
     """(line, values) of each literal tuple, list or set of strings in ``source`` holding the same
     values as a tuple of xmc.vocabulary (in any order)."""
@@ -282,6 +266,43 @@ def test_no_module_of_xmc_copies_a_vocabulary_tuple():
     tree = ast.parse((xmc_dir / "vocabulary.py").read_text(encoding="utf-8"))
     imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert [ast.unparse(n) for n in imports] == ["from __future__ import annotations"]
+
+
+def test_schema_defaults_are_the_declared_defaults_of_fixed_keys():
+    """Fixed keys' defaults, nested by section; a section without any is left out; a section's
+    default as a whole is taken as is; map entries and shared definitions are not walked."""
+    schema = {
+        "definitions": {"params": {"type": "object", "properties": {"a": {"type": "integer", "default": 1}}}},
+        "properties": {
+            "seed": {"type": "integer", "default": 0},
+            "section": {"type": "object", "properties": {
+                "n": {"type": ["integer", "null"], "default": None},
+                "names": {"type": "array", "default": ["x"]},
+                "free": {"type": "string"},
+                "inner": {"type": "object", "properties": {"k": {"default": 2}}}}},
+            "no_defaults": {"type": "object", "properties": {"free": {"type": "string"}}},
+            "whole": {"$ref": "#/definitions/params", "default": {"a": 3}},
+            "shared": {"$ref": "#/definitions/params"},
+            "entries": {"type": "object", "additionalProperties": {
+                "type": "object", "properties": {"encoding": {"type": "string", "default": "utf-8"}}}},
+            "empty_map": {"type": "object", "default": {}},
+        },
+    }
+    found = xc.schema_defaults(schema)
+    assert found == {"seed": 0, "section": {"n": None, "names": ["x"], "inner": {"k": 2}}, "whole": {"a": 3},
+                     "empty_map": {}}
+    found["section"]["names"].append("y")  # a copy: resolving a config never edits the schema
+    assert schema["properties"]["section"]["properties"]["names"]["default"] == ["x"]
+
+
+def test_config_defaults_come_from_the_schema_alone():
+    """xmc.config.DEFAULTS is the schema's defaults, so that changing a `default:` changes the
+    resolved config (and no default lives only in Python)."""
+    assert xc.DEFAULTS == xc.schema_defaults(SCHEMA)
+    changed = copy.deepcopy(SCHEMA)
+    changed["properties"]["ranker"]["properties"]["top_k"]["default"] = 30
+    assert xc.schema_defaults(changed)["ranker"]["top_k"] == 30
+    assert xc.resolve(copy.deepcopy(DEFAULT))["ranker"]["top_k"] == SCHEMA["properties"]["ranker"]["properties"]["top_k"]["default"]
 
 
 def test_config_defaults_are_the_library_defaults():
