@@ -207,38 +207,102 @@ def test_ranker_shards_default_and_bounds():
 
 
 def test_each_allowed_value_has_one_home():
-    """The schema's definitions are the declaration; the config module's and the library's tuples
-    must list the same values, and the schema's defaults must be config.DEFAULTS'."""
-    from xmc.ensemble import ENSEMBLE_METHODS
-    from xmc.matcher.transformer import POOLINGS, PRECISIONS
-    from xmc.selection import AUTO
-    from xmc.peers import SYSTEMS
-    from xmc.ranker import COMBINE_METHODS, NEGATIVES
+    """xmc.vocabulary declares each allowed value once: the schema's enums equal its tuples, and the
+    names config and the estimators check values against are those very tuples, not copies."""
+    from xmc import ensemble, features, peers, ranker, selection, training, vocabulary as V
+    from xmc.matcher import transformer
 
     enum = lambda name: tuple(SCHEMA["definitions"][name]["enum"])
-    assert enum("indexer") == xc.INDEXERS
-    assert enum("ranker_input") == xc.RANKER_INPUTS
-    assert enum("linear_input") == xc.LINEAR_INPUTS
-    assert enum("negatives") == xc.NEGATIVES == NEGATIVES
-    assert enum("combine") == xc.COMBINE == COMBINE_METHODS
-    assert enum("ensemble_method") == (AUTO,) + ENSEMBLE_METHODS
-    assert enum("pooling") == POOLINGS and enum("precision") == PRECISIONS
-    assert enum("peer") == xc.PEERS == SYSTEMS
-    assert set(SCHEMA["properties"]["paper"]["properties"]["roles"]["properties"]) == set(xc.PAPER_ROLES)
+    assert enum("indexer") == V.INDEXERS
+    assert enum("ranker_input") == V.RANKER_INPUTS
+    assert enum("linear_input") == V.LINEAR_INPUTS
+    assert enum("negatives") == V.NEGATIVES
+    assert enum("combine") == V.COMBINE
+    assert enum("ensemble_method") == (V.AUTO, *V.ENSEMBLE_METHODS)
+    assert enum("pooling") == V.POOLINGS
+    assert enum("precision") == V.PRECISIONS
+    assert tuple(SCHEMA["definitions"]["matcher_params"]["properties"]["predict_precision"]["enum"]) == V.PREDICT_PRECISIONS
+    assert tuple(SCHEMA["definitions"]["tfidf_params"]["properties"]["analyzer"]["enum"]) == V.ANALYZERS
+    assert enum("peer") == V.PEERS
+    assert tuple(SCHEMA["properties"]["paper"]["properties"]["roles"]["properties"]) == V.PAPER_ROLES
+    same = [(xc.INDEXERS, V.INDEXERS), (xc.RANKER_INPUTS, V.RANKER_INPUTS), (xc.LINEAR_INPUTS, V.LINEAR_INPUTS),
+            (xc.NEGATIVES, V.NEGATIVES), (ranker.NEGATIVES, V.NEGATIVES), (xc.COMBINE, V.COMBINE),
+            (ranker.COMBINE_METHODS, V.COMBINE), (ensemble.ENSEMBLE_METHODS, V.ENSEMBLE_METHODS),
+            (selection.AUTO, V.AUTO), (xc.PEERS, V.PEERS), (peers.SYSTEMS, V.PEERS), (xc.PAPER_ROLES, V.PAPER_ROLES),
+            (training.PRECISIONS, V.PRECISIONS), (transformer.PRECISIONS, V.PRECISIONS),
+            (transformer.POOLINGS, V.POOLINGS), (transformer.PREDICT_PRECISIONS, V.PREDICT_PRECISIONS),
+            (features.ANALYZERS, V.ANALYZERS)]
+    assert all(alias is value for alias, value in same)
 
-    def defaults(schema, path=()):
-        for key, sub in schema.get("properties", {}).items():
-            if "default" in sub:
-                yield path + (key,), sub["default"]
-            yield from defaults(sub, path + (key,))
 
-    found = list(defaults(SCHEMA))
-    assert len(found) >= 10
-    for path, value in found:
-        node = xc.DEFAULTS
-        for key in path:
-            node = node[key]
-        assert node == value, (path, node, value)
+def _vocabulary_copies(source: str) -> list[tuple[int, tuple]]:
+    """(line, values) of each literal tuple, list or set of strings in ``source`` holding the same
+    values as a tuple of xmc.vocabulary (in any order)."""
+    import ast
+
+    from xmc import vocabulary as V
+
+    declared = {frozenset(v) for v in vars(V).values() if isinstance(v, tuple) and len(v) > 1}
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) > 1 and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+            values = tuple(e.value for e in node.elts)
+            if frozenset(values) in declared:
+                found.append((node.lineno, values))
+    return found
+
+
+def test_no_module_of_xmc_copies_a_vocabulary_tuple():
+    """A second literal of an allowed-value tuple would drift from the first: xmc/ holds each once,
+    in xmc/vocabulary.py, which itself imports nothing from xmc (anything may import it)."""
+    import ast
+
+    xmc_dir = REPO / "xmc"
+    assert _vocabulary_copies('ok = ("tfn", "man")\nCOPY = ["man", "tfn+man", "tfn"]\n') == [(2, ("man", "tfn+man", "tfn"))]
+    copies = {str(p.relative_to(REPO)): found for p in sorted(xmc_dir.rglob("*.py")) if p.name != "vocabulary.py"
+              for found in [_vocabulary_copies(p.read_text(encoding="utf-8"))] if found}
+    assert copies == {}
+    tree = ast.parse((xmc_dir / "vocabulary.py").read_text(encoding="utf-8"))
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [ast.unparse(n) for n in imports] == ["from __future__ import annotations"]
+
+
+def test_schema_defaults_are_the_declared_defaults_of_fixed_keys():
+    """Fixed keys' defaults, nested by section; a section without any is left out; a section's
+    default as a whole is taken as is; map entries and shared definitions are not walked."""
+    schema = {
+        "definitions": {"params": {"type": "object", "properties": {"a": {"type": "integer", "default": 1}}}},
+        "properties": {
+            "seed": {"type": "integer", "default": 0},
+            "section": {"type": "object", "properties": {
+                "n": {"type": ["integer", "null"], "default": None},
+                "names": {"type": "array", "default": ["x"]},
+                "free": {"type": "string"},
+                "inner": {"type": "object", "properties": {"k": {"default": 2}}}}},
+            "no_defaults": {"type": "object", "properties": {"free": {"type": "string"}}},
+            "whole": {"$ref": "#/definitions/params", "default": {"a": 3}},
+            "shared": {"$ref": "#/definitions/params"},
+            "entries": {"type": "object", "additionalProperties": {
+                "type": "object", "properties": {"encoding": {"type": "string", "default": "utf-8"}}}},
+            "empty_map": {"type": "object", "default": {}},
+        },
+    }
+    found = xc.schema_defaults(schema)
+    assert found == {"seed": 0, "section": {"n": None, "names": ["x"], "inner": {"k": 2}}, "whole": {"a": 3},
+                     "empty_map": {}}
+    found["section"]["names"].append("y")  # a copy: resolving a config never edits the schema
+    assert schema["properties"]["section"]["properties"]["names"]["default"] == ["x"]
+
+
+def test_config_defaults_come_from_the_schema_alone():
+    """xmc.config.DEFAULTS is the schema's defaults, so that changing a `default:` changes the
+    resolved config (and no default lives only in Python)."""
+    assert xc.DEFAULTS == xc.schema_defaults(SCHEMA)
+    changed = copy.deepcopy(SCHEMA)
+    changed["properties"]["ranker"]["properties"]["top_k"]["default"] = 30
+    assert xc.schema_defaults(changed)["ranker"]["top_k"] == 30
+    assert xc.resolve(copy.deepcopy(DEFAULT))["ranker"]["top_k"] == SCHEMA["properties"]["ranker"]["properties"]["top_k"]["default"]
 
 
 def test_config_defaults_are_the_library_defaults():

@@ -54,6 +54,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmc.io import atomic_path, load_csr, read_lines
+from xmc.vocabulary import RANKER_INPUTS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Bundle", "BundleError", "export_bundle", "export_ensemble", "load"]
 
@@ -72,7 +73,6 @@ TRANSFORMER_DIR = "matcher"
 LINEAR_FILE = "matcher.npz"
 RANKER = "ranker/model.npz"
 MEMBERS = "members"
-RANKER_INPUTS = ("tfidf", "tfidf+neural")
 
 
 class BundleError(ValueError):

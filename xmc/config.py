@@ -8,54 +8,54 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
-# Allowed values: declared in config/schema.yaml `definitions`; these copies (kept here so that the
-# Snakefile does not import the solvers) and the library's are tested equal to them.
-INDEXERS = ("pifa-tfidf", "text-emb", "pifa-neural")
-RANKER_INPUTS = ("tfidf", "tfidf+neural")
-NEGATIVES = ("tfn", "man", "tfn+man")
-COMBINE = ("noop", "sigmoid", "l2-hinge", "l3-hinge")
+# Allowed values: declared once in xmc.vocabulary (a module of constants, so that the Snakefile does
+# not import the solvers); config/schema.yaml's enums are tested equal to them.
+from xmc import vocabulary
+from xmc.vocabulary import INDEXERS, LINEAR_INPUTS, PAPER_ROLES, PEERS, RANKER_INPUTS
+
+NEGATIVES, COMBINE = vocabulary.NEGATIVES, vocabulary.COMBINE  # the Snakefile's wildcard constraints
+
 LINEAR_MATCHER = "linear"
-# Features of the Table 3 linear baselines (`linear_baseline.inputs`): phi_tfidf, phi_pre
-# (pretrained, not fine-tuned, mean-pooled encoder embeddings) and phi_fnt (+) phi_tfidf (the
-# fine-tuned matcher's embeddings next to TF-IDF); and, not in the paper, phi_char (TF-IDF over
-# character n-grams, `tfidf_char`) alone or beside phi_tfidf: members whose errors differ from the
-# word models' (what an ensemble needs when there is one encoder). The matcher and the rankers see
-# the same features.
-LINEAR_INPUTS = ("tfidf", "pre", "tfidf+fnt", "char", "tfidf+char")
 _ENCODER_INPUTS = ("pre", "tfidf+fnt")  # linear inputs named with their encoder: pre-{encoder}
-PAPER_ROLES = ("BERT", "RoBERTa", "XLNet")
 
-DEFAULTS = {
-    "seed": 0,
-    "validation": {"fraction": 0.1},  # seed: the global seed unless set
-    "tfidf": {"ngram_range": [1, 2], "max_features": 200000, "min_df": 2, "max_df": 1.0,
-              "sublinear_tf": True, "lowercase": True},  # analyzer: word (TfidfParams)
-    # phi_char: character 3- to 5-grams inside word boundaries (the `char` linear inputs)
-    "tfidf_char": {"analyzer": "char_wb", "ngram_range": [3, 5], "max_features": 200000, "min_df": 2,
-                   "max_df": 1.0, "sublinear_tf": True, "lowercase": True},
-    "indexing": {"n_clusters": None, "max_iter": 20},
-    "text_emb": {"max_length": 32, "batch_size": 64},
-    "pifa_neural": {"indexer": "pifa-tfidf"},
-    "matcher": {"top_b": 10},  # MatcherParams' default; the workflow reads it in several rules
-    "ranker": {"inputs": ["tfidf+neural"], "negatives": ["tfn+man"], "combine": ["noop"],
-               "C": 1.0, "threshold": 0.01, "top_k": 20, "shards": 1, "grid": "full"},
-    "linear_baseline": {"enabled": True, "indexer": ["pifa-tfidf"], "negatives": "tfn+man",
-                        "combine": "noop", "C": 1.0, "threshold": 0.01, "inputs": ["tfidf"],
-                        "branching": None},
-    "ensembles": {},
-    "paper": {"roles": {}},
-    "resources": {"matcher_gpus": 1, "threads_per_gpu": None},
-    # The related systems (off unless encoders are listed): see xmc.matcher.xr and xmc.aplc.
-    "xr_transformer": {"encoders": [], "indexer": "pifa-tfidf", "levels": None, "steps": None, "top_k": 5,
-                       "bootstrap": "inherit", "negatives": "online", "shortlist": "linear"},
-    "aplc": {"encoders": []},
-    # The peers (xmc.peers) as rows of the same tables, on the same TF-IDF and test split.
-    "peers": {"systems": [], "python": None},
-}
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+
+
+def schema_defaults(schema: dict) -> dict:
+    """The defaults config/schema.yaml declares: each fixed key (``properties``, recursively) with a
+    ``default:`` gets it, and a section gets a dict of its keys' defaults (left out when none has
+    one). Map entries (``additionalProperties``: a dataset's or an encoder's options) and shared
+    definitions (``$ref``) are not walked: their defaults are per entry (Snakemake's ``validate``
+    fills them, and the readers apply them), and a section that uses a definition declares its own
+    defaults as a whole (``tfidf`` and ``tfidf_char`` share one definition but not its defaults)."""
+    out = {}
+    for key, node in schema.get("properties", {}).items():
+        if "default" in node:
+            out[key] = copy.deepcopy(node["default"])
+        else:
+            inner = schema_defaults(node)
+            if inner:
+                out[key] = inner
+    return out
+
+
+def _read_schema() -> dict:
+    import yaml
+
+    with open(SCHEMA_FILE, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+# Every default is the schema's. Those a schema default cannot say, because they depend on other
+# keys, are filled where they are read: text_emb.encoder and pifa_neural.encoder (resolve: the first
+# matcher), linear_baseline.encoder (resolve: paper.roles.XLNet, else the first matcher),
+# paper.combine (resolve: the first of ranker.combine), validation.seed (the global seed) and a
+# dataset's n_clusters (indexing.n_clusters, else the depth rule).
+DEFAULTS = schema_defaults(_read_schema())
 XR_MATCHER_PREFIX = "xr-transformer-"  # matcher name of an XR-Transformer matcher: xr-transformer-{encoder}
 APLC_PREFIX = "aplc-"  # model name of an APLC model: aplc-{encoder}
-PEERS = ("xr-linear", "omikuji")  # model names of the peers' rows (xmc.peers.SYSTEMS)
 # APLC settings taken from the encoder's merged matcher settings unless the aplc section sets them.
 _APLC_FROM_MATCHER = ("seed", "max_steps", "batch_size", "pooling", "device", "eval_batch_size", "dropout",
                       "max_grad_norm", "weight_decay", "log_every", "precision", "grad_accum", "checkpoint_every")

@@ -36,10 +36,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from xmc.metrics import csr_row_top_k, sorted_row_ranks
+from xmc.vocabulary import ENSEMBLE_METHODS
 
 __all__ = ["ENSEMBLE_METHODS", "common_scale", "ensemble"]
 
-ENSEMBLE_METHODS = ("average", "rank_average", "round_robin", "softmax_average", "sigmoid_average")
 _SCORE_METHODS = ("average", "softmax_average", "sigmoid_average")  # transform each score, then average
 
 

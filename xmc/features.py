@@ -14,8 +14,7 @@ from xmc.char_tfidf import CharNgramTfidf
 from xmc.indexing import l2_normalize_rows as normalize  # not sklearn's: its import is 0.8 s of every ranker job
 from xmc.params import FromDict
 
-
-ANALYZERS = ("word", "char_wb", "char")
+from xmc.vocabulary import ANALYZERS
 
 
 @dataclass

@@ -71,15 +71,16 @@ def text_embedding(texts: Sequence[str], encoder_dir: str, max_length: int = 32,
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from xmc.training import PRECISIONS, autocast, int8_linear_layers
+    from xmc.training import autocast, int8_linear_layers
+    from xmc.vocabulary import PREDICT_PRECISIONS
 
     if isinstance(texts, str):
         raise ValueError("texts must be a sequence of strings, got a single string")
     texts = list(texts)
     if not texts:
         raise ValueError("texts is empty; expected one text per label")
-    if precision not in (*PRECISIONS, "int8"):
-        raise ValueError(f"precision must be one of {(*PRECISIONS, 'int8')}, got {precision!r}")
+    if precision not in PREDICT_PRECISIONS:
+        raise ValueError(f"precision must be one of {PREDICT_PRECISIONS}, got {precision!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if precision == "int8" and device != "cpu":

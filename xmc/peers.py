@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from xmc.vocabulary import PEERS as SYSTEMS
+
 __all__ = ["SYSTEMS", "PACKAGES", "COST_COLUMNS", "check_available", "set_job_environment", "train", "predict",
            "merge_costs", "write_svmlight_labels"]
 
-SYSTEMS = ("xr-linear", "omikuji")
 COST_COLUMNS = ("train_s", "predict_s", "peak_mem_mib")  # the peers' extra results-table columns
 # system -> (module to import, what to install, the extra or environment that gives it)
 PACKAGES = {

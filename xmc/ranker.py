@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from xmc.indexing import cluster_targets, sparse_pattern
 from xmc.linear import fit_ova_blocks, load_weights, save_weights
 from xmc.metrics import csr_row_top_k
+from xmc.vocabulary import COMBINE as COMBINE_METHODS, NEGATIVES
 
 __all__ = [
     "COMBINE_METHODS",
@@ -34,11 +35,9 @@ __all__ = [
 
 log = logging.getLogger("xmc.ranker")
 
-COMBINE_METHODS = ("noop", "sigmoid", "l2-hinge", "l3-hinge")
 # Random negatives given to a cluster whose candidates hold none for some label (at least this
 # many, or as many as it has candidates).
 MIN_NEGATIVES = 16
-NEGATIVES = ("tfn", "man", "tfn+man")
 
 
 def combine_scores(g, h, method: str):

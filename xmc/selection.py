@@ -17,10 +17,10 @@ import scipy.sparse as sp
 
 from xmc.ensemble import ENSEMBLE_METHODS, ensemble
 from xmc.metrics import precision_recall_at_k
+from xmc.vocabulary import AUTO
 
 __all__ = ["AUTO", "EXHAUSTIVE_MAX", "select_ensemble"]
 
-AUTO = "auto"
 #: Up to this many candidates every subset is tried (2^6 - 1 = 63 subsets x 5 rules); beyond, greedy.
 EXHAUSTIVE_MAX = 6
 _KEY = ("P@1", "P@3", "P@5")

@@ -31,12 +31,12 @@ import torch
 from tqdm.auto import tqdm
 
 from xmc.io import atomic_path
+from xmc.vocabulary import PRECISIONS
 
 __all__ = ["PRECISIONS", "autocast", "resolve_precision", "cpu_has_native_bf16", "int8_linear_layers", "trim_padding",
            "length_sorted_batches", "check_tokens", "EpochBatches", "distributed_context", "start_distributed",
            "data_parallel", "rank_chunks", "data_digest", "LoopSettings", "Checkpoints", "train_loop"]
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CHECKPOINT_FILE = "checkpoint.pt"
 

@@ -31,17 +31,16 @@ from tqdm.auto import tqdm
 from xmc.encoders import encoder_family
 from xmc.io import atomic_path
 from xmc.params import FromDict
-from xmc.training import (PRECISIONS, Checkpoints, EpochBatches, LoopSettings, autocast, int8_linear_layers,
+from xmc.training import (Checkpoints, EpochBatches, LoopSettings, autocast, int8_linear_layers,
                           check_tokens, data_digest, data_parallel, length_sorted_batches, start_distributed,
                           train_loop)
+from xmc.vocabulary import POOLINGS, PRECISIONS, PREDICT_PRECISIONS
 
-POOLINGS = ("auto", "cls", "mean", "last")
 HEAD_FILE, META_FILE, TREE_FILE = "head.pt", "matcher.json", "tree_heads.pt"
 # Settings that change neither the trained weights nor the loss history: a checkpoint written under
 # other values of these is still a valid start.
 _NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every", "eval_batch_size", "top_b",
                        "gradient_checkpointing", "predict_precision")
-PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8: dynamic quantisation of the encoder, CPU only
 
 
 def squared_hinge_loss(scores: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
