@@ -240,6 +240,20 @@ def test_unreadable_checkpoint_is_ignored_and_stale_temporaries_go(tmp_path):
     assert not (tmp_path / ".checkpoint.x1.tmp.pt").exists()
 
 
+def _sigterm_after(proc, marker: str) -> str:
+    """SIGTERM ``proc`` once its stderr shows ``marker``; its failed exit checked, the rest of stderr."""
+    try:
+        for line in proc.stderr:
+            if marker in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) != 0
+    finally:
+        proc.kill()
+    return err
+
+
 @pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(files, tmp_path):
     """A time limit (SLURM's SIGTERM, or USR1 before it): training writes a checkpoint at the end of
@@ -251,17 +265,8 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_from_it(files, tmp_pa
     args = arguments(encoder, root / "tokens.npz", root / "Y.npz", root / "C.npz", params, tmp_path / "model",
                      checkpoint_dir=ckpt)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "xmc.matcher.launch", *args], env=env, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        for line in proc.stderr:
-            if re.search(r"step 5/400", line):
-                break
-        proc.send_signal(signal.SIGTERM)
-        err = proc.stderr.read()
-        assert proc.wait(timeout=120) != 0
-    finally:
-        proc.kill()
+    err = _sigterm_after(subprocess.Popen([sys.executable, "-m", "xmc.matcher.launch", *args], env=env,
+                                          stderr=subprocess.PIPE, text=True), "step 5/400")
     stopped = re.search(r"stopped by SIGTERM at step (\d+)/400; checkpoint written", err)
     assert stopped, err[-2000:]
     step = int(stopped.group(1))
@@ -299,16 +304,8 @@ def test_sigterm_to_torchrun_stops_both_ranks_at_one_step_with_a_checkpoint(file
     args = arguments(encoder, root / "tokens.npz", root / "Y.npz", root / "C.npz", params, tmp_path / "model",
                      checkpoint_dir=tmp_path / "checkpoint")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.Popen(torchrun_command(2, args), env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stderr:
-            if "step 5/300" in line:
-                break
-        proc.send_signal(signal.SIGTERM)
-        err = proc.stderr.read()
-        assert proc.wait(timeout=120) != 0
-    finally:
-        proc.kill()
+    err = _sigterm_after(subprocess.Popen(torchrun_command(2, args), env=env, stderr=subprocess.PIPE, text=True),
+                         "step 5/300")
     steps = set(re.findall(r"stopped by SIGTERM at step (\d+)/300; checkpoint written", err))
     assert len(steps) == 1, err[-3000:]  # both ranks, one step
     done = subprocess.run(torchrun_command(2, args), env=env, capture_output=True, text=True, timeout=600)

@@ -84,24 +84,20 @@ def load_vectorizer(path):
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"{path}: unsupported dtype {meta['dtype']!r}")
     vocabulary = {t: i for i, t in enumerate(terms)}
-    if meta["class"] == "CharNgramTfidf":
-        unknown = set(options) - set(_CHAR_OPTIONS)
-        if unknown:
-            raise ValueError(f"{path}: unknown options {sorted(unknown)}")
-        vectorizer = CharNgramTfidf(**options, dtype=dtype)
-        vectorizer.vocabulary_ = vocabulary
+    classes = {"CharNgramTfidf": (CharNgramTfidf, _CHAR_OPTIONS), "TfidfVectorizer": (TfidfVectorizer, _SKLEARN_OPTIONS)}
+    if meta["class"] not in classes:
+        raise ValueError(f"{path}: unknown vectorizer class {meta['class']!r}")
+    cls, allowed = classes[meta["class"]]
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise ValueError(f"{path}: unknown options {sorted(unknown)}")
+    vectorizer = cls(**options, dtype=dtype)
+    vectorizer.vocabulary_ = vocabulary
+    vectorizer.idf_ = idf
+    if cls is CharNgramTfidf:
         vectorizer._tfidf = TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True,
                                              sublinear_tf=vectorizer.sublinear_tf)
         vectorizer._tfidf.idf_ = idf
-        vectorizer.idf_ = idf
-    elif meta["class"] == "TfidfVectorizer":
-        unknown = set(options) - set(_SKLEARN_OPTIONS)
-        if unknown:
-            raise ValueError(f"{path}: unknown options {sorted(unknown)}")
-        vectorizer = TfidfVectorizer(**options, dtype=dtype)
-        vectorizer.vocabulary_ = vocabulary
-        vectorizer.fixed_vocabulary_ = False
-        vectorizer.idf_ = idf
     else:
-        raise ValueError(f"{path}: unknown vectorizer class {meta['class']!r}")
+        vectorizer.fixed_vocabulary_ = False
     return vectorizer
