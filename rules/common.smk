@@ -308,6 +308,11 @@ def model_shortlist(wildcards):
     return xmc_plan.shortlist_files(CFG, R, wildcards.dataset, wildcards.model, wildcards.split)
 
 
+def model_member_descriptions(wildcards):
+    """An auto ensemble's candidates' results-table columns (evaluate joins those of its pick)."""
+    return xmc_plan.member_descriptions(CFG, wildcards.model)
+
+
 def model_costs(wildcards):
     """A peer's training and prediction times and peak memory (its results-table columns)."""
     return xmc_plan.model_costs(CFG, R, wildcards.dataset, wildcards.model, wildcards.split)

@@ -15,6 +15,7 @@ rule evaluate:
         split=EVAL_SPLITS,
     params:
         description=model_description,
+        members=model_member_descriptions,
         code=code_version("evaluate.py"),
     conda:
         "../environment.yml"

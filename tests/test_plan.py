@@ -98,6 +98,13 @@ def test_model_description_of_a_model_and_of_an_ensemble():
     ens = plan.model_description(c, "x-transformer")
     assert ens["indexer"] == "pifa-tfidf+text-emb+pifa-neural" and ens["matcher"] == "minilm"
     assert ens["ensemble"] == "auto"
+    # an auto ensemble's row is joined from the candidates its pick keeps
+    candidates = plan.member_descriptions(c, "x-transformer")
+    assert list(candidates) == xc.ensemble_members(c, "x-transformer")
+    two = plan.join_descriptions([candidates[m] for m in list(candidates)[1:]], "auto: average of 2")
+    assert two["indexer"] == "text-emb+pifa-neural" and two["ensemble"] == "auto: average of 2"
+    assert two["combine"] == "l3-hinge" and two["matcher"] == "minilm"
+    assert plan.member_descriptions(c, "pifa-tfidf.linear.tfidf.tfn+man.noop") == {}
 
 
 def test_bundles_skip_what_a_bundle_cannot_hold():

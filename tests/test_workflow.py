@@ -130,6 +130,8 @@ def test_end_to_end_results_table(tiny_run):
     assert valid.loc["pick", "P@1"] >= valid.loc[config["ensembles"]["pick"]["models"], "P@1"].max()
     assert set(table.loc[table.model == "pick", "ensemble"]) == {
         f"auto: {pick['method']} of {len(pick['members'])}"}
+    picked = valid.loc[pick["members"], "indexer"]  # the row's columns are those of the members kept
+    assert set(table.loc[table.model == "pick", "indexer"]) == {"+".join(dict.fromkeys(v for v in picked if v))}
     # the held-out validation split: 10% of the training texts, none of them trains
     prepared = work / "results" / "tiny" / "prepared"
     train, valid_texts = read_lines(prepared / "train.txt"), read_lines(prepared / "valid.txt")

@@ -83,17 +83,30 @@ def model_description(cfg: dict, name: str) -> dict[str, str]:
     """Columns of the results table for one model or ensemble (an ensemble joins its members'
     distinct values with '+')."""
     if name in cfg["ensembles"]:
-        members = [xmc_config.describe_model(cfg, m) for m in xmc_config.ensemble_members(cfg, name)]
-
-        def join(attr):
-            return "+".join(dict.fromkeys(v for m in members if (v := getattr(m, attr))))
-
-        return {"indexer": join("indexer"), "matcher": join("matcher"), "ranker_input": join("input"),
-                "negatives": join("negatives"), "combine": join("combine"),
-                "ensemble": cfg["ensembles"][name]["method"]}
+        members = [model_description(cfg, m) for m in xmc_config.ensemble_members(cfg, name)]
+        return join_descriptions(members, cfg["ensembles"][name]["method"])
     m = xmc_config.describe_model(cfg, name)
     return {"indexer": m.indexer, "matcher": m.matcher, "ranker_input": m.input,
             "negatives": m.negatives, "combine": m.combine, "ensemble": ""}
+
+
+def join_descriptions(members: list[dict], method: str) -> dict[str, str]:
+    """An ensemble's columns from its members' (:func:`model_description`): each column's distinct
+    values joined with '+', and the rule in ``ensemble``."""
+    def join(key):
+        return "+".join(dict.fromkeys(v for m in members if (v := m[key])))
+
+    return {**{key: join(key) for key in ("indexer", "matcher", "ranker_input", "negatives", "combine")},
+            "ensemble": method}
+
+
+def member_descriptions(cfg: dict, name: str) -> dict[str, dict]:
+    """An auto ensemble's candidates -> their columns (the pick's row is joined from those it
+    keeps); empty for any other model."""
+    spec = cfg["ensembles"].get(name)
+    if spec is None or spec["method"] != "auto":
+        return {}
+    return {m: model_description(cfg, m) for m in xmc_config.ensemble_members(cfg, name)}
 
 
 def shortlist_files(cfg: dict, root: str, dataset: str, name: str, split: str) -> list[str]:
