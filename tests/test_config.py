@@ -355,6 +355,16 @@ def test_dataset_names_the_run_uses_under_results_are_refused(name):
         xc.resolve(cfg)
 
 
+def test_the_reserved_names_are_the_folders_the_rules_write_under_results():
+    """Every folder a rule writes directly under results/ (not under a dataset) is refused as a
+    dataset name, so a new such folder cannot be forgotten."""
+    import re
+
+    text = "".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
+    folders = set(re.findall(r'f"\{R\}/([a-z_-]+)/', text))
+    assert folders == set(xc.RESERVED_DATASET_NAMES)
+
+
 def test_max_length_beyond_the_models_positions_fails_at_start_up(tiny_encoder):
     cfg = xc.resolve(copy.deepcopy(DEFAULT))
     xc.check_encoders(cfg)  # MiniLM: 512 positions

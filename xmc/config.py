@@ -63,7 +63,7 @@ _APLC_FROM_MATCHER = ("seed", "max_steps", "batch_size", "pooling", "device", "e
 
 # Folders the run itself writes directly under results/ (rules/*.smk: {R}/logs/..., {R}/tables/...):
 # a dataset of that name would mix its files with them.
-RESERVED_DATASET_NAMES = ("logs", "tables", "figures", "benchmarks")
+RESERVED_DATASET_NAMES = ("logs", "tables", "figures", "benchmarks", "encoders")
 
 
 class ConfigError(ValueError):
