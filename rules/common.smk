@@ -19,7 +19,6 @@ from xmc import jobenv as xmc_jobenv
 from xmc import paper as xmc_paper
 from xmc import peers as xmc_peers
 from xmc import plan as xmc_plan
-from xmc import selection as xmc_selection
 from xmc.data import download as xmc_download
 
 R = "results"
@@ -271,23 +270,19 @@ def ranker_params():
 
 # ---- ensembles -----------------------------------------------------------------------------
 def ensemble_inputs(wildcards):
-    return [f"{R}/{wildcards.dataset}/predictions/{wildcards.split}/{m}.npz"
-            for m in xmc_config.ensemble_members(CFG, wildcards.ensemble)]
+    return xmc_plan.member_predictions(CFG, R, wildcards.dataset, wildcards.ensemble, wildcards.split)
 
 
 def ensemble_candidate_predictions(wildcards):
     """An auto ensemble's candidates, on the validation split only."""
-    return [f"{R}/{wildcards.dataset}/predictions/valid/{m}.npz"
-            for m in xmc_config.ensemble_members(CFG, wildcards.ensemble)]
+    return xmc_plan.member_predictions(CFG, R, wildcards.dataset, wildcards.ensemble, "valid")
 
 
 def ensemble_selection_files(wildcards):
     """The pick of an auto ensemble (rule select_ensemble); nothing for another model."""
     name = getattr(wildcards, "ensemble", None) or wildcards.model
-    spec = CFG["ensembles"].get(name)
-    if spec is None or spec["method"] != xmc_selection.AUTO:
-        return []
-    return [f"{R}/{wildcards.dataset}/selection/{name}.json"]
+    selection = xmc_plan.selection_file(CFG, R, wildcards.dataset, name)
+    return [selection] if selection else []
 
 
 def ensemble_method(wildcards):

@@ -1,5 +1,6 @@
 import torch
 
+from xmc.data.dataset import SPLITS
 from xmc.devices import assign_gpus
 from xmc.hub import resolve_cached
 from xmc.io import read_lines, save_npy
@@ -11,7 +12,7 @@ log.info("precision %s", snakemake.params.precision)
 torch.set_num_threads(snakemake.threads)
 encoder = resolve_cached(snakemake.params.model)
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
-    for split in ("train", "valid", "test"):
+    for split in SPLITS:
         emb = text_embedding(read_lines(snakemake.input[split]), encoder, max_length=snakemake.params.max_length,
                              batch_size=snakemake.params.batch_size, device="auto",
                              precision=snakemake.params.precision)

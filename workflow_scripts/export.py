@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from xmc.bundle import export_bundle, export_ensemble
 from xmc.io import load_json
 from xmc.runlog import finish, start
@@ -11,7 +13,7 @@ if s["kind"] == "ensemble":
     if "selection" in inp.keys():  # method auto: the rule and members picked on validation
         pick = load_json(inp.selection)
         method = pick["method"]
-        members = [path for path in members if path.rstrip("/").rsplit("/", 1)[-1] in pick["members"]]
+        members = [path for path in members if Path(path).name in pick["members"]]
     export_ensemble(snakemake.output[0], members=members, method=method, **common)
 else:
     export_bundle(snakemake.output[0], vectorizer=inp.vectorizer, assignment=inp.assignment, matcher=inp.matcher,

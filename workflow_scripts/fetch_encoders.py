@@ -1,14 +1,11 @@
-import json
-
 from xmc.hub import hub_ids, prefetch
-from xmc.io import atomic_path
+from xmc.io import save_json
 from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "fetch_encoders")
 ids = hub_ids(snakemake.params.models)
 log.info("hub encoders: %s (local folders and packaged models need nothing)", ", ".join(ids) or "none")
 folders = prefetch(ids, log.info)
-with atomic_path(snakemake.output[0]) as tmp:
-    tmp.write_text(json.dumps(folders, indent=1) + "\n")
+save_json(snakemake.output[0], folders)
 
 finish()

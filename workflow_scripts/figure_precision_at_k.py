@@ -5,7 +5,7 @@ from xmc.tables import keep_test_split, results_table
 
 log = start(snakemake.log[0], "figure_precision_at_k")
 params = snakemake.params
-# the test split only (results_table keeps no split column, so filter first)
+# the figure shows the test split only
 metrics = results_table(keep_test_split([load_json(path) for path in snakemake.input]))
 fig = precision_at_k_figure(metrics, labels=params.labels, groups=params.groups, marks=params.marks,
                             title=f"{snakemake.wildcards.dataset}: P@1, P@3, P@5 per model, test split "

@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xmc.data.dataset import SPLITS
 from xmc.devices import assign_gpus
 from xmc.io import save_csr, save_npy
 from xmc.matcher.transformer import TransformerMatcher
@@ -15,7 +16,7 @@ with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
     matcher = TransformerMatcher.load(snakemake.input.model, device=snakemake.params.matcher.get("device", "auto"))
     batch_size = snakemake.params.matcher.get("eval_batch_size", 64)
     model_stamp = file_stamp(snakemake.input.model)
-    for split in ("train", "valid", "test"):
+    for split in SPLITS:
         tokens = np.load(snakemake.input[f"tokens_{split}"])
         # In resumable chunks: a job killed at its time limit keeps the chunks it finished.
         topb, emb = matcher_predictions(

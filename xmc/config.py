@@ -305,7 +305,6 @@ def model_positions(model_dir: str) -> int | None:
     config.json, less RoBERTa's offset), read without loading the weights; None when unbounded
     (XLNet: relative positions) or unknown (a hub id)."""
     import json
-    from pathlib import Path
 
     config_file = Path(model_dir) / "config.json"
     if not config_file.is_file():

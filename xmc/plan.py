@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from xmc import config as xmc_config
 from xmc.data.dataset import SPLITS
+from xmc.vocabulary import AUTO
 
 __all__ = ["feature_files", "matcher_dir", "ranker_input_files", "model_description", "model_costs", "bundles",
            "export_inputs", "export_settings"]
@@ -103,10 +104,24 @@ def join_descriptions(members: list[dict], method: str) -> dict[str, str]:
 def member_descriptions(cfg: dict, name: str) -> dict[str, dict]:
     """An auto ensemble's candidates -> their columns (the pick's row is joined from those it
     keeps); empty for any other model."""
-    spec = cfg["ensembles"].get(name)
-    if spec is None or spec["method"] != "auto":
+    if not _is_auto(cfg, name):
         return {}
     return {m: model_description(cfg, m) for m in xmc_config.ensemble_members(cfg, name)}
+
+
+def selection_file(cfg: dict, root: str, dataset: str, name: str) -> str | None:
+    """The pick of an ``auto`` ensemble on the validation split (rule select_ensemble); None for
+    any other model or ensemble."""
+    return f"{root}/{dataset}/selection/{name}.json" if _is_auto(cfg, name) else None
+
+
+def _is_auto(cfg: dict, name: str) -> bool:
+    return cfg["ensembles"].get(name, {}).get("method") == AUTO
+
+
+def member_predictions(cfg: dict, root: str, dataset: str, name: str, split: str) -> list[str]:
+    """The predictions of ensemble ``name``'s members (an auto ensemble's candidates) on ``split``."""
+    return [f"{root}/{dataset}/predictions/{split}/{m}.npz" for m in xmc_config.ensemble_members(cfg, name)]
 
 
 def shortlist_files(cfg: dict, root: str, dataset: str, name: str, split: str) -> list[str]:
@@ -156,8 +171,9 @@ def export_inputs(cfg: dict, root: str, dataset: str, name: str) -> dict:
              "metrics": f"{root}/{dataset}/metrics/test/{name}.json"}
     if name in cfg["ensembles"]:
         files["members"] = [f"{root}/{dataset}/models/{m}" for m in xmc_config.ensemble_members(cfg, name)]
-        if cfg["ensembles"][name]["method"] == "auto":  # the rule and members picked on validation
-            files["selection"] = f"{root}/{dataset}/selection/{name}.json"
+        selection = selection_file(cfg, root, dataset, name)
+        if selection:  # method auto: the rule and members picked on validation
+            files["selection"] = selection
         return files
     m = xmc_config.Model.parse(name)
     base = f"{root}/{dataset}/matcher/{m.indexer}/{m.matcher}"
