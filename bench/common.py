@@ -82,9 +82,25 @@ def absolute_sources(config: dict) -> dict:
     """``config`` with its datasets' relative ``source`` paths made absolute (they are relative to the
     project root; a bench runs Snakemake in another working folder)."""
     for ds in config["datasets"].values():
-        if not Path(ds["source"]).is_absolute():
+        if "://" not in ds["source"] and not Path(ds["source"]).is_absolute():
             ds["source"] = str((ROOT / ds["source"]).resolve())
     return config
+
+
+def merged_config(configfile, *overrides) -> dict:
+    """``configfile`` with each override file merged over it, as Snakemake merges several
+    ``--configfile``s (mappings key by key, anything else replaced): e.g. a local copy of the data."""
+    import yaml
+
+    def merge(base, over):
+        if isinstance(base, dict) and isinstance(over, dict):
+            return {**base, **{k: merge(base.get(k), v) for k, v in over.items()}}
+        return over
+
+    config = yaml.safe_load(Path(configfile).read_text())
+    for path in overrides:
+        config = merge(config, yaml.safe_load(Path(path).read_text()) or {})
+    return absolute_sources(config)
 
 
 def hardlinked_copy(src: Path, dst: Path) -> None:

@@ -217,6 +217,15 @@ def matcher_train_params(wildcards):
     return {k: v for k, v in matcher_params(wildcards).items() if k != "predict_precision"}
 
 
+def matcher_init_embeddings(wildcards):
+    """head_init's input: phi_pre of the training documents, which is the pretrained encoder's pooled
+    embedding when the matcher pools by mean (else training embeds the documents itself)."""
+    params = matcher_params(wildcards)
+    if params.get("head_init", "random") == "random" or params.get("pooling") != "mean":
+        return {}
+    return {"init_emb": f"{R}/{wildcards.dataset}/pretrained/{wildcards.encoder}/emb.train.npy"}
+
+
 def matcher_top_b(wildcards):
     return matcher_params(wildcards)["top_b"]
 

@@ -9,6 +9,7 @@ rule train_matcher:
     output, so it survives a killed job); a rerun resumes from it, and it is removed on success.
     """
     input:
+        unpack(matcher_init_embeddings),
         tokens=f"{R}/{{dataset}}/tokens/{{encoder}}/train.npz",
         Y=f"{R}/{{dataset}}/prepared/Y.train.npz",
         C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",

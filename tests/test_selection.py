@@ -129,3 +129,26 @@ def test_a_shipped_validation_split_is_kept_and_subsampled():
     assert ds.hold_out_validation(0.5) is ds
     sub = ds.subsample(n_valid=1, seed=0)
     assert len(sub.valid_texts) == 1 and len(sub.train_texts) == 3
+
+
+def test_subsample_test_from_valid_never_reads_the_shipped_test_split():
+    valid = [f"valid doc {i}" for i in range(10)]
+    ds = Dataset.from_label_lists(["a b", "c d", "e f"], [["x"], ["y"], ["x"]],
+                                  ["secret test one", "secret test two"], [["y"], ["t"]],
+                                  valid_texts=valid, valid_labels=[["x"] if i % 2 else ["z"] for i in range(10)])
+    sub = ds.subsample(n_valid=4, n_test=3, seed=1, test_from="valid")
+    assert len(sub.test_texts) == 3 and len(sub.valid_texts) == 4 and len(sub.train_texts) == 3
+    assert set(sub.test_texts) <= set(valid) and set(sub.valid_texts) <= set(valid)
+    assert not set(sub.test_texts) & set(sub.valid_texts)  # disjoint
+    assert "t" not in sub.label_names  # the shipped test split's own label is gone with it
+    assert sub.test_texts == ds.subsample(n_valid=4, n_test=3, seed=1, test_from="valid").test_texts
+    # from train: the rest of train stays train
+    sub = ds.subsample(n_test=1, test_from="train")
+    assert len(sub.train_texts) == 2 and set(sub.test_texts) <= {"a b", "c d", "e f"}
+    assert not set(sub.test_texts) & set(sub.train_texts)
+    with pytest.raises(ValueError, match="n_test"):
+        ds.subsample(test_from="valid")
+    with pytest.raises(ValueError, match="must be below"):
+        ds.subsample(n_test=10, test_from="valid")
+    with pytest.raises(ValueError, match="test_from"):
+        ds.subsample(n_test=1, test_from="dev")

@@ -23,6 +23,7 @@ def dry_run_inputs(tmp_path: Path) -> list[tuple[str, list[str]]]:
     config["xr_transformer"]["encoders"] = ["minilm"]
     config["aplc"]["encoders"] = ["minilm"]
     config["peers"] = {"systems": ["omikuji"]}
+    config["matcher"]["head_init"] = "probe"  # the head's fit reads phi_pre: of train only
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "--directory",
@@ -49,6 +50,10 @@ def test_training_reads_train_only_and_the_pick_reads_validation_only(tmp_path):
             assert not [f for f in inputs if SPLIT_FILE.search(f)], (rule, inputs)
         if rule == "select_ensemble":
             assert inputs and all("/predictions/valid/" in f or f.endswith("/Y.valid.npz") for f in inputs), inputs
+    # head_init: the matchers start from phi_pre of the training documents (the pretrained encoder pools by mean)
+    matcher_inputs = [inputs for rule, inputs in jobs if rule == "train_matcher"]
+    assert matcher_inputs and all(any(f.endswith("/pretrained/minilm/emb.train.npy") for f in inputs)
+                                  for inputs in matcher_inputs), matcher_inputs
     # every model and ensemble is scored on both splits
     evaluated = [i for rule, inputs in jobs if rule == "evaluate" for i in inputs if "/prepared/Y." in i]
     assert {f.rsplit("/", 1)[-1] for f in evaluated} == {"Y.valid.npz", "Y.test.npz"}

@@ -15,6 +15,7 @@ inp = snakemake.input
 checkpoint_dir = Path(snakemake.output[0]).parent / "checkpoint"
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule) as gpus:
     train_and_save(len(gpus), resolve_cached(snakemake.params.model), inp.tokens, inp.Y, inp.C,
-                   snakemake.params.matcher, snakemake.output[0], checkpoint_dir, log.info)
+                   snakemake.params.matcher, snakemake.output[0], checkpoint_dir, log.info,
+                   init_emb=inp.get("init_emb"))
 
 finish()

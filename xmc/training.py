@@ -93,6 +93,24 @@ def check_tokens(input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]
             torch.from_numpy(attention_mask.astype(np.int64)))
 
 
+def shorten_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's first ``length - 1`` attended tokens and its last attended one (the family's
+    closing special token: BERT's [SEP], XLNet's <cls>), right-padded to (N, length); rows already
+    that short are kept whole."""
+    ids, mask = input_ids.numpy(), attention_mask.numpy().astype(bool)
+    out_ids = np.zeros((ids.shape[0], length), dtype=ids.dtype)
+    out_mask = np.zeros((ids.shape[0], length), dtype=attention_mask.numpy().dtype)
+    pad = int(ids[~mask][0]) if (~mask).any() else 0
+    out_ids[:] = pad
+    for i in range(ids.shape[0]):
+        kept = ids[i][mask[i]]
+        if len(kept) > length:
+            kept = np.concatenate([kept[:length - 1], kept[-1:]])
+        out_ids[i, :len(kept)] = kept
+        out_mask[i, :len(kept)] = 1
+    return torch.from_numpy(out_ids), torch.from_numpy(out_mask)
+
+
 def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch without the columns that are padding in every row (right padding: the tail; XLNet's
     left padding: the head), so the encoder does not attend over them; outputs are unchanged."""

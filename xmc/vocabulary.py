@@ -31,6 +31,8 @@ POOLINGS = ("auto", "cls", "mean", "last")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 # Prediction precision: the training ones, or int8 (the encoder dynamically quantised, CPU only).
 PREDICT_PRECISIONS = (*PRECISIONS, "int8")
+# where the matcher's cluster head starts (xmc.matcher.head_init)
+HEAD_INITS = ("random", "probe", "centroids")
 # The peers, rows of the same tables (xmc.peers): PECOS XR-Linear and omikuji's Parabel.
 PEERS = ("xr-linear", "omikuji")
 # The paper's encoders, played by encoders of the config (`paper.roles`, Table 5's ids).

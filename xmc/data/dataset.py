@@ -184,13 +184,18 @@ class Dataset:
         return self
 
     def subsample(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
-                  n_valid: int | None = None) -> "Dataset":
+                  n_valid: int | None = None, test_from: str = "test") -> "Dataset":
         """A seeded random subset of ``n_train`` train, ``n_valid`` validation and ``n_test`` test
         instances (None: all), in their original order; labels with no positive instance left in
         any split are dropped.
 
+        ``test_from`` "valid" or "train" never reads the shipped test split: the subset's test
+        instances are drawn from that split instead, disjoint from the ones it keeps (a study that
+        tunes settings scores its "test" on documents the final run's test never contains).
         Returns a new Dataset (self is unchanged).
         """
+        if test_from not in SPLITS:
+            raise ValueError(f"subsample test_from: expected one of {SPLITS}, got {test_from!r}")
         rng = np.random.default_rng(seed)
 
         def pick(n, total, split):
@@ -200,11 +205,34 @@ class Dataset:
                 raise ValueError(f"subsample n_{split}: expected a positive integer, got {n!r}")
             return np.sort(rng.choice(total, size=n, replace=False))
 
+        if test_from != "test":
+            return self._test_from(test_from, {"train": n_train, "valid": n_valid, "test": n_test}, pick)
         # Drawn in this order so that a dataset without a validation split subsamples as before.
         rows = {"train": pick(n_train, len(self.train_texts), "train"),
                 "test": pick(n_test, len(self.test_texts), "test"),
                 "valid": pick(n_valid, len(self.valid_texts), "valid")}
         return self._take(rows)
+
+    def _test_from(self, source: str, n: dict, pick) -> "Dataset":
+        """subsample's test_from: the shipped test split is dropped and ``n["test"]`` instances of
+        ``source`` become the test split; the rest of ``source`` is subsampled as usual."""
+        texts, Y = self.split(source)
+        total = len(texts)
+        if n["test"] is None:
+            raise ValueError(f"subsample test_from {source}: give n_test (how many {source} documents become test)")
+        if n["test"] >= total:
+            raise ValueError(f"subsample test_from {source}: n_test ({n['test']}) must be below the "
+                             f"{total} {source} documents, which must keep some for {source}")
+        test = pick(n["test"], total, "test")
+        rest = np.setdiff1d(np.arange(total), test)
+        kept = rest[pick(n[source], len(rest), source)]
+        other = "valid" if source == "train" else "train"
+        parts = {source: kept, "test": test, other: pick(n[other], len(self.split(other)[0]), other)}
+        # test rows are read from `source`: build the split from there, then take rows per split
+        moved = Dataset(train_texts=list(self.train_texts), valid_texts=list(self.valid_texts),
+                        test_texts=list(texts), Y_train=self.Y_train, Y_valid=self.Y_valid,
+                        Y_test=sp.csr_matrix(Y), label_names=self.label_names, label_texts=self.label_texts)
+        return moved._take(parts)
 
     def _take(self, rows: dict[str, np.ndarray]) -> "Dataset":
         """The dataset of the given rows of each split, without labels no split uses any more."""

@@ -67,9 +67,10 @@ def _job_gone() -> bool:
 
 
 def train_from_files(encoder_dir, tokens, Y, C, params: dict, checkpoint_dir=None, log=None,
-                     system: str = "matcher", xr: dict | None = None):
+                     system: str = "matcher", xr: dict | None = None, init_emb=None):
     """Read tokens (npz with input_ids, attention_mask), Y (N, L) and C (L, K; unused by APLC) and
-    train ``system``. Returns the trained model (it has ``save(folder)``)."""
+    train ``system``. ``init_emb``: a .npy of the pretrained pooled embeddings of the training
+    documents for the matcher's head_init. Returns the trained model (it has ``save(folder)``)."""
     from xmc.io import load_csr
 
     if system not in SYSTEMS:
@@ -98,7 +99,9 @@ def train_from_files(encoder_dir, tokens, Y, C, params: dict, checkpoint_dir=Non
         if log is not None:
             log(f"fine-tuning {encoder_dir} on {M.shape[0]} instances x {M.shape[1]} clusters "
                 f"(checkpoints in {checkpoint_dir}): {p}")
-        return TransformerMatcher.train(encoder_dir, ids, mask, M, p, log=log, checkpoint_dir=checkpoint_dir)
+        E = np.load(init_emb, allow_pickle=False) if init_emb is not None and p.head_init != "random" else None
+        return TransformerMatcher.train(encoder_dir, ids, mask, M, p, log=log, checkpoint_dir=checkpoint_dir,
+                                        init_embeddings=E)
 
     from xmc.matcher.xr import XRParams, train_xr_matcher
 
@@ -127,16 +130,18 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--xr", default="{}", help="XRParams as a JSON object (xr)")
     ap.add_argument("--output", required=True, help="model folder to write")
     ap.add_argument("--checkpoint-dir", default=None)
+    ap.add_argument("--init-emb", default=None, help=".npy (N, hidden): pretrained embeddings for head_init")
     return ap
 
 
 def arguments(encoder_dir, tokens, Y, C, params: dict, output, checkpoint_dir=None, system: str = "matcher",
-              xr: dict | None = None) -> list[str]:
+              xr: dict | None = None, init_emb=None) -> list[str]:
     """The command-line arguments of :func:`main` for these inputs."""
     args = ["--system", system, "--encoder", str(encoder_dir), "--tokens", str(tokens), "--Y", str(Y),
             "--params", json.dumps(params), "--output", str(output)]
     args += ["--C", str(C)] if C is not None else []
     args += ["--xr", json.dumps(xr)] if xr is not None else []
+    args += ["--init-emb", str(init_emb)] if init_emb is not None else []
     return args + (["--checkpoint-dir", str(checkpoint_dir)] if checkpoint_dir is not None else [])
 
 
@@ -150,12 +155,12 @@ def torchrun_command(nproc: int, args: list[str]) -> list[str]:
 
 
 def train_and_save(n_devices: int, encoder_dir, tokens, Y, C, params: dict, output, checkpoint_dir, log,
-                   system: str = "matcher", xr: dict | None = None) -> None:
+                   system: str = "matcher", xr: dict | None = None, init_emb=None) -> None:
     """Train and write ``output``: in this process on one device (or the CPU), else one torchrun
     process per device. The checkpoint folder goes once the model is written."""
     if n_devices > 1:  # data-parallel: one process per device, rank 0 writes the model
         cmd = torchrun_command(n_devices, arguments(encoder_dir, tokens, Y, C, params, output, checkpoint_dir,
-                                                    system, xr))
+                                                    system, xr, init_emb))
         log(f"launching {' '.join(cmd)}")
         sys.stderr.flush()
         # The whole tree goes with the job: torchrun gets SIGTERM when this process ends (even by
@@ -171,7 +176,7 @@ def train_and_save(n_devices: int, encoder_dir, tokens, Y, C, params: dict, outp
                              "see the rank logs above")
     else:
         train_from_files(encoder_dir, tokens, Y, C, params, checkpoint_dir, log=log, system=system,
-                         xr=xr).save(output)
+                         xr=xr, init_emb=init_emb).save(output)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
@@ -197,7 +202,8 @@ def main(argv=None) -> int:
     if a.system != "aplc" and a.C is None:
         raise SystemExit(f"--C is required for --system {a.system}")
     model = train_from_files(a.encoder, a.tokens, a.Y, a.C, decoded["params"], a.checkpoint_dir,
-                             log=logger.info if rank == 0 else None, system=a.system, xr=decoded["xr"])
+                             log=logger.info if rank == 0 else None, system=a.system, xr=decoded["xr"],
+                             init_emb=a.init_emb)
     if rank == 0:
         model.save(a.output)
     if world > 1 and dist.is_initialized():

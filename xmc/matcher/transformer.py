@@ -32,9 +32,9 @@ from xmc.encoders import encoder_family
 from xmc.io import atomic_path
 from xmc.params import FromDict
 from xmc.training import (Checkpoints, EpochBatches, LoopSettings, autocast, int8_linear_layers,
-                          check_tokens, data_digest, data_parallel, length_sorted_batches, start_distributed,
-                          train_loop)
-from xmc.vocabulary import POOLINGS, PRECISIONS, PREDICT_PRECISIONS
+                          check_tokens, data_digest, data_parallel, length_sorted_batches, shorten_tokens,
+                          start_distributed, train_loop)
+from xmc.vocabulary import HEAD_INITS, POOLINGS, PRECISIONS, PREDICT_PRECISIONS
 
 HEAD_FILE, META_FILE, TREE_FILE = "head.pt", "matcher.json", "tree_heads.pt"
 # Settings that change neither the trained weights nor the loss history: a checkpoint written under
@@ -106,6 +106,10 @@ class MatcherParams(FromDict):
     Under data-parallel training ``batch_size x grad_accum`` stays the total batch of a step.
     ``checkpoint_every`` (optimiser steps; 0: never) applies when :meth:`TransformerMatcher.train`
     is given a ``checkpoint_dir``.
+    ``head_init`` "probe" / "centroids" starts the cluster head from a closed-form fit on the
+    pretrained encoder's embeddings of the training documents (xmc.matcher.head_init; "random": the
+    paper's). ``train_max_length`` trains on each document's first tokens only (its closing special
+    token kept); prediction still reads the full tokens.
     """
 
     config_section = "matcher"
@@ -129,6 +133,8 @@ class MatcherParams(FromDict):
     predict_precision: str | None = None
     checkpoint_every: int = 100
     gradient_checkpointing: bool = False
+    head_init: str = "random"
+    train_max_length: int | None = None
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -167,6 +173,11 @@ class MatcherParams(FromDict):
                              f"max_steps ({self.max_steps})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"matcher dropout must be in [0, 1), got {self.dropout!r}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"matcher head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
+        if self.train_max_length is not None and (isinstance(self.train_max_length, bool) or not isinstance(
+                self.train_max_length, int) or self.train_max_length < 2):
+            raise ValueError(f"matcher train_max_length must be an integer >= 2 or null, got {self.train_max_length!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"matcher pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.precision not in PRECISIONS:
@@ -279,7 +290,8 @@ class TransformerMatcher:
 
     @classmethod
     def train(cls, encoder_dir: str, input_ids, attention_mask, M, params: MatcherParams | None = None,
-              log: Callable[[str], None] | None = None, checkpoint_dir=None) -> "TransformerMatcher":
+              log: Callable[[str], None] | None = None, checkpoint_dir=None,
+              init_embeddings=None) -> "TransformerMatcher":
         """Fine-tune ``encoder_dir`` with a new head on tokens (N, T) and 0/1 targets M (N, K).
 
         With ``checkpoint_dir``, every ``params.checkpoint_every`` optimiser steps the whole training
@@ -305,6 +317,11 @@ class TransformerMatcher:
         say = log or (lambda message: None)
         torch.manual_seed(p.seed)  # covers head init, any newly initialised encoder part, dropout
         net, family = build_net(encoder_dir, M.shape[1], p, device)
+        if p.head_init != "random":
+            init_head(net, p, ids, mask, M, init_embeddings, device, say)
+        if p.train_max_length is not None and p.train_max_length < ids.shape[1]:
+            ids, mask = shorten_tokens(ids, mask, p.train_max_length)
+            say(f"training on the first {p.train_max_length} tokens of each document (prediction reads all)")
         model = data_parallel(net, device, p.seed, rank, world)
         tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
         optimizer = make_optimizer(net, p, device)
@@ -480,6 +497,43 @@ def beam_scores(emb: torch.Tensor, tree, scores: torch.Tensor, beam: int, path: 
     if path:
         scores = 1.0 - torch.pow(_path_penalty(scores, penalty), 1.0 / 3.0)
     return scores.masked_fill(~allowed, float("-inf"))
+
+
+@torch.no_grad()
+def pooled_embeddings(net: MatcherNet, ids: torch.Tensor, mask: torch.Tensor, batch_size: int, precision: str,
+                      device: torch.device) -> np.ndarray:
+    """The network's pooled phi (N, hidden) in eval mode, float32 (the head init's input when the
+    workflow has no pretrained embeddings of the same pooling)."""
+    was_training = net.training
+    net.eval()
+    out = np.zeros((ids.shape[0], net.head.in_features), dtype=np.float32)
+    for sl, batch_ids, batch_mask in tqdm(length_sorted_batches(ids, mask, batch_size), total=-(-ids.shape[0] // batch_size),
+                                          desc="head init: embed", unit="batch", mininterval=1.0):
+        with autocast(device, precision):
+            _, pooled = net(batch_ids.to(device), batch_mask.to(device))
+        out[sl] = pooled.float().cpu().numpy()
+    net.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def init_head(net: MatcherNet, p: MatcherParams, ids, mask, M: sp.csr_matrix, embeddings, device, say) -> None:
+    """Set the head to ``p.head_init``'s closed-form fit (xmc.matcher.head_init) on the pretrained
+    embeddings of the training documents (``embeddings``, else computed with the network)."""
+    from xmc.matcher.head_init import fit_head, shortlist_recall_of_head
+
+    if embeddings is None:
+        say(f"head init {p.head_init}: embedding the {ids.shape[0]} training documents")
+        embeddings = pooled_embeddings(net, ids, mask, p.eval_batch_size, p.precision, device)
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if embeddings.shape != (ids.shape[0], net.head.in_features):
+        raise ValueError(f"head init: embeddings of shape {embeddings.shape}, expected "
+                         f"({ids.shape[0]}, {net.head.in_features}) = (training documents, the encoder's hidden size)")
+    W, b = fit_head(p.head_init, embeddings, M)
+    net.head.weight.copy_(torch.from_numpy(W))
+    net.head.bias.copy_(torch.from_numpy(b))
+    say(f"head init {p.head_init}: step 0 holds {shortlist_recall_of_head(embeddings, M, W, b, p.top_b):.1f}% "
+        f"of the training documents' positive clusters in its top-{p.top_b}")
 
 
 def make_optimizer(net, p: MatcherParams, device) -> torch.optim.AdamW:

@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Which matcher settings lift the transformer matcher's shortlist to the linear tree's, on
+validation documents only? Through the workflow: config/eurlex57k-levers.yaml (a subset of
+EURLEX57K's train and dev splits; its test split is never read) once per lever, each in its own
+folder made of hard links to the first lever's, so only the matcher and what follows rerun.
+
+    python -m bench.matcher_levers --override my-eurlex57k.yaml
+    python -m bench.matcher_levers --override my-eurlex57k.yaml --levers paper,probe,probe@800,probe@1600
+
+``my-eurlex57k.yaml`` names a local copy of the data (see config/eurlex57k.yaml), e.g.
+``datasets: {eurlex57k-levers: {source: /data/EURLEX57K.tar.gz, sha256: <digest>}}``.
+A lever is a name of LEVERS, optionally ``@steps`` (warm-up 10% of them): the steps curve.
+For each: the matcher's top-b label recall (the results table's ``shortlist_recall``) and its
+ranker's P@1 on the validation split, beside the linear tree's at the same b, and the matcher's
+training time. The figures of the subset's stand-in test split (dev documents too) are printed
+for reference; a choice reads the validation columns.
+"""
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from bench.common import ROOT, cpu, hardlinked_copy, merged_config, parser, read_results, snakemake_cmd, write_csv
+
+# matcher settings over config/eurlex57k-levers.yaml's; "paper": the paper's random head as configured
+LEVERS = {
+    "paper": {},
+    "probe": {"head_init": "probe"},
+    "probe-head-lr-1e-3": {"head_init": "probe", "head_learning_rate": 1.0e-3},
+    "centroids": {"head_init": "centroids"},
+    "probe-len64": {"head_init": "probe", "train_max_length": 64},
+    "len64": {"train_max_length": 64},
+}
+MATCHER_MODEL = "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
+LINEAR_MODEL = "pifa-tfidf.linear.tfidf.tfn+man.noop"
+
+
+def parse_lever(spec: str) -> tuple[str, int | None]:
+    name, _, steps = spec.partition("@")
+    if name not in LEVERS:
+        raise SystemExit(f"--levers: unknown lever {name!r}; known: {sorted(LEVERS)}")
+    if steps and not (steps.isdigit() and int(steps) > 0):
+        raise SystemExit(f"--levers: {spec!r}: steps after @ must be a positive integer")
+    return name, int(steps) if steps else None
+
+
+def config_for(base: dict, spec: str) -> dict:
+    name, steps = parse_lever(spec)
+    config = copy.deepcopy(base)  # key order kept: Snakemake compares params as written
+    matcher = {**config["matcher"], **LEVERS[name]}
+    if steps:
+        matcher.update(max_steps=steps, warmup_steps=max(1, steps // 10))
+    config["matcher"] = matcher
+    return config
+
+
+def run(work: Path, config: dict, cores: int) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    subprocess.run(snakemake_cmd(work, work / "config.yaml", "--cores", str(cores)), check=True)
+
+
+def row(work: Path, spec: str, config: dict) -> dict:
+    tables = work / "results" / "tables"
+    out = {"lever": spec, "steps": config["matcher"]["max_steps"]}
+    for split, tag in (("valid", "valid"), ("test", "held-out dev")):
+        results = read_results(tables, split).set_index("model")
+        for model, who in ((MATCHER_MODEL, "matcher"), (LINEAR_MODEL, "linear")):
+            out[f"{who} recall ({tag})"] = float(results.loc[model, "shortlist_recall"])
+            out[f"{who} P@1 ({tag})"] = float(results.loc[model, "P@1"])
+    timing = pd.read_csv(tables / "timing.csv")
+    out["train_matcher_s"] = float(timing.loc[timing["step"] == "train_matcher", "s"].sum())
+    return out
+
+
+def main(argv=None) -> None:
+    p = parser(__doc__, __spec__)
+    p.add_argument("--configfile", default=str(ROOT / "config" / "eurlex57k-levers.yaml"))
+    p.add_argument("--override", action="append", default=[], help="a config file merged over it (e.g. the data's local copy)")
+    p.add_argument("--levers", default="paper,probe,probe-head-lr-1e-3,centroids,probe-len64")
+    p.add_argument("--work", default="/tmp/xmc-matcher-levers", help="run folders (outside the checkout; removed with --clean)")
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--clean", action="store_true", help="remove the run folders at the end")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "matcher-levers-eurlex57k.csv"))
+    args = p.parse_args(argv)
+    specs = args.levers.split(",")
+    for spec in specs:
+        parse_lever(spec)
+    base = merged_config(args.configfile, *args.override)
+    work, rows, first = Path(args.work), [], None
+    for spec in specs:
+        folder = work / spec.replace("@", "-at-")
+        config = config_for(base, spec)
+        if first is not None and not (folder / "results").exists():
+            hardlinked_copy(first, folder)  # the shared stages (data, TF-IDF, clusters, linear tree) are done
+        run(folder, config, args.cores)
+        first = first or folder
+        rows.append(row(folder, spec, config))
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:,.2f}"), flush=True)
+    table = pd.DataFrame(rows)
+    print(f"{args.configfile}; CPU: {cpu()}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    write_csv(table, args.out, float_format="%.4g")
+    if args.clean:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
