@@ -60,7 +60,8 @@ def test_deterministic_and_seed_dependent():
     b = BalancedKMeans.train(Z, IndexerParams(n_clusters=8, seed=0))
     assert (a.C_ != b.C_).nnz == 0
     different = [
-        not np.array_equal(a.assignment_, BalancedKMeans.train(Z, IndexerParams(n_clusters=8, seed=s)).assignment_) for s in (1, 2, 3)
+        not np.array_equal(a.assignment_, BalancedKMeans.train(Z, IndexerParams(n_clusters=8, seed=s)).assignment_)
+        for s in (1, 2, 3)
     ]
     assert any(different)
 

@@ -37,7 +37,8 @@ from xmc.params import FromDict, check_positive_int
 from xmc.training import (PRECISIONS, Checkpoints, EpochBatches, LoopSettings, autocast, check_tokens, data_digest,
                           data_parallel, length_sorted_batches, start_distributed, train_loop)
 
-__all__ = ["APLCParams", "APLCPredParams", "partition_labels", "APLCLayer", "aplc_row_losses", "aplc_loss", "slanted_triangular", "APLC"]
+__all__ = ["APLCParams", "APLCPredParams", "partition_labels", "APLCLayer", "aplc_row_losses", "aplc_loss",
+           "slanted_triangular", "APLC"]
 
 META_FILE, HEAD_FILE = "aplc.json", "aplc.pt"
 # Settings that change neither the trained weights nor the loss history (see the matcher's).

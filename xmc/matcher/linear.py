@@ -274,8 +274,8 @@ class LinearMatcher:
         branching = int(meta["branching"]) if "branching" in meta else -1
         params = LinearMatcherParams(C=float(meta["C"]), threshold=float(meta["threshold"]),
                                      branching=None if branching < 0 else branching)
-        pred_params = LinearMatcherPredParams(top_b=int(meta["top_b"]),
-                                              **({"batch_size": int(meta["batch_size"])} if "batch_size" in meta else {}))
+        saved = {k: int(meta[k]) for k in ("top_b", "batch_size") if k in meta}  # batch_size: not in older files
+        pred_params = LinearMatcherPredParams(**saved)
         sizes = [int(s) for s in meta["level_sizes"]] if "level_sizes" in meta else [W.shape[0]]
         bounds = np.cumsum([0, *sizes])
         return cls([W[a:b] for a, b in zip(bounds[:-1], bounds[1:])], params, pred_params)

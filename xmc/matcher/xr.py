@@ -37,7 +37,7 @@ from xmc.params import FromDict
 from xmc.training import (Checkpoints, EpochBatches, check_tokens, data_digest, data_parallel, start_distributed,
                           train_loop)
 
-__all__ = ["XRParams", "XRTransformer", "default_levels", "grow_head", "level_assignment", "level_targets",
+__all__ = ["XRParams", "XRRun", "XRTransformer", "default_levels", "grow_head", "level_assignment", "level_targets",
            "matcher_aware_candidates", "online_candidates", "masked_row_hinge_losses", "masked_squared_hinge_loss",
            "split_steps", "train_level"]
 
@@ -193,7 +193,7 @@ def _fingerprint(p: MatcherParams, xr: XRParams, levels, steps, encoder_dir, ids
 
 
 @dataclass
-class _Run:
+class XRRun:
     """What every level of one XR-Transformer training shares."""
 
     ids: torch.Tensor
@@ -223,7 +223,7 @@ def grow_head(net, tree: list, level: int, parent_level: int, bootstrap: str, de
             net.head.bias.copy_(old.bias[parent])
 
 
-def train_level(run: _Run, net, tree: list, t: int, M: sp.csr_matrix, support: sp.csr_matrix | None,
+def train_level(run: XRRun, net, tree: list, t: int, M: sp.csr_matrix, support: sp.csr_matrix | None,
                 history: list, resume=None, extra=None) -> tuple[list, dict]:
     """Fine-tune ``net`` (encoder + the head of level t) for ``run.steps[t]`` optimiser steps on the
     masked squared hinge against the level's targets M (N, K_t). The loss support of a row: all
@@ -245,8 +245,8 @@ def train_level(run: _Run, net, tree: list, t: int, M: sp.csr_matrix, support: s
     batches = EpochBatches(ids.shape[0], p.batch_size, p.seed + t)
     online = t > 0 and xr.negatives == "online"
     if run.log is not None:
-        run.log(f"level {t + 1}/{len(run.levels)}: K_t = {level}, {n_steps} steps"
-                + ("" if support is None else f", {support.nnz / support.shape[0]:.1f} candidate clusters per instance"))
+        per_row = "" if support is None else f", {support.nnz / support.shape[0]:.1f} candidate clusters per instance"
+        run.log(f"level {t + 1}/{len(run.levels)}: K_t = {level}, {n_steps} steps{per_row}")
     start, counts = time.perf_counter(), [0, 0]  # candidates, rows
 
     def row_losses(model_, rows):
@@ -336,7 +336,7 @@ class XRTransformer:
                                                  torch.from_numpy(prev_top.indptr), list(prev_top.shape))
             return {"tree": [h.state_dict() for _, h in tree], "summary": summary, "prev_top": top}
 
-        run = _Run(ids, mask, p, xr, levels, steps, device, rank, world, checkpoints, log)
+        run = XRRun(ids, mask, p, xr, levels, steps, device, rank, world, checkpoints, log)
         for t in range(first, len(levels)):
             level = levels[t]
             M = level_targets(Y, assignment, n_clusters, level)
