@@ -3,6 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from xmc.indexing import BalancedKMeans, IndexerParams, default_n_clusters
+from xmc.io import save_csr
 
 
 def _clustered(n_per=25, n_groups=4, d=60, seed=0):
@@ -109,17 +110,21 @@ def test_bad_inputs():
 
 def test_params_from_config_and_save_load(tmp_path):
     """IndexerParams mirror the config's indexing section (n_clusters null: the depth rule); the
-    saved indexer is its C (load_csr reads it) plus its params."""
+    saved indexer is its C, written as save_csr writes any matrix."""
     assert IndexerParams.from_dict({"n_clusters": None, "max_iter": 5}) == IndexerParams(max_iter=5)
     with pytest.raises(ValueError, match="unknown parameter 'n_iter'"):
         IndexerParams.from_dict({"n_iter": 5})
     Z = sp.random(250, 30, density=0.2, random_state=0, format="csr")
-    km = BalancedKMeans.train(Z, IndexerParams(max_iter=5, seed=3))
+    params = IndexerParams(max_iter=5, seed=3)
+    km = BalancedKMeans.train(Z, params)
     assert km.C_.shape == (250, default_n_clusters(250))
     km.save(tmp_path / "C.npz")
-    again = BalancedKMeans.load(tmp_path / "C.npz")
-    assert again.params == IndexerParams(n_clusters=km.C_.shape[1], max_iter=5, seed=3)
+    save_csr(tmp_path / "plain.npz", km.C_)
+    assert (tmp_path / "C.npz").read_bytes() == (tmp_path / "plain.npz").read_bytes()
+    again = BalancedKMeans.load(tmp_path / "C.npz", params)
+    assert again.params is params
     np.testing.assert_array_equal(again.assignment_, km.assignment_)
-    from xmc.io import load_csr
-
-    assert (load_csr(tmp_path / "C.npz") != km.C_).nnz == 0
+    assert (again.C_ != km.C_).nnz == 0
+    save_csr(tmp_path / "two.npz", sp.csr_matrix(np.ones((3, 2), dtype=np.float32)))
+    with pytest.raises(ValueError, match="exactly one cluster"):
+        BalancedKMeans.load(tmp_path / "two.npz")

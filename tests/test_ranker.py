@@ -203,7 +203,7 @@ def test_save_load_roundtrip(tmp_path, fitted):
     ranker.save(path)
     r2 = Ranker.load(path)
     assert (r2.W_ != ranker.W_).nnz == 0
-    assert r2.params == ranker.params
+    assert r2.params == ranker.params and r2.n_jobs == ranker.n_jobs
     np.testing.assert_array_equal(r2.assignment_, ranker.assignment_)
     P1 = ranker.predict(X, Mp, combine="sigmoid")
     P2 = r2.predict(X, Mp, combine="sigmoid")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.io import load_weights, save_weights
+from xmc.io import load_csr, save_csr
 from xmc.parallel import check_n_jobs, thread_map
 from xmc.params import FromDict
 
@@ -162,14 +162,17 @@ class BalancedKMeans:
         )
 
     def save(self, path) -> None:
-        """npz of ``C_`` (``xmc.io.load_csr`` reads it as the (L, K) matrix) and the params."""
-        p = self.params
-        save_weights(path, self.C_, max_iter=p.max_iter, seed=p.seed, tol=p.tol)
+        """``C_`` as ``xmc.io.save_csr`` writes it: the assignment is the whole model (what the
+        workflow's ``indexer/{indexer}/C.npz`` always held); the params it came from are the config's."""
+        save_csr(path, self.C_)
 
     @classmethod
-    def load(cls, path) -> "BalancedKMeans":
-        C, meta = load_weights(path)
-        model = cls(IndexerParams(n_clusters=C.shape[1], **{k: meta[k].item() for k in ("max_iter", "seed", "tol")}))
+    def load(cls, path, params: IndexerParams | None = None) -> "BalancedKMeans":
+        """A saved C (L, K) with one cluster per label; ``params``: those it was trained with, if known."""
+        C = load_csr(path)
+        if np.any(np.diff(C.indptr) != 1):
+            raise ValueError(f"{path}: not an indexer's C (every label needs exactly one cluster)")
+        model = cls(params or IndexerParams(n_clusters=C.shape[1]))
         model._set_assignment(C.indices.astype(np.int64), C.shape[1])
         return model
 

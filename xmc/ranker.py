@@ -429,14 +429,15 @@ class Ranker:
 
     def save(self, path) -> None:
         """npz with W and the settings; ``xmc.io.load_csr(path)`` reads it as the (L, D + 1) weights."""
-        save_weights(path, self.W_, assignment=self.assignment_, n_clusters=self.n_clusters_,
-                     clusters=self._trained_clusters(), **vars(self.params))
+        p = self.params  # n_jobs kept in the file (as before), though it changes no weight
+        save_weights(path, self.W_, assignment=self.assignment_, n_clusters=self.n_clusters_, negatives=p.negatives,
+                     C=p.C, threshold=p.threshold, n_jobs=self.n_jobs, bias=p.bias, clusters=self._trained_clusters())
 
     @classmethod
     def load(cls, path) -> "Ranker":
         W, meta = load_weights(path)
         r = cls(RankerParams(negatives=str(meta["negatives"]), C=float(meta["C"]), threshold=float(meta["threshold"]),
-                             bias=float(meta["bias"])))
+                             bias=float(meta["bias"])), n_jobs=int(meta["n_jobs"]) if "n_jobs" in meta else 1)
         r.W_ = W.astype(np.float32)
         r.assignment_ = meta["assignment"].astype(np.int64)
         r.n_clusters_ = int(meta["n_clusters"])

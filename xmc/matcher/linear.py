@@ -261,11 +261,12 @@ class LinearMatcher:
 
     def save(self, path) -> None:
         """npz readable by :meth:`load` (and as the plain (K, D + 1) weights by ``load_csr`` when flat;
-        a tree matcher stores its levels stacked, coarse to fine), with its params and pred params."""
+        a tree matcher stores its levels stacked, coarse to fine), with its params and top_b."""
         sizes = [W.shape[0] for W in self.levels_]
         p, pp = self.params, self.pred_params
+        # batch_size is not saved: it changes no score, and the file stays as it was
         save_weights(path, sp.vstack(self.levels_, format="csr"), C=p.C, threshold=p.threshold,
-                     top_b=pp.top_b, batch_size=pp.batch_size, level_sizes=np.asarray(sizes, dtype=np.int64),
+                     top_b=pp.top_b, level_sizes=np.asarray(sizes, dtype=np.int64),
                      branching=-1 if p.branching is None else int(p.branching))
 
     @classmethod
@@ -274,8 +275,7 @@ class LinearMatcher:
         branching = int(meta["branching"]) if "branching" in meta else -1
         params = LinearMatcherParams(C=float(meta["C"]), threshold=float(meta["threshold"]),
                                      branching=None if branching < 0 else branching)
-        saved = {k: int(meta[k]) for k in ("top_b", "batch_size") if k in meta}  # batch_size: not in older files
-        pred_params = LinearMatcherPredParams(**saved)
+        pred_params = LinearMatcherPredParams(top_b=int(meta["top_b"]))
         sizes = [int(s) for s in meta["level_sizes"]] if "level_sizes" in meta else [W.shape[0]]
         bounds = np.cumsum([0, *sizes])
         return cls([W[a:b] for a, b in zip(bounds[:-1], bounds[1:])], params, pred_params)
