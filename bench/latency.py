@@ -115,10 +115,10 @@ def make_bundles(dest: Path, n_train: int | None, device: str, max_length: int, 
     from xmc.data.download import fetch
     from xmc.data.readers import read_eurlex57k
     from xmc.features import TfidfParams, fit_tfidf, tokenize, transform_tfidf
-    from xmc.indexing import BalancedKMeans, default_n_clusters
+    from xmc.indexing import BalancedKMeans, IndexerParams
     from xmc.io import save_csr, write_lines
     from xmc.label_repr import pifa
-    from xmc.matcher.linear import LinearMatcher
+    from xmc.matcher.linear import LinearMatcher, LinearMatcherPredParams
     from xmc.matcher.transformer import MatcherParams, TransformerMatcher
     from xmc.features import ranker_features
     from xmc.indexing import cluster_targets
@@ -141,7 +141,7 @@ def make_bundles(dest: Path, n_train: int | None, device: str, max_length: int, 
         pickle.dump(vectorizer, f)
     for name, m in (("X.train.npz", X), ("Y.train.npz", Y), ("X.test.npz", X_test)):
         save_csr(work / name, m)
-    C = BalancedKMeans(default_n_clusters(Y.shape[1]), seed=0).fit(pifa(Y, X)).C_
+    C = BalancedKMeans.train(pifa(Y, X), IndexerParams(seed=0)).C_
     save_csr(work / "C.npz", C)
     M = cluster_targets(Y, C)
     common = dict(vectorizer=work / "vectorizer.pkl", assignment=work / "C.npz",
@@ -149,9 +149,9 @@ def make_bundles(dest: Path, n_train: int | None, device: str, max_length: int, 
                   dataset="eurlex57k-sample")
 
     print("linear matcher and ranker ...", file=sys.stderr)
-    linear = LinearMatcher(top_b=10, n_jobs=threads).fit(X, M)
+    linear = LinearMatcher.train(X, M, pred_params=LinearMatcherPredParams(top_b=10), n_jobs=threads)
     linear.save(work / "linear.npz")
-    Ranker(n_jobs=threads).fit(X, Y, C, linear.predict(X)).save(work / "ranker-linear.npz")
+    Ranker.train(X, Y, C, linear.predict(X), n_jobs=threads).save(work / "ranker-linear.npz")
     export_bundle(dest / LINEAR, name=LINEAR, matcher=work / "linear.npz", ranker=work / "ranker-linear.npz",
                   ranker_input="tfidf", **common)
 
@@ -167,7 +167,7 @@ def make_bundles(dest: Path, n_train: int | None, device: str, max_length: int, 
     TransformerMatcher.train(str(enc), tok["input_ids"], tok["attention_mask"], M, params).save(work / "matcher")
     matcher = TransformerMatcher.load(work / "matcher", device=device)
     topb, emb = matcher.predict(tok["input_ids"], tok["attention_mask"])
-    Ranker(n_jobs=threads).fit(ranker_features(X, emb), Y, C, topb).save(work / "ranker-minilm.npz")
+    Ranker.train(ranker_features(X, emb), Y, C, topb, n_jobs=threads).save(work / "ranker-minilm.npz")
     export_bundle(dest / MINILM, name=MINILM, matcher=work / "matcher", ranker=work / "ranker-minilm.npz",
                   ranker_input="tfidf+neural", max_length=max_length, **common)
     return data

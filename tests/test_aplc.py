@@ -114,7 +114,7 @@ def test_tiny_bert_trains_and_predicts(tiny_encoder, tmp_path):
     params = APLCParams(hidden_size=16, proportions=[0.5, 0.25, 0.25], max_steps=30, batch_size=20,
                         encoder_learning_rate=1e-3, hidden_learning_rate=3e-3, aplc_learning_rate=1e-2,
                         dropout=0.0, device="cpu", top_k=3, log_every=5)
-    model = APLC(params).fit(enc, tok["input_ids"], tok["attention_mask"], Y)
+    model = APLC.train(enc, tok["input_ids"], tok["attention_mask"], Y, params)
     losses = [h["loss"] for h in model.history_]
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     pred = model.predict(tok["input_ids"], tok["attention_mask"])
@@ -137,7 +137,7 @@ def test_one_cluster_is_a_flat_sigmoid_head_over_all_labels(tiny_encoder):
     tok = tokenize(texts, enc, max_length=8)
     params = APLCParams(hidden_size=8, proportions=[1.0], max_steps=40, batch_size=16, encoder_learning_rate=1e-3,
                         hidden_learning_rate=1e-2, aplc_learning_rate=5e-2, dropout=0.0, device="cpu", top_k=2)
-    model = APLC(params).fit(enc, tok["input_ids"], tok["attention_mask"], Y)
+    model = APLC.train(enc, tok["input_ids"], tok["attention_mask"], Y, params)
     assert [len(c) for c in model.clusters_] == [4]
     pred = model.predict(tok["input_ids"], tok["attention_mask"])
     top1 = np.asarray(pred.argmax(axis=1)).ravel()

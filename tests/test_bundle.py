@@ -18,11 +18,11 @@ from xmc.bundle import BundleError, export_bundle, export_ensemble, load
 from xmc.cli import main
 from xmc.ensemble import ensemble
 from xmc.features import TfidfParams, fit_tfidf, tokenize, transform_tfidf
-from xmc.indexing import BalancedKMeans
+from xmc.indexing import BalancedKMeans, IndexerParams
 from xmc.io import save_csr, write_lines
 from xmc.label_repr import pifa
 from xmc.linear import decision_function
-from xmc.matcher.linear import LinearMatcher, top_b_dense
+from xmc.matcher.linear import LinearMatcher, LinearMatcherPredParams, top_b_dense
 from xmc.matcher.transformer import MatcherParams, TransformerMatcher
 from xmc.features import ranker_features
 from xmc.indexing import cluster_targets
@@ -76,7 +76,7 @@ def pipeline(tmp_path_factory, tiny_encoder):
     vectorizer, X_train = fit_tfidf(train, TfidfParams(min_df=1))
     save_vectorizer(vectorizer, root / "vectorizer.npz")  # as the tfidf rule writes it
     X_test = transform_tfidf(vectorizer, test)
-    C = BalancedKMeans(n_clusters=4, seed=0).fit(pifa(Y_train, X_train)).C_
+    C = BalancedKMeans.train(pifa(Y_train, X_train), IndexerParams(n_clusters=4, seed=0)).C_
     save_csr(root / "C.npz", C)
     M = cluster_targets(Y_train, C)
 
@@ -89,14 +89,14 @@ def pipeline(tmp_path_factory, tiny_encoder):
     matcher = TransformerMatcher.load(root / "matcher", device="cpu")  # as predict_matcher does
     topb_train, emb_train = matcher.predict(tok_train["input_ids"], tok_train["attention_mask"])
     topb_test, emb_test = matcher.predict(tok_test["input_ids"], tok_test["attention_mask"])
-    ranker = Ranker().fit(ranker_features(X_train, emb_train), Y_train, C, topb_train)
+    ranker = Ranker.train(ranker_features(X_train, emb_train), Y_train, C, topb_train)
     ranker.save(root / "ranker.npz")
     neural = Ranker.load(root / "ranker.npz").predict(ranker_features(X_test, emb_test), topb_test,
                                                       combine="l3-hinge", top_k=TOP_K)
 
-    linear = LinearMatcher(top_b=TOP_B).fit(X_train, M)
+    linear = LinearMatcher.train(X_train, M, pred_params=LinearMatcherPredParams(top_b=TOP_B))
     linear.save(root / "linear.npz")
-    lin_ranker = Ranker().fit(X_train, Y_train, C, linear.predict(X_train))
+    lin_ranker = Ranker.train(X_train, Y_train, C, linear.predict(X_train))
     lin_ranker.save(root / "ranker-linear.npz")
     baseline = lin_ranker.predict(X_test, LinearMatcher.load(root / "linear.npz").predict(X_test),
                                   combine="l3-hinge", top_k=TOP_K)

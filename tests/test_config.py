@@ -308,13 +308,13 @@ def test_config_defaults_come_from_the_schema_alone():
 def test_config_defaults_are_the_library_defaults():
     """config.DEFAULTS repeats the estimators' defaults the workflow passes on: they must agree."""
     import dataclasses
-    import inspect
 
     from xmc.features import TfidfParams
-    from xmc.indexing import BalancedKMeans
+    from xmc.indexing import IndexerParams
+    from xmc.matcher.linear import LinearMatcherParams
     from xmc.matcher.transformer import MatcherParams
     from xmc.matcher.xr import XRParams
-    from xmc.ranker import Ranker
+    from xmc.ranker import RankerParams, RankerPredParams
 
     d = xc.DEFAULTS
     tfidf = {f.name: f.default for f in dataclasses.fields(TfidfParams)}
@@ -322,10 +322,14 @@ def test_config_defaults_are_the_library_defaults():
     xr = {f.name: f.default for f in dataclasses.fields(XRParams)}
     assert {k: d["xr_transformer"][k] for k in xr} == xr
     assert MatcherParams().top_b == d["matcher"]["top_b"]
-    assert inspect.signature(BalancedKMeans).parameters["max_iter"].default == d["indexing"]["max_iter"]
-    ranker = inspect.signature(Ranker).parameters
-    assert [ranker[k].default for k in ("C", "threshold")] == [d["ranker"]["C"], d["ranker"]["threshold"]]
-    assert ranker["negatives"].default in d["ranker"]["negatives"]
+    assert IndexerParams().max_iter == d["indexing"]["max_iter"]
+    assert IndexerParams().n_clusters == d["indexing"]["n_clusters"]
+    ranker = RankerParams()
+    assert [ranker.C, ranker.threshold] == [d["ranker"]["C"], d["ranker"]["threshold"]]
+    assert ranker.negatives in d["ranker"]["negatives"]
+    assert RankerPredParams().top_k == d["ranker"]["top_k"]
+    linear = LinearMatcherParams()
+    assert [linear.C, linear.threshold, linear.branching] == [d["linear_baseline"][k] for k in ("C", "threshold", "branching")]
 
 
 # ---- start-up checks: one line, the key named ---------------------------------------------------

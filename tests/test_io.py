@@ -50,7 +50,8 @@ def test_load_ranker_features_joins_the_named_blocks(tmp_path):
     import numpy as np
     import scipy.sparse as sp
 
-    from xmc.io import load_ranker_features, save_csr, save_npy
+    from xmc.features import load_ranker_features
+    from xmc.io import save_csr, save_npy
 
     X = sp.csr_matrix(np.array([[3.0, 4.0], [0.0, 1.0]], dtype=np.float32))
     Xc = sp.csr_matrix(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]], dtype=np.float32))

@@ -3,7 +3,8 @@ import pytest
 import scipy.sparse as sp
 from sklearn.svm import LinearSVC
 
-from xmc.linear import augment_bias, decision_function, fit_ova, fit_ova_blocks, load_weights, save_weights
+from xmc.io import load_weights, save_weights
+from xmc.linear import augment_bias, decision_function, fit_ova, fit_ova_blocks
 from xmc.io import load_csr
 
 

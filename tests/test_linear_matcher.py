@@ -4,7 +4,7 @@ import scipy.sparse as sp
 
 from xmc.io import load_csr
 from xmc.linear import fit_ova
-from xmc.matcher.linear import LinearMatcher, level_sizes
+from xmc.matcher.linear import LinearMatcher, LinearMatcherParams, LinearMatcherPredParams, level_sizes
 
 
 def _clustered(n=400, d=60, k=16, seed=0):
@@ -44,7 +44,7 @@ def _top1(P):
 
 def test_tree_matcher_finds_the_true_cluster():
     X, M, which = _clustered()
-    tree = LinearMatcher(top_b=3, branching=4).fit(X, M)
+    tree = LinearMatcher.train(X, M, LinearMatcherParams(branching=4), LinearMatcherPredParams(top_b=3))
     assert [W.shape[0] for W in tree.levels_] == [4, 16] and tree.W_ is tree.levels_[-1]
     P = tree.predict(X)
     assert P.shape == M.shape and np.all(np.diff(P.indptr) == 3)
@@ -57,7 +57,7 @@ def test_tree_matcher_finds_the_true_cluster():
             assert np.exp(-max(0.0, 1.0 - g) ** 3) == pytest.approx(p, rel=1e-4)
     top1 = _top1(P)
     assert np.mean(top1 == which) > 0.9
-    flat_top1 = _top1(LinearMatcher(top_b=3).fit(X, M).predict(X))
+    flat_top1 = _top1(LinearMatcher.train(X, M, pred_params=LinearMatcherPredParams(top_b=3)).predict(X))
     assert np.mean(top1 == flat_top1) > 0.9
 
 
@@ -65,8 +65,8 @@ def test_threads_give_the_serial_tree_and_beam():
     """Level-2 parents are fit by parallel threads and beam batches scored in parallel: both must
     give exactly the serial result."""
     X, M, _ = _clustered(seed=3)
-    serial = LinearMatcher(top_b=3, branching=4).fit(X, M)
-    threaded = LinearMatcher(top_b=3, branching=4, n_jobs=2).fit(X, M)
+    serial = LinearMatcher.train(X, M, LinearMatcherParams(branching=4), LinearMatcherPredParams(top_b=3))
+    threaded = LinearMatcher.train(X, M, LinearMatcherParams(branching=4), LinearMatcherPredParams(top_b=3), n_jobs=2)
     for a, b in zip(serial.levels_, threaded.levels_):
         assert (a != b).nnz == 0
     P = serial.predict(X)
@@ -75,7 +75,7 @@ def test_threads_give_the_serial_tree_and_beam():
 
 def test_deeper_nodes_train_on_their_parents_rows_only():
     X, M, which = _clustered(seed=1)
-    tree = LinearMatcher(top_b=2, branching=4, threshold=0.0).fit(X, M)
+    tree = LinearMatcher.train(X, M, LinearMatcherParams(branching=4, threshold=0.0), LinearMatcherPredParams(top_b=2))
     rows = np.flatnonzero(which // 4 == 2)  # true clusters 8..11 share parent 2
     expected = fit_ova(X[rows], M[rows][:, 8:12], threshold=0.0)
     np.testing.assert_allclose(tree.W_[8:12].toarray(), expected.toarray(), rtol=1e-6)
@@ -83,12 +83,28 @@ def test_deeper_nodes_train_on_their_parents_rows_only():
 
 def test_save_load_roundtrip(tmp_path):
     X, M, _ = _clustered(seed=2)
-    tree = LinearMatcher(top_b=2, branching=4).fit(X, M)
+    tree = LinearMatcher.train(X, M, LinearMatcherParams(branching=4), LinearMatcherPredParams(top_b=2))
     tree.save(tmp_path / "tree.npz")
     again = LinearMatcher.load(tmp_path / "tree.npz")
-    assert again.branching == 4 and len(again.levels_) == 2
+    assert again.params == tree.params and again.pred_params == tree.pred_params and len(again.levels_) == 2
     assert (tree.predict(X) != again.predict(X)).nnz == 0
-    flat = LinearMatcher(top_b=2).fit(X, M)
+    flat = LinearMatcher.train(X, M, pred_params=LinearMatcherPredParams(top_b=2))
     flat.save(tmp_path / "flat.npz")
     assert (load_csr(tmp_path / "flat.npz") != flat.W_).nnz == 0
-    assert LinearMatcher.load(tmp_path / "flat.npz").branching is None
+    assert LinearMatcher.load(tmp_path / "flat.npz").params.branching is None
+
+
+def test_prediction_params_and_their_keyword_overrides():
+    """predict takes one LinearMatcherPredParams (default: the model's); a keyword replaces one field."""
+    X, M, _ = _clustered(seed=4)
+    tree = LinearMatcher.train(X, M, LinearMatcherParams(branching=4), LinearMatcherPredParams(top_b=2))
+    assert np.all(np.diff(tree.predict(X).indptr) == 2)
+    wide = tree.predict(X, LinearMatcherPredParams(top_b=5, batch_size=9))
+    assert np.all(np.diff(wide.indptr) == 5)
+    assert (tree.predict(X, top_b=5) != wide).nnz == 0
+    assert (tree.predict(X, LinearMatcherPredParams(top_b=1), top_b=5) != wide).nnz == 0
+    with pytest.raises(ValueError, match="top_b"):
+        tree.predict(X, top_b=0)
+    with pytest.raises(ValueError, match="unknown parameter 'beam'"):
+        tree.predict(X, beam=3)
+    assert LinearMatcherParams.from_dict({"C": 2.0, "branching": 4}) == LinearMatcherParams(C=2.0, branching=4)

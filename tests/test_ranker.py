@@ -3,13 +3,15 @@ import pytest
 import scipy.sparse as sp
 
 from xmc.features import ranker_features
-from xmc.indexing import BalancedKMeans, cluster_targets
+from xmc.indexing import BalancedKMeans, IndexerParams, cluster_targets
 from xmc.io import load_csr
-from xmc.matcher.linear import LinearMatcher
+from xmc.matcher.linear import LinearMatcher, LinearMatcherPredParams
 from xmc.metrics import precision_recall_at_k, top_k_indices
 from xmc.ranker import (
     COMBINE_METHODS,
     Ranker,
+    RankerParams,
+    RankerPredParams,
     candidate_matrix,
     combine_scores,
     shard_clusters,
@@ -129,10 +131,10 @@ def _synthetic(n=400, n_labels=32, d=200, seed=0):
 @pytest.fixture(scope="module")
 def fitted():
     X, Y = _synthetic()
-    C = BalancedKMeans(8, seed=0).fit(sp.csr_matrix(Y.T @ X)).C_
+    C = BalancedKMeans.train(sp.csr_matrix(Y.T @ X), IndexerParams(n_clusters=8, seed=0)).C_
     M = cluster_targets(Y, C)
-    Mp = LinearMatcher(top_b=3).fit(X, M).predict(X)
-    ranker = Ranker(negatives="tfn+man").fit(X, Y, C, Mp, progress=False)
+    Mp = LinearMatcher.train(X, M, pred_params=LinearMatcherPredParams(top_b=3)).predict(X)
+    ranker = Ranker.train(X, Y, C, Mp, RankerParams(negatives="tfn+man"), progress=False)
     return X, Y, C, Mp, ranker
 
 
@@ -191,7 +193,7 @@ def test_tfn_trains_on_fewer_rows_than_man_union(fitted):
     n_tfn = candidate_matrix(cluster_targets(Y, C), Mp, "tfn").nnz
     n_union = candidate_matrix(cluster_targets(Y, C), Mp, "tfn+man").nnz
     assert n_tfn < n_union
-    r = Ranker(negatives="tfn").fit(X, Y, C, progress=False)  # TFN needs no matcher output
+    r = Ranker.train(X, Y, C, None, RankerParams(negatives="tfn"), progress=False)  # TFN needs no matcher output
     assert r.W_.shape == (Y.shape[1], X.shape[1] + 1)
 
 
@@ -201,7 +203,7 @@ def test_save_load_roundtrip(tmp_path, fitted):
     ranker.save(path)
     r2 = Ranker.load(path)
     assert (r2.W_ != ranker.W_).nnz == 0
-    assert r2.negatives == ranker.negatives and r2.C == ranker.C and r2.threshold == ranker.threshold
+    assert r2.params == ranker.params and r2.n_jobs == ranker.n_jobs
     np.testing.assert_array_equal(r2.assignment_, ranker.assignment_)
     P1 = ranker.predict(X, Mp, combine="sigmoid")
     P2 = r2.predict(X, Mp, combine="sigmoid")
@@ -212,7 +214,7 @@ def test_save_load_roundtrip(tmp_path, fitted):
 def test_linear_matcher_topb_and_roundtrip(tmp_path, fitted):
     X, Y, C, Mp, _ = fitted
     assert np.all(np.diff(Mp.indptr) == 3) and Mp.dtype == np.float32
-    M = LinearMatcher(top_b=3).fit(X, cluster_targets(Y, C))
+    M = LinearMatcher.train(X, cluster_targets(Y, C), pred_params=LinearMatcherPredParams(top_b=3))
     from xmc.linear import decision_function
 
     scores = decision_function(X, M.W_)
@@ -234,24 +236,37 @@ def test_linear_matcher_topb_and_roundtrip(tmp_path, fitted):
 def test_ranker_errors(fitted):
     X, Y, C, Mp, ranker = fitted
     with pytest.raises(ValueError, match="needs M_pred"):
-        Ranker(negatives="man").fit(X, Y, C, None, progress=False)
+        Ranker.train(X, Y, C, None, RankerParams(negatives="man"), progress=False)
     C_bad = sp.lil_matrix(C, copy=True)
     C_bad[0, 0] = 1.0
     C_bad[0, 1] = 1.0
     C_bad = C_bad.tocsr()
     with pytest.raises(ValueError, match="exactly one cluster"):
-        Ranker().fit(X, Y, C_bad, Mp, progress=False)
+        Ranker.train(X, Y, C_bad, Mp, progress=False)
     with pytest.raises(ValueError, match="features"):
         ranker.predict(X[:, :10], Mp)
     with pytest.raises(ValueError, match="M_pred"):
         ranker.predict(X, Mp[:, :4])
     with pytest.raises(ValueError, match="accepted"):
         ranker.predict(X, Mp, combine="max")
+    with pytest.raises(ValueError, match="top_k"):
+        ranker.predict(X, Mp, RankerPredParams(top_k=0))
+    with pytest.raises(ValueError, match="negatives"):
+        RankerParams.from_dict({"negatives": "all"})
+
+
+def test_prediction_params_and_their_keyword_overrides(fitted):
+    X, Y, C, Mp, ranker = fitted
+    pp = RankerPredParams(combine="l3-hinge", top_k=4, batch_size=7)
+    P = ranker.predict(X, Mp, pp)
+    assert np.all(np.diff(P.indptr) <= 4)
+    assert (ranker.predict(X, Mp, combine="l3-hinge", top_k=4) != P).nnz == 0
+    assert (ranker.predict(X, Mp, RankerPredParams(top_k=4, batch_size=7), combine="l3-hinge") != P).nnz == 0
 
 
 def test_parallel_fit_equals_serial_fit(fitted):
     X, Y, C, Mp, ranker = fitted
-    parallel = Ranker(negatives="tfn+man", n_jobs=2).fit(X, Y, C, Mp, progress=False)
+    parallel = Ranker.train(X, Y, C, Mp, RankerParams(negatives="tfn+man"), progress=False, n_jobs=2)
     assert (parallel.W_ != ranker.W_).nnz == 0
 
 
@@ -260,8 +275,8 @@ def test_sharded_fit_merged_equals_one_fit(fitted, tmp_path, n_shards):
     X, Y, C, Mp, ranker = fitted
     parts = []
     for s in range(n_shards):
-        part = Ranker(negatives="tfn+man").fit(X, Y, C, Mp, progress=False,
-                                               clusters=shard_clusters(8, n_shards, s))
+        part = Ranker.train(X, Y, C, Mp, RankerParams(negatives="tfn+man"), progress=False,
+                            clusters=shard_clusters(8, n_shards, s))
         part.save(tmp_path / f"shard{s}.npz")  # the workflow merges saved shards
         parts.append(Ranker.load(tmp_path / f"shard{s}.npz"))
     # a shard scores only its own clusters' labels
@@ -283,12 +298,14 @@ def test_shard_and_merge_errors(fitted):
         shard_clusters(4, 5, 0)
     with pytest.raises(ValueError, match="shard must be in"):
         shard_clusters(4, 2, 2)
-    half = Ranker(negatives="tfn+man").fit(X, Y, C, Mp, progress=False, clusters=shard_clusters(8, 2, 0))
+    half = Ranker.train(X, Y, C, Mp, RankerParams(negatives="tfn+man"), progress=False,
+                        clusters=shard_clusters(8, 2, 0))
     with pytest.raises(ValueError, match="in no shard"):
         Ranker.merge([half])
     with pytest.raises(ValueError, match="overlap"):
         Ranker.merge([half, half])
-    other = Ranker(negatives="tfn+man", C=2.0).fit(X, Y, C, Mp, progress=False, clusters=shard_clusters(8, 2, 1))
+    other = Ranker.train(X, Y, C, Mp, RankerParams(negatives="tfn+man", C=2.0), progress=False,
+                         clusters=shard_clusters(8, 2, 1))
     with pytest.raises(ValueError, match="C=2.0"):
         Ranker.merge([half, other])
 
@@ -340,7 +357,8 @@ def test_one_document_with_5000_labels_does_not_make_every_prediction_1(negative
     X, Y, C, X_test, M_test, Y_test = _bomb_problem()
     M_train = cluster_targets(Y, C)  # a matcher that is right on the training texts
     with caplog.at_level("WARNING", logger="xmc.ranker"):
-        ranker = Ranker(negatives=negatives).fit(X, Y, C, M_train if "man" in negatives else None, progress=False)
+        ranker = Ranker.train(X, Y, C, M_train if "man" in negatives else None, RankerParams(negatives=negatives),
+                              progress=False)
     assert "50 cluster(s) had no negative document" in caplog.text and "cluster 4 (documents [160])" in caplog.text
     for combine in ("noop", "l3-hinge"):
         S = ranker.predict(X_test, M_test, combine=combine, top_k=5)
@@ -352,7 +370,7 @@ def test_one_document_with_5000_labels_does_not_make_every_prediction_1(negative
 
 def _one_cluster_ranker(weights):
     """A ranker over one cluster of len(weights) labels and one feature: h_l = weights[l] * x."""
-    r = Ranker(bias=1.0)
+    r = Ranker(RankerParams(bias=1.0))
     r.W_ = sp.csr_matrix(np.array([[w, 0.0] for w in weights], dtype=np.float32))
     r.assignment_ = np.zeros(len(weights), dtype=np.int64)
     r.n_clusters_ = 1

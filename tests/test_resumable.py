@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from xmc.matcher.transformer import MatcherPredParams
 from xmc.resumable import file_stamp, in_chunks, matcher_predictions
 
 
@@ -49,13 +50,13 @@ def test_matcher_predictions_in_whole_batches(tmp_path):
     class Matcher:  # records the rows each predict call sees
         seen = []
 
-        def predict(self, ids, mask, top_b, batch_size, precision=None):
+        def predict(self, ids, mask, pred_params):
             self.seen.append(len(ids))
-            return sp.csr_matrix(ids[:, :top_b].astype(np.float32)), ids.astype(np.float32)
+            return sp.csr_matrix(ids[:, :pred_params.top_b].astype(np.float32)), ids.astype(np.float32)
 
     ids = np.arange(70).reshape(35, 2)
-    topb, emb = matcher_predictions(Matcher(), ids, np.ones_like(ids), tmp_path / "c", {}, top_b=1, batch_size=8,
-                                    chunk_rows=20)
+    topb, emb = matcher_predictions(Matcher(), ids, np.ones_like(ids), tmp_path / "c", {},
+                                    MatcherPredParams(top_b=1, batch_size=8), chunk_rows=20)
     assert Matcher.seen == [16, 16, 3]  # 20 rows rounded down to two batches of 8
     np.testing.assert_array_equal(emb, ids)
     np.testing.assert_array_equal(topb.toarray()[:, 0], ids[:, 0])

@@ -7,7 +7,7 @@ from xmc.data.dataset import Dataset
 from xmc.data.readers import read_dataset
 from xmc.data.synthetic import SyntheticSpec, generate, split, write_attentionxml
 from xmc.features import TfidfParams, fit_tfidf, transform_tfidf
-from xmc.matcher.linear import LinearMatcher
+from xmc.matcher.linear import LinearMatcher, LinearMatcherPredParams
 from xmc.metrics import precision_recall_at_k
 
 SPEC = SyntheticSpec(n_labels=40, vocabulary=2000, words_per_doc=40, labels_per_doc=2.5)
@@ -52,7 +52,7 @@ def test_the_labels_can_be_learned(tmp_path):
     folder = write_attentionxml(tmp_path / "synthetic", n_train=1500, n_test=300, spec=spec, seed=0)
     ds: Dataset = read_dataset("attentionxml", folder)
     vectorizer, X = fit_tfidf(ds.train_texts, TfidfParams(min_df=1))
-    model = LinearMatcher(top_b=5).fit(X, sp.csr_matrix(ds.Y_train))
+    model = LinearMatcher.train(X, sp.csr_matrix(ds.Y_train), pred_params=LinearMatcherPredParams(top_b=5))
     pred = model.predict(transform_tfidf(vectorizer, ds.test_texts), top_b=5)
     p1 = precision_recall_at_k(pred, ds.Y_test, ks=(1,))["P@1"]
     popular = np.asarray(ds.Y_train.sum(axis=0)).ravel().argmax()  # chance: always the top label

@@ -10,16 +10,17 @@ import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
 from xmc.features import tokenize  # noqa: E402
-from xmc.indexing import BalancedKMeans  # noqa: E402
-from xmc.matcher.transformer import MatcherParams, TransformerMatcher, beam_scores  # noqa: E402
-from xmc.matcher.xr import (XRParams, default_levels, level_assignment, level_targets,  # noqa: E402
-                            masked_row_hinge_losses, masked_squared_hinge_loss, matcher_aware_candidates, online_candidates,
-                            split_steps, train_xr_matcher)
+from xmc.indexing import BalancedKMeans, IndexerParams  # noqa: E402
+from xmc.matcher.beam import beam_scores  # noqa: E402
+from xmc.matcher.transformer import MatcherParams, TransformerMatcher  # noqa: E402
+from xmc.matcher.xr import (XRParams, XRTransformer, default_levels, grow_head, level_assignment,  # noqa: E402
+                            level_targets, masked_row_hinge_losses, masked_squared_hinge_loss,
+                            matcher_aware_candidates, online_candidates, split_steps)
 
 
 def explicit_tree(Z, k):
     """Brute force: redo BalancedKMeans' splits level by level, keeping every node's label set."""
-    km = BalancedKMeans(n_clusters=k, seed=0).fit(Z)
+    km = BalancedKMeans.train(Z, IndexerParams(n_clusters=k, seed=0))
     tree = {}  # (depth, position) -> set of labels
     for depth in range(int(np.log2(k)) + 1):
         kd = 2 ** depth
@@ -31,7 +32,7 @@ def explicit_tree(Z, k):
     # Parents from the explicit recursion: re-fit at each coarser K with the same seed gives the
     # same top splits (node seeds depend on the heap index only).
     for depth in range(int(np.log2(k))):
-        coarse = BalancedKMeans(n_clusters=2 ** depth, seed=0).fit(Z).assignment_
+        coarse = BalancedKMeans.train(Z, IndexerParams(n_clusters=2 ** depth, seed=0)).assignment_
         for c in range(2 ** depth):
             tree[(depth, c)] = set(np.flatnonzero(coarse == c))
     return km, tree
@@ -211,8 +212,8 @@ def test_trains_through_three_levels(tiny_bert, tmp_path, negatives):
     p = MatcherParams(max_steps=12, warmup_steps=0, learning_rate=3e-3, batch_size=16, dropout=0.0,
                       device="cpu", log_every=1, top_b=3)
     lines = []
-    m = train_xr_matcher(tiny_bert, tok["input_ids"], tok["attention_mask"], Y, assignment, 8, p,
-                         XRParams(levels=[2, 4, 8], top_k=1, negatives=negatives), log=lines.append)
+    m = XRTransformer.train(tiny_bert, tok["input_ids"], tok["attention_mask"], Y, assignment, 8, p,
+                            XRParams(levels=[2, 4, 8], top_k=1, negatives=negatives), log=lines.append)
     assert [h["level"] for h in m.history_] == [2] * 4 + [4] * 4 + [8] * 4
     assert [h["step"] for h in m.history_] == list(range(1, 13))
     assert [s["level"] for s in m.xr_levels_] == [2, 4, 8]
@@ -244,8 +245,8 @@ def test_bootstrap_inherits_the_parent_row(tiny_bert, bootstrap):
     Y = sp.csr_matrix(np.eye(4, dtype=np.float32))
     p = MatcherParams(max_steps=2, warmup_steps=0, learning_rate=1e-12, head_learning_rate=1e-12, batch_size=4,
                       dropout=0.0, device="cpu")
-    m = train_xr_matcher(tiny_bert, tok["input_ids"], tok["attention_mask"], Y, np.arange(4), 4, p,
-                         XRParams(levels=[2, 4], top_k=1, bootstrap=bootstrap))
+    m = XRTransformer.train(tiny_bert, tok["input_ids"], tok["attention_mask"], Y, np.arange(4), 4, p,
+                            XRParams(levels=[2, 4], top_k=1, bootstrap=bootstrap))
     W = m.head.weight.detach()
     same = torch.allclose(W[0], W[1], atol=1e-6) and torch.allclose(W[2], W[3], atol=1e-6)
     assert same == (bootstrap == "inherit")
@@ -255,5 +256,17 @@ def test_rejects_bad_assignment(tiny_bert):
     tok = tokenize(["a b", "c d"], tiny_bert, max_length=8)
     Y = sp.csr_matrix(np.eye(2, 4, dtype=np.float32))
     with pytest.raises(ValueError, match="assignment"):
-        train_xr_matcher(tiny_bert, tok["input_ids"], tok["attention_mask"], Y, np.arange(3), 4,
-                         MatcherParams(max_steps=2, warmup_steps=0, device="cpu"))
+        XRTransformer.train(tiny_bert, tok["input_ids"], tok["attention_mask"], Y, np.arange(3), 4,
+                            MatcherParams(max_steps=2, warmup_steps=0, device="cpu"))
+
+
+@pytest.mark.parametrize("bootstrap", ["inherit", "none"])
+def test_grow_head_freezes_the_finished_level_and_starts_the_next(bootstrap):
+    net = torch.nn.Module()
+    net.head = old = torch.nn.Linear(3, 2)
+    tree = []
+    grow_head(net, tree, 8, 2, bootstrap, torch.device("cpu"))
+    assert tree == [(2, old)] and net.head is not old and net.head.out_features == 8
+    parent = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])  # children 4c..4c+3 of cluster c
+    inherited = torch.equal(net.head.weight, old.weight[parent]) and torch.equal(net.head.bias, old.bias[parent])
+    assert inherited == (bootstrap == "inherit")

@@ -1,8 +1,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.indexing import BalancedKMeans, default_n_clusters
-from xmc.io import save_csr
+from xmc.indexing import BalancedKMeans, IndexerParams, default_n_clusters
 from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "cluster")
@@ -20,10 +19,10 @@ if K > n_labels:  # on a first run (later runs check at start-up, from the prepa
                      f"({n_labels}) of dataset {ds}" + ("; a dataset needs at least 2 labels" if n_labels < 2 else ""))
 log.info("clustering %d labels into K=%d clusters (%s)", n_labels, K,
          "from config" if snakemake.params.n_clusters else "depth rule")
-model = BalancedKMeans(n_clusters=K, max_iter=snakemake.params.max_iter, seed=snakemake.params.seed,
-                       n_jobs=snakemake.threads).fit(Z)
+params = IndexerParams(n_clusters=K, max_iter=snakemake.params.max_iter, seed=snakemake.params.seed)
+model = BalancedKMeans.train(Z, params, n_jobs=snakemake.threads)
 sizes = np.bincount(model.assignment_, minlength=K)
 log.info("cluster sizes: min %d, max %d", sizes.min(), sizes.max())
-save_csr(snakemake.output[0], model.C_)
+model.save(snakemake.output[0])
 
 finish()

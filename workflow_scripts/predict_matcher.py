@@ -14,7 +14,10 @@ log = start(snakemake.log[0], "predict_matcher")
 torch.set_num_threads(snakemake.threads)
 with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
     matcher = TransformerMatcher.load(snakemake.input.model, device=snakemake.params.matcher.get("device", "auto"))
-    batch_size = snakemake.params.matcher.get("eval_batch_size", 64)
+    # the saved matcher's prediction settings, with this config's
+    pred_params = matcher.params.pred_params().with_overrides(
+        top_b=snakemake.params.top_b, batch_size=snakemake.params.matcher.get("eval_batch_size", 64),
+        precision=snakemake.params.matcher.get("predict_precision"))
     model_stamp = file_stamp(snakemake.input.model)
     for split in SPLITS:
         tokens = np.load(snakemake.input[f"tokens_{split}"])
@@ -24,7 +27,7 @@ with assign_gpus(snakemake.resources.gpu, log=log, rule=snakemake.rule):
             Path(snakemake.output[f"topb_{split}"]).parent / f".predict-{split}.chunks",
             {"model": model_stamp, "tokens": file_stamp(snakemake.input[f"tokens_{split}"]),
              "matcher": dict(snakemake.params.matcher)},
-            snakemake.params.top_b, batch_size, snakemake.params.matcher.get("predict_precision"), log=log.info)
+            pred_params, log=log.info)
         log.info("%s: top-%d clusters of %d instances, embeddings %s", split, snakemake.params.top_b,
                  topb.shape[0], emb.shape)
         save_csr(snakemake.output[f"topb_{split}"], topb)

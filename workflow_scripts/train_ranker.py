@@ -1,5 +1,6 @@
-from xmc.io import load_csr, load_ranker_features
-from xmc.ranker import Ranker, shard_clusters
+from xmc.features import load_ranker_features
+from xmc.io import load_csr
+from xmc.ranker import Ranker, RankerParams, shard_clusters
 from xmc.runlog import finish, start
 
 log = start(snakemake.log[0], "train_ranker")
@@ -15,9 +16,9 @@ if snakemake.params.shard is not None:
                          f"dataset {snakemake.wildcards.dataset}; lower ranker.shards")
     clusters = shard_clusters(C.shape[1], n_shards, shard)
     log.info("shard %d of %d: clusters %d..%d of %d", shard, n_shards, clusters[0], clusters[-1], C.shape[1])
-ranker = Ranker(negatives=snakemake.wildcards.negatives, n_jobs=snakemake.threads, **snakemake.params.ranker)
+params = RankerParams.from_dict({"negatives": snakemake.wildcards.negatives, **snakemake.params.ranker})
 M_train = load_csr(inp.M_train) if "M_train" in inp.keys() else None  # MAN negatives only
-ranker.fit(X, load_csr(inp.Y), C, M_train, clusters=clusters)
+ranker = Ranker.train(X, load_csr(inp.Y), C, M_train, params, n_jobs=snakemake.threads, clusters=clusters)
 log.info("%d non-zero weights", ranker.W_.nnz)
 ranker.save(snakemake.output[0])
 

@@ -33,11 +33,12 @@ from tqdm.auto import tqdm
 from xmc.encoders import encoder_family
 from xmc.io import atomic_path
 from xmc.matcher.transformer import POOLINGS, pool_hidden_states, resolve_device, resolve_pooling
-from xmc.params import FromDict
+from xmc.params import FromDict, check_positive_int
 from xmc.training import (PRECISIONS, Checkpoints, EpochBatches, LoopSettings, autocast, check_tokens, data_digest,
                           data_parallel, length_sorted_batches, start_distributed, train_loop)
 
-__all__ = ["APLCParams", "partition_labels", "APLCLayer", "aplc_row_losses", "aplc_loss", "slanted_triangular", "APLC"]
+__all__ = ["APLCParams", "APLCPredParams", "partition_labels", "APLCLayer", "aplc_row_losses", "aplc_loss",
+           "slanted_triangular", "APLC"]
 
 META_FILE, HEAD_FILE = "aplc.json", "aplc.pt"
 # Settings that change neither the trained weights nor the loss history (see the matcher's).
@@ -112,6 +113,25 @@ class APLCParams(FromDict):
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def pred_params(self) -> "APLCPredParams":
+        """The prediction settings these params carry (the config's ``aplc`` section holds both)."""
+        return APLCPredParams(top_k=self.top_k, batch_size=self.eval_batch_size)
+
+
+@dataclass
+class APLCPredParams(FromDict):
+    """Prediction settings of APLC: top_k labels kept per row, rows per batch. Defaults:
+    :meth:`APLCParams.pred_params`."""
+
+    config_section = "aplc prediction"
+
+    top_k: int = 20
+    batch_size: int = 64
+
+    def __post_init__(self):
+        check_positive_int(self.top_k, "top_k")
+        check_positive_int(self.batch_size, "batch_size")
 
 
 def partition_labels(label_freq, proportions) -> list[np.ndarray]:
@@ -233,7 +253,7 @@ class _APLCNet(nn.Module):
 
 
 class APLC:
-    """The end-to-end APLC model. Build with :meth:`fit` (sklearn style) or :meth:`load`.
+    """The end-to-end APLC model. Build it with :meth:`train` or :meth:`load`.
 
     Attributes after fit: ``net_``, ``tokenizer_``, ``family_``, ``clusters_`` (label ids per
     cluster, head first), ``history_`` (step, loss, lrs), ``train_seconds_``.
@@ -242,10 +262,14 @@ class APLC:
     def __init__(self, params: APLCParams | None = None):
         self.params = params or APLCParams()
 
-    def fit(self, encoder_dir: str, input_ids, attention_mask, Y, log: Callable[[str], None] | None = None,
-            checkpoint_dir=None) -> "APLC":
+    @classmethod
+    def train(cls, encoder_dir: str, input_ids, attention_mask, Y, params: APLCParams | None = None,
+              log: Callable[[str], None] | None = None, checkpoint_dir=None) -> "APLC":
         """input_ids, attention_mask : int (N, T); Y : sparse (N, L) 0/1 training labels. With
         ``checkpoint_dir``, checkpoints and resume as :meth:`TransformerMatcher.train` does."""
+        return cls(params)._fit(encoder_dir, input_ids, attention_mask, Y, log, checkpoint_dir)
+
+    def _fit(self, encoder_dir: str, input_ids, attention_mask, Y, log, checkpoint_dir) -> "APLC":
         from transformers import AutoModel, AutoTokenizer
 
         p = self.params
@@ -301,10 +325,13 @@ class APLC:
         return self
 
     @torch.no_grad()
-    def predict(self, input_ids, attention_mask, top_k: int | None = None, batch_size: int | None = None):
-        """Top-k labels by p(l | x): CSR float32 (N, L), the stored values are the probabilities."""
-        k = min(top_k or self.params.top_k, self.net_.aplc.n_labels)
-        batch_size = batch_size or self.params.eval_batch_size
+    def predict(self, input_ids, attention_mask, pred_params: APLCPredParams | None = None, **overrides):
+        """Top-k labels by p(l | x): CSR float32 (N, L), the stored values are the probabilities.
+        pred_params : default ``params.pred_params()``; keyword overrides (``top_k=``,
+        ``batch_size=``) replace its fields."""
+        pp = (pred_params or self.params.pred_params()).with_overrides(**overrides)
+        k = min(pp.top_k, self.net_.aplc.n_labels)
+        batch_size = pp.batch_size
         ids, mask = check_tokens(input_ids, attention_mask)
         n = ids.shape[0]
         cols = np.zeros((n, k), dtype=np.int64)

@@ -442,8 +442,8 @@ class _Model:
         return enc["input_ids"].astype(np.int32), enc["attention_mask"].astype(np.int32)
 
     def scores(self, texts: list[str], top_k: int, batch_size: int) -> sp.csr_matrix:
-        from xmc.features import transform_tfidf
-        from xmc.features import ranker_features
+        from xmc.features import ranker_features, transform_tfidf
+        from xmc.ranker import RankerPredParams
 
         m = self.manifest
         X = transform_tfidf(self.vectorizer, texts)
@@ -453,7 +453,7 @@ class _Model:
         else:
             topb, emb = self.matcher.predict(X, top_b=m["top_b"]), None
         features = ranker_features(X, emb if m["ranker_input"] == "tfidf+neural" else None)
-        return self.ranker.predict(features, topb, combine=m["combine"], top_k=top_k)
+        return self.ranker.predict(features, topb, RankerPredParams(combine=m["combine"], top_k=top_k))
 
 
 class Bundle:

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from xmc.char_tfidf import CharNgramTfidf
 from xmc.indexing import l2_normalize_rows as normalize  # not sklearn's: its import is 0.8 s of every ranker job
+from xmc.io import load_csr, load_npy
 from xmc.params import FromDict
 
 from xmc.vocabulary import ANALYZERS
@@ -257,3 +258,16 @@ def _joined_rows(blocks: list, chunk_entries: int = 2**18) -> sp.csr_matrix:
             indices[position] = columns + offset
         start += c
     return sp.csr_matrix((data, indices, indptr), shape=(n, int(offsets[-1])))
+
+
+def load_ranker_features(files, split: str):
+    """The ranker (and linear matcher) input of ``split`` from the files :func:`xmc.plan.feature_files`
+    names (``X_{split}``: TF-IDF, ``Xc_{split}``: character n-gram TF-IDF, ``emb_{split}``:
+    embeddings; a Snakemake ``input`` or a dict), as :func:`ranker_features` joins them."""
+    keys = set(files.keys())
+
+    def get(kind, loader):
+        key = f"{kind}_{split}"
+        return loader(files[key]) if key in keys else None
+
+    return ranker_features(get("X", load_csr), get("emb", load_npy), get("Xc", load_csr))

@@ -7,13 +7,17 @@ level until ``n_clusters`` leaves; leaves are numbered left to right.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from xmc.io import load_csr, save_csr
 from xmc.parallel import check_n_jobs, thread_map
+from xmc.params import FromDict
 
-__all__ = ["default_n_clusters", "BalancedKMeans", "cluster_targets", "sparse_pattern", "l2_normalize_rows"]
+__all__ = ["default_n_clusters", "BalancedKMeans", "IndexerParams", "cluster_targets", "sparse_pattern",
+           "l2_normalize_rows"]
 
 
 def default_n_clusters(n_labels: int) -> int:
@@ -50,22 +54,43 @@ def _unit(c: np.ndarray) -> np.ndarray:
     return c / norm if norm > 0 else c
 
 
-class BalancedKMeans:
-    """Recursive balanced spherical 2-means.
+@dataclass
+class IndexerParams(FromDict):
+    """Training settings of the indexer (config: ``indexing``, and the top-level ``seed``).
 
-    Parameters
-    ----------
-    n_clusters : int, power of two, 1 <= n_clusters <= n_labels.
+    n_clusters : int, power of two, 1 <= n_clusters <= n_labels; None: :func:`default_n_clusters`.
     max_iter : int, iterations per split (the original used about 20).
     seed : int. Each node draws its two initial centroids with ``default_rng([seed, node_id])``,
         node_id the heap index (root 1, children 2i and 2i+1), so the tree is deterministic.
     tol : float in [0, 1). A split stops once at most ``tol * n`` labels changed child
         (0 -> stop only when the split no longer changes).
-    n_jobs : int, threads splitting the nodes of a level at once (-1: one per CPU); the tree does
-        not depend on it.
+    """
+
+    config_section = "indexing"
+
+    n_clusters: int | None = None
+    max_iter: int = 20
+    seed: int = 0
+    tol: float = 0.0
+
+    def __post_init__(self):
+        k = self.n_clusters
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or (k & (k - 1))):
+            raise ValueError(f"n_clusters: expected a power of two >= 1, got {k!r}")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"max_iter: expected a positive integer, got {self.max_iter!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
+        if not (0.0 <= float(self.tol) < 1.0):
+            raise ValueError(f"tol: expected a float in [0, 1), got {self.tol!r}")
+
+
+class BalancedKMeans:
+    """Recursive balanced spherical 2-means. Build it with :meth:`train` or :meth:`load`.
 
     Attributes
     ----------
+    params : :class:`IndexerParams`.
     assignment_ : int64 ndarray (L,), leaf (cluster) of each label, leaves ordered left to right.
     C_ : CSR float32 (L, K), one 1 per row.
     n_iter_ : list of int, iterations used by each split, in level order.
@@ -74,30 +99,16 @@ class BalancedKMeans:
     floor(L / 2^d) or ceil(L / 2^d) labels: leaf sizes differ by at most 1 overall.
     """
 
-    def __init__(self, n_clusters: int, max_iter: int = 20, seed: int = 0, tol: float = 0.0, n_jobs: int = 1):
-        self.n_clusters = n_clusters
-        self.max_iter = max_iter
-        self.seed = seed
-        self.tol = tol
-        self.n_jobs = n_jobs
+    def __init__(self, params: IndexerParams | None = None):
+        self.params = params or IndexerParams()
 
-    def _validate(self, n_labels: int) -> int:
-        k = self.n_clusters
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or (k & (k - 1)):
-            raise ValueError(f"n_clusters: expected a power of two >= 1, got {k!r}")
-        if k > n_labels:
-            raise ValueError(f"n_clusters: {k} exceeds the number of labels (rows of Z) {n_labels}")
-        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
-            raise ValueError(f"max_iter: expected a positive integer, got {self.max_iter!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}")
-        check_n_jobs(self.n_jobs)
-        if not (0.0 <= float(self.tol) < 1.0):
-            raise ValueError(f"tol: expected a float in [0, 1), got {self.tol!r}")
-        return int(k)
+    @classmethod
+    def train(cls, Z, params: IndexerParams | None = None, n_jobs: int = 1) -> "BalancedKMeans":
+        """Z : sparse or dense (L, D) label representations. n_jobs : threads splitting the nodes
+        of a level at once (-1: one per CPU); the tree does not depend on it."""
+        return cls(params)._fit(Z, n_jobs)
 
-    def fit(self, Z) -> "BalancedKMeans":
-        """Z : sparse or dense (L, D) label representations. Returns self."""
+    def _fit(self, Z, n_jobs: int) -> "BalancedKMeans":
         if sp.issparse(Z):
             if Z.ndim != 2:
                 raise ValueError(f"Z: expected a 2-D matrix (L, D), got shape {Z.shape}")
@@ -110,7 +121,10 @@ class BalancedKMeans:
         if not np.all(np.isfinite(data)):
             raise ValueError("Z: contains NaN or infinite values")
         n_labels = Z.shape[0]
-        k = self._validate(n_labels)
+        k = default_n_clusters(n_labels) if self.params.n_clusters is None else int(self.params.n_clusters)
+        if k > n_labels:
+            raise ValueError(f"n_clusters: {k} exceeds the number of labels (rows of Z) {n_labels}")
+        check_n_jobs(n_jobs)
         Zn = l2_normalize_rows(Z)
 
         nodes = [np.arange(n_labels, dtype=np.int64)]  # label ids per node, left to right
@@ -125,7 +139,7 @@ class BalancedKMeans:
         for _ in range(int(math.log2(k))):
             next_nodes, next_ids = [], []
             # the nodes of one level are independent: split in n_jobs threads
-            for idx, nid, (left, it) in zip(nodes, node_ids, thread_map(split, zip(nodes, node_ids), self.n_jobs)):
+            for idx, nid, (left, it) in zip(nodes, node_ids, thread_map(split, zip(nodes, node_ids), n_jobs)):
                 n_iter.append(it)
                 next_nodes += [idx[left], idx[~left]]
                 next_ids += [2 * nid, 2 * nid + 1]
@@ -134,20 +148,39 @@ class BalancedKMeans:
         assignment = np.empty(n_labels, dtype=np.int64)
         for leaf, idx in enumerate(nodes):
             assignment[idx] = leaf
+        self._set_assignment(assignment, k)
+        self.n_iter_ = n_iter
+        return self
+
+    def _set_assignment(self, assignment: np.ndarray, k: int) -> None:
+        n_labels = assignment.size
         self.assignment_ = assignment
         self.C_ = sp.csr_matrix(
             (np.ones(n_labels, dtype=np.float32), (np.arange(n_labels), assignment)),
             shape=(n_labels, k),
             dtype=np.float32,
         )
-        self.n_iter_ = n_iter
-        return self
+
+    def save(self, path) -> None:
+        """``C_`` as ``xmc.io.save_csr`` writes it: the assignment is the whole model (what the
+        workflow's ``indexer/{indexer}/C.npz`` always held); the params it came from are the config's."""
+        save_csr(path, self.C_)
+
+    @classmethod
+    def load(cls, path, params: IndexerParams | None = None) -> "BalancedKMeans":
+        """A saved C (L, K) with one cluster per label; ``params``: those it was trained with, if known."""
+        C = load_csr(path)
+        if np.any(np.diff(C.indptr) != 1):
+            raise ValueError(f"{path}: not an indexer's C (every label needs exactly one cluster)")
+        model = cls(params or IndexerParams(n_clusters=C.shape[1]))
+        model._set_assignment(C.indices.astype(np.int64), C.shape[1])
+        return model
 
     def _split(self, Zs, node_id: int):
         """Balanced 2-means on the unit rows ``Zs`` (n, D); returns (left mask (n,), iterations)."""
         n = Zs.shape[0]
         n_left = (n + 1) // 2
-        rng = np.random.default_rng([int(self.seed), int(node_id)])
+        rng = np.random.default_rng([int(self.params.seed), int(node_id)])
         if sp.issparse(Zs):
             # Only the node's own feature columns: the centroids live there, and dense (D, 2)
             # centroids over the whole vocabulary made every deep split cost O(D) per iteration.
@@ -168,14 +201,14 @@ class BalancedKMeans:
         total = np.asarray(Zs.sum(axis=0, dtype=np.float64)).ravel()
         left = None
         it = 0
-        for it in range(1, self.max_iter + 1):
+        for it in range(1, self.params.max_iter + 1):
             pref = np.asarray(Zs @ (_unit(c0) - _unit(c1)).astype(Zs.dtype)).ravel()  # s0 - s1, (n,)
             # Stable sort on -(s0 - s1): the labels preferring centroid 0 most go left; ties keep
             # the lower row first, which keeps the split deterministic.
             order = np.argsort(-pref, kind="stable")
             new_left = np.zeros(n, dtype=bool)
             new_left[order[:n_left]] = True
-            if left is not None and np.count_nonzero(new_left != left) <= self.tol * n:
+            if left is not None and np.count_nonzero(new_left != left) <= self.params.tol * n:
                 left = new_left
                 break
             left = new_left

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.io import atomic_path
 from xmc.parallel import check_n_jobs, n_workers, thread_map
 
 _BUILD = "run `pip install -e .` in the project folder (it needs a C compiler, e.g. gcc)"
@@ -43,7 +42,7 @@ except ImportError as e:  # a checkout used without its install step
     raise ImportError(f"xmc._dcd, the compiled solver of xmc.linear, is not built ({e}): {_BUILD}") from e
 check_build(Path(__file__).with_name("_dcd.c"), Path(_dcd.__file__))
 
-__all__ = ["fit_ova", "fit_ova_blocks", "decision_function", "augment_bias", "save_weights", "load_weights"]
+__all__ = ["fit_ova", "fit_ova_blocks", "decision_function", "augment_bias"]
 
 log = logging.getLogger(__name__)
 
@@ -228,26 +227,3 @@ def decision_function(X, W, bias: float = 1.0) -> np.ndarray:
     return scores.astype(np.float32)
 
 
-def save_weights(path, W, **meta) -> None:
-    """Save W (CSR) plus scalar settings in one npz that ``scipy.sparse.load_npz`` (and
-    ``xmc.io.load_csr``) can also read as the plain weight matrix."""
-    W = sp.csr_matrix(W)
-    W.sum_duplicates()
-    clash = {"data", "indices", "indptr", "format", "shape"} & set(meta)
-    if clash:
-        raise ValueError(f"save_weights: reserved metadata key(s) {sorted(clash)}")
-    with atomic_path(path) as tmp:  # uncompressed, as xmc.io.save_csr (zlib: 18.8 s of a 98.6 s ranker job)
-        np.savez(
-            tmp, format=np.asarray("csr"), data=W.data, indices=W.indices, indptr=W.indptr,
-            shape=np.asarray(W.shape), **{k: np.asarray(v) for k, v in meta.items()},
-        )
-
-
-def load_weights(path) -> tuple[sp.csr_matrix, dict]:
-    """Inverse of :func:`save_weights`: (W CSR, {key: numpy value}) ."""
-    with np.load(path, allow_pickle=False) as f:
-        if "format" not in f or "data" not in f:
-            raise ValueError(f"{path}: not a weight file written by xmc (no CSR arrays inside)")
-        W = sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(int(s) for s in f["shape"]))
-        meta = {k: f[k] for k in f.files if k not in {"data", "indices", "indptr", "format", "shape"}}
-    return W, meta

@@ -13,6 +13,7 @@ combined with the matcher score g of the label's cluster (:func:`combine_scores`
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,14 +21,18 @@ from scipy.special import expit
 from tqdm.auto import tqdm
 
 from xmc.indexing import cluster_targets, sparse_pattern
-from xmc.linear import fit_ova_blocks, load_weights, save_weights
+from xmc.io import load_weights, save_weights
+from xmc.linear import fit_ova_blocks
 from xmc.metrics import csr_row_top_k
+from xmc.params import FromDict, check_positive_int
 from xmc.vocabulary import COMBINE as COMBINE_METHODS, NEGATIVES
 
 __all__ = [
     "COMBINE_METHODS",
     "NEGATIVES",
     "Ranker",
+    "RankerParams",
+    "RankerPredParams",
     "candidate_matrix",
     "combine_scores",
     "shard_clusters",
@@ -60,6 +65,12 @@ def combine_scores(g, h, method: str):
     return np.exp(-np.maximum(0.0, 1.0 - g) ** p) * np.exp(-np.maximum(0.0, 1.0 - h) ** p)
 
 
+def check_negatives(negatives: str) -> str:
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives: unknown value {negatives!r}; accepted: {', '.join(NEGATIVES)}")
+    return negatives
+
+
 def candidate_matrix(M_true, M_pred, negatives: str) -> sp.csr_matrix:
     """Training rows of each cluster: CSR bool (N, K).
 
@@ -68,8 +79,7 @@ def candidate_matrix(M_true, M_pred, negatives: str) -> sp.csr_matrix:
         clusters (a score of exactly 0 is still a selection).
     negatives : "tfn" -> M_true, "man" -> M_pred's pattern, "tfn+man" -> their union.
     """
-    if negatives not in NEGATIVES:
-        raise ValueError(f"negatives: unknown value {negatives!r}; accepted: {', '.join(NEGATIVES)}")
+    check_negatives(negatives)
     if "man" in negatives and M_pred is None:
         raise ValueError(f"negatives={negatives!r} needs M_pred (the matcher's top-b clusters)")
     if M_pred is not None and M_pred.shape != M_true.shape:
@@ -204,13 +214,46 @@ def _release_freed_memory() -> None:
         pass
 
 
+@dataclass
+class RankerParams(FromDict):
+    """Training settings of the rankers: negatives ("tfn", "man", "tfn+man": which documents train
+    each cluster's labels), C (SVM cost), threshold (|w| < threshold -> 0), bias (value of the bias
+    feature). Config: ``ranker`` C and threshold; negatives is a model's wildcard."""
+
+    config_section = "ranker"
+
+    negatives: str = "tfn+man"
+    C: float = 1.0
+    threshold: float = 0.01
+    bias: float = 1.0
+
+    def __post_init__(self):
+        check_negatives(self.negatives)
+
+
+@dataclass
+class RankerPredParams(FromDict):
+    """Prediction settings of the rankers: combine (sigma(g, h), :func:`combine_scores`), top_k
+    labels kept per row, rows per batch."""
+
+    config_section = "ranker prediction"
+
+    combine: str = "noop"
+    top_k: int = 20
+    batch_size: int = 8192
+
+    def __post_init__(self):
+        combine_scores(0.0, 0.0, self.combine)  # validates the method name
+        check_positive_int(self.top_k, "top_k")
+        check_positive_int(self.batch_size, "batch_size")
+
+
 class Ranker:
-    """Per-label squared-hinge linear SVMs trained on cluster candidates.
+    """Per-label squared-hinge linear SVMs trained on cluster candidates. Build it with
+    :meth:`train`, :meth:`merge` or :meth:`load`.
 
-    Parameters: negatives ("tfn", "man", "tfn+man"), C, threshold (|w| < threshold -> 0),
-    n_jobs (threads over the labels of a cluster), bias (value of the bias feature).
-
-    Attributes after fit: ``W_`` CSR float32 (L, D + 1), last column = bias weight;
+    Attributes: ``params`` (:class:`RankerParams`), ``n_jobs`` (threads over the clusters; a
+    resource, not a setting), ``W_`` CSR float32 (L, D + 1), last column = bias weight;
     ``assignment_`` int64 (L,) cluster of each label; ``n_clusters_`` K; ``clusters_`` int64, the
     clusters whose labels were trained (all K, or one shard's; :meth:`merge` joins shards).
     ``keep_blocks`` (default False): keep the per-cluster transposed weights between predict
@@ -219,13 +262,11 @@ class Ranker:
 
     keep_blocks = False
 
-    def __init__(self, negatives: str = "tfn+man", C: float = 1.0, threshold: float = 0.01,
-                 n_jobs: int = 1, bias: float = 1.0):
-        self.negatives = negatives
-        self.C = C
-        self.threshold = threshold
+    def __init__(self, params: RankerParams | None = None, n_jobs: int = 1):
+        self.params = params or RankerParams()
         self.n_jobs = n_jobs
-        self.bias = bias
+
+    bias = property(lambda self: self.params.bias)
 
     def _cluster_labels(self):
         order = np.argsort(self.assignment_, kind="stable")
@@ -248,13 +289,19 @@ class Ranker:
             self._blocks, self._blocks_key = blocks, (self.W_, self.assignment_, self.bias, clusters.copy())
         return self._blocks
 
-    def fit(self, X, Y, C_assign, M_pred=None, progress: bool = True, clusters=None) -> "Ranker":
+    @classmethod
+    def train(cls, X, Y, C_assign, M_pred=None, params: RankerParams | None = None, n_jobs: int = 1,
+              progress: bool = True, clusters=None) -> "Ranker":
         """X : CSR (N, D) ranker features; Y : CSR (N, L) 0/1; C_assign : CSR (L, K) 0/1 with one
         cluster per label; M_pred : CSR (N, K) matcher top-b (needed for "man" / "tfn+man").
         clusters : cluster ids to train (default all, see :func:`shard_clusters`); the rows of W_ of
         other clusters' labels stay empty. Each label's model depends only on its own cluster's
-        rows, so shards joined by :meth:`merge` equal one fit over all clusters.
+        rows, so shards joined by :meth:`merge` equal one training over all clusters.
         """
+        return cls(params, n_jobs)._fit(X, Y, C_assign, M_pred, progress, clusters)
+
+    def _fit(self, X, Y, C_assign, M_pred, progress: bool, clusters) -> "Ranker":
+        p = self.params
         if not sp.issparse(X) or not sp.issparse(Y):
             raise ValueError("X and Y: expected scipy sparse matrices")
         X = sp.csr_matrix(X, dtype=np.float32)
@@ -264,7 +311,7 @@ class Ranker:
         assignment, k = _assignment_from_C(C_assign)
         if assignment.size != Y.shape[1]:
             raise ValueError(f"C_assign has {assignment.size} labels (rows) but Y has {Y.shape[1]}")
-        cand = candidate_matrix(cluster_targets(Y, C_assign), M_pred, self.negatives).tocsc()
+        cand = candidate_matrix(cluster_targets(Y, C_assign), M_pred, p.negatives).tocsc()
         self.assignment_ = assignment
         self.n_clusters_ = k
         self.clusters_ = np.arange(k, dtype=np.int64)
@@ -282,28 +329,27 @@ class Ranker:
         with tqdm(total=len(clusters), desc="ranker fit", unit="cluster", disable=not progress) as bar:
             rows = add_missing_negatives(Y, [cand.indices[cand.indptr[c] : cand.indptr[c + 1]] for c, _ in clusters],
                                          [labels for _, labels in clusters], [c for c, _ in clusters],
-                                         self.negatives)
+                                         p.negatives)
             blocks = fit_ova_blocks(
                 X, Y, rows,
                 [labels for _, labels in clusters], n_jobs=self.n_jobs, callback=bar.update,
-                C=self.C, threshold=self.threshold, bias=self.bias)
+                C=p.C, threshold=p.threshold, bias=p.bias)
         # Labels outside the trained clusters (another shard's) keep empty rows.
         self.W_ = _place_rows([labels for _, labels in clusters], blocks, Y.shape[1], X.shape[1] + 1)
         return self
 
     @classmethod
     def merge(cls, parts: list["Ranker"]) -> "Ranker":
-        """Join rankers fit on disjoint cluster shards (:meth:`fit` with ``clusters``) into one
-        whose weights are those of a fit over all clusters."""
+        """Join rankers trained on disjoint cluster shards (:meth:`train` with ``clusters``) into one
+        whose weights are those of a training over all clusters."""
         if not parts:
             raise ValueError("merge: no rankers given")
         first = parts[0]
-        settings = ("negatives", "C", "threshold", "bias")
         for i, part in enumerate(parts[1:], 1):
-            for name in settings:
-                if getattr(part, name) != getattr(first, name):
-                    raise ValueError(f"merge: shard {i} has {name}={getattr(part, name)!r} but shard 0 has "
-                                     f"{getattr(first, name)!r}")
+            for name, value in vars(part.params).items():
+                if value != getattr(first.params, name):
+                    raise ValueError(f"merge: shard {i} has {name}={value!r} but shard 0 has "
+                                     f"{getattr(first.params, name)!r}")
             if part.n_clusters_ != first.n_clusters_ or not np.array_equal(part.assignment_, first.assignment_):
                 raise ValueError(f"merge: shard {i} was fit on another label indexing than shard 0")
             if part.W_.shape != first.W_.shape:
@@ -314,7 +360,7 @@ class Ranker:
         if covered.size != first.n_clusters_:
             missing = np.setdiff1d(np.arange(first.n_clusters_), covered)
             raise ValueError(f"merge: {missing.size} cluster(s) are in no shard (first: {missing[0]})")
-        merged = cls(**{name: getattr(first, name) for name in settings}, n_jobs=first.n_jobs)
+        merged = cls(first.params, n_jobs=first.n_jobs)
         W = parts[0].W_
         for part in parts[1:]:
             W = W + part.W_  # disjoint label rows: the sum places each shard's rows
@@ -325,18 +371,18 @@ class Ranker:
         merged.clusters_ = np.arange(first.n_clusters_, dtype=np.int64)
         return merged
 
-    def predict(self, X, M_pred, combine: str = "noop", top_k: int = 20,
-                batch_size: int = 8192) -> sp.csr_matrix:
+    def predict(self, X, M_pred, pred_params: RankerPredParams | None = None, **overrides) -> sp.csr_matrix:
         """Final scores of each row's ``top_k`` labels: CSR float32 (N, L).
 
         X : CSR (N, D) ranker features; M_pred : CSR (N, K) matcher scores g of the top-b
-        clusters. Only labels of a row's selected clusters are scored, per cluster over the rows
-        that selected it. Equal final scores (a saturated sigma) are ordered by the ranker score h,
-        and the float32 values keep that order (:func:`xmc.metrics.csr_row_top_k`).
+        clusters. pred_params : default :class:`RankerPredParams` (); keyword overrides
+        (``combine=``, ``top_k=``, ``batch_size=``) replace its fields. Only labels of a row's
+        selected clusters are scored, per cluster over the rows that selected it. Equal final
+        scores (a saturated sigma) are ordered by the ranker score h, and the float32 values keep
+        that order (:func:`xmc.metrics.csr_row_top_k`).
         """
-        combine_scores(0.0, 0.0, combine)  # validates the method name
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-            raise ValueError(f"top_k: expected a positive integer, got {top_k!r}")
+        pp = (pred_params or RankerPredParams()).with_overrides(**overrides)
+        combine, top_k, batch_size = pp.combine, pp.top_k, pp.batch_size
         X = sp.csr_matrix(X, dtype=np.float32)
         n_labels, d1 = self.W_.shape
         d = d1 - 1
@@ -383,17 +429,15 @@ class Ranker:
 
     def save(self, path) -> None:
         """npz with W and the settings; ``xmc.io.load_csr(path)`` reads it as the (L, D + 1) weights."""
-        save_weights(
-            path, self.W_, assignment=self.assignment_, n_clusters=self.n_clusters_,
-            negatives=self.negatives, C=self.C, threshold=self.threshold, n_jobs=self.n_jobs,
-            bias=self.bias, clusters=self._trained_clusters(),
-        )
+        p = self.params  # n_jobs kept in the file (as before), though it changes no weight
+        save_weights(path, self.W_, assignment=self.assignment_, n_clusters=self.n_clusters_, negatives=p.negatives,
+                     C=p.C, threshold=p.threshold, n_jobs=self.n_jobs, bias=p.bias, clusters=self._trained_clusters())
 
     @classmethod
     def load(cls, path) -> "Ranker":
         W, meta = load_weights(path)
-        r = cls(negatives=str(meta["negatives"]), C=float(meta["C"]), threshold=float(meta["threshold"]),
-                n_jobs=int(meta["n_jobs"]), bias=float(meta["bias"]))
+        r = cls(RankerParams(negatives=str(meta["negatives"]), C=float(meta["C"]), threshold=float(meta["threshold"]),
+                             bias=float(meta["bias"])), n_jobs=int(meta["n_jobs"]) if "n_jobs" in meta else 1)
         r.W_ = W.astype(np.float32)
         r.assignment_ = meta["assignment"].astype(np.int64)
         r.n_clusters_ = int(meta["n_clusters"])

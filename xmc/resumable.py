@@ -73,14 +73,14 @@ def in_chunks(n_rows: int, chunk_rows: int, folder, key: dict, compute: Callable
     return joined
 
 
-def matcher_predictions(matcher, input_ids, attention_mask, folder, key: dict, top_b: int, batch_size: int,
-                        precision=None, chunk_rows: int = 100_000, log=None):
+def matcher_predictions(matcher, input_ids, attention_mask, folder, key: dict, pred_params,
+                        chunk_rows: int = 100_000, log=None):
     """A transformer matcher's (top-b clusters CSR, embeddings) over every row, in resumable chunks of
-    whole batches (``chunk_rows`` rounded down to a multiple of ``batch_size``), so that the batches,
-    and so the results, are those of one pass."""
-    rows = max(1, chunk_rows // batch_size) * batch_size
+    whole batches (``chunk_rows`` rounded down to a multiple of ``pred_params.batch_size``), so that
+    the batches, and so the results, are those of one pass. pred_params : MatcherPredParams."""
+    rows = max(1, chunk_rows // pred_params.batch_size) * pred_params.batch_size
     out = in_chunks(len(input_ids), rows, folder, key, lambda lo, hi: dict(zip(("topb", "emb"), matcher.predict(
-        input_ids[lo:hi], attention_mask[lo:hi], top_b=top_b, batch_size=batch_size, precision=precision))), log)
+        input_ids[lo:hi], attention_mask[lo:hi], pred_params))), log)
     return out["topb"], out["emb"]
 
 

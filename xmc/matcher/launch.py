@@ -2,7 +2,7 @@
 
 The three models share :func:`xmc.training.train_loop`, so all three train the same ways:
 ``system`` "matcher" (:class:`~xmc.matcher.transformer.TransformerMatcher`), "xr"
-(:func:`~xmc.matcher.xr.train_xr_matcher`) or "aplc" (:class:`~xmc.aplc.APLC`).
+(:class:`~xmc.matcher.xr.XRTransformer`) or "aplc" (:class:`~xmc.aplc.APLC`).
 
 ``python -m xmc.matcher.launch --system matcher --encoder DIR --tokens train.npz --Y Y.train.npz
 --C C.npz --params '{"max_steps": 100, ...}' --output model/ [--checkpoint-dir DIR]`` trains and
@@ -84,7 +84,7 @@ def train_from_files(encoder_dir, tokens, Y, C, params: dict, checkpoint_dir=Non
         if log is not None:
             log(f"APLC: {encoder_dir} on {Y.shape[0]} instances x {Y.shape[1]} labels "
                 f"(checkpoints in {checkpoint_dir}): {p}")
-        model = APLC(p).fit(encoder_dir, ids, mask, Y, log=log, checkpoint_dir=checkpoint_dir)
+        model = APLC.train(encoder_dir, ids, mask, Y, p, log=log, checkpoint_dir=checkpoint_dir)
         if log is not None:
             log(f"trained in {model.train_seconds_:.1f} s")
         return model
@@ -103,7 +103,7 @@ def train_from_files(encoder_dir, tokens, Y, C, params: dict, checkpoint_dir=Non
         return TransformerMatcher.train(encoder_dir, ids, mask, M, p, log=log, checkpoint_dir=checkpoint_dir,
                                         init_embeddings=E)
 
-    from xmc.matcher.xr import XRParams, train_xr_matcher
+    from xmc.matcher.xr import XRParams, XRTransformer
 
     if np.any(np.diff(C.indptr) != 1):
         raise ValueError("C: every label needs exactly one cluster")
@@ -111,8 +111,8 @@ def train_from_files(encoder_dir, tokens, Y, C, params: dict, checkpoint_dir=Non
     if log is not None:
         log(f"XR-Transformer: {encoder_dir} on {Y.shape[0]} instances, K = {C.shape[1]} "
             f"(checkpoints in {checkpoint_dir}): {p}, {x}")
-    matcher = train_xr_matcher(encoder_dir, ids, mask, Y, C.indices, C.shape[1], p, x, log=log,
-                               checkpoint_dir=checkpoint_dir)
+    matcher = XRTransformer.train(encoder_dir, ids, mask, Y, C.indices, C.shape[1], p, x, log=log,
+                                  checkpoint_dir=checkpoint_dir)
     for level in matcher.xr_levels_ if log is not None else ():
         log("level K_t = %(level)d: %(steps)d steps in %(seconds).1f s, %(candidates).1f candidates per "
             "instance" % level)

@@ -18,14 +18,19 @@ synthetic data against PECOS with the same negatives), and the order of the clus
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.linear import decision_function, fit_ova, fit_ova_blocks, load_weights, save_weights
+from xmc.io import load_weights, save_weights
+from xmc.linear import decision_function, fit_ova, fit_ova_blocks
+from xmc.matcher.beam import beam_search
 from xmc.metrics import csr_row_top_k
 from xmc.parallel import thread_map
+from xmc.params import FromDict, check_positive_int
 
-__all__ = ["LinearMatcher", "level_sizes", "top_b_dense"]
+__all__ = ["LinearMatcher", "LinearMatcherParams", "LinearMatcherPredParams", "level_sizes", "top_b_dense"]
 
 
 def top_b_dense(scores: np.ndarray, b: int) -> sp.csr_matrix:
@@ -87,29 +92,97 @@ def _path_decision_values(beam: sp.csr_matrix) -> sp.csr_matrix:
     return beam
 
 
-class LinearMatcher:
-    """Parameters: C (SVM cost), threshold (weight sparsification), top_b (clusters kept per row),
-    n_jobs (threads: the solver's, and the beam's batches at prediction), branching (None: flat
-    one-vs-all over the K clusters; an integer: tree matcher with levels of branching, branching^2,
-    ... nodes and a beam of top_b).
+def _candidates(clusters: np.ndarray, path: np.ndarray, n_clusters: int) -> sp.csr_matrix:
+    """The beam's candidates (B, m) as CSR (B, n_clusters) of their path values."""
+    rows = np.repeat(np.arange(clusters.shape[0]), clusters.shape[1])
+    return sp.csr_matrix((path.ravel(), (rows, clusters.ravel())), shape=(clusters.shape[0], n_clusters))
 
-    Attributes after fit: ``W_`` CSR float32 (K, D + 1), last column = bias weight (the finest
-    level); ``levels_`` list of CSR (n_j, D + 1), one per level, coarse to fine (``[W_]`` if flat).
+
+class _TreeWalk:
+    """The linear tree's walk for :func:`xmc.matcher.beam.beam_search` (numpy): a cluster's path
+    value is the product of the l3-hinge transforms of its own and its ancestors' decision values;
+    the beam keeps the largest, ties by the lower cluster index, as float32 (level 0 cast, deeper
+    levels as :func:`xmc.metrics.csr_row_top_k` keeps their order)."""
+
+    def __init__(self, X: sp.csr_matrix, levels: list):
+        self.X, self.levels = X, levels
+
+    def first(self, n_rows: int, k: int) -> np.ndarray:
+        return np.broadcast_to(np.arange(k, dtype=np.int64), (n_rows, k))
+
+    def path(self, t: int, clusters: np.ndarray, parent):
+        if parent is None:  # level 0: every cluster, one product
+            return _l3_hinge(_dense_scores(self.X, self.levels[0]))
+        W = self.levels[t]
+        r = W.shape[0] // self.levels[t - 1].shape[0]
+        n, m = clusters.shape
+        b = m // r
+        parents = (clusters[:, ::r] // r).ravel()  # (n * b,): the beam's clusters of level t - 1
+        order = np.argsort(parents, kind="stable")  # grouped by parent, rows ascending in each
+        starts = np.flatnonzero(np.r_[True, np.diff(parents[order]) != 0])
+        groups = np.split(order, starts[1:])
+        # each parent's children scored on the rows that kept it
+        blocks = [_dense_scores(self.X[g // b], W[parents[g[0]] * r : (parents[g[0]] + 1) * r]) for g in groups]
+        s = np.empty((n * b, r), dtype=blocks[0].dtype)
+        for g, block in zip(groups, blocks):
+            s[g] = block
+        return parent * _l3_hinge(s.reshape(n, m))
+
+    def keep(self, t: int, clusters: np.ndarray, path: np.ndarray, b: int):
+        if t == 0:  # every cluster of level 0, in order: a stable sort puts the lower index first
+            pick = np.argsort(-path, axis=1, kind="stable")[:, :b]
+            return np.take_along_axis(clusters, pick, 1), np.take_along_axis(path, pick, 1).astype(np.float32)
+        beam = csr_row_top_k(_candidates(clusters, path, self.levels[t].shape[0]), b)
+        return beam.indices.reshape(clusters.shape[0], -1).astype(np.int64), beam.data.reshape(clusters.shape[0], -1)
+
+
+@dataclass
+class LinearMatcherParams(FromDict):
+    """Training settings of the linear matcher (config: ``linear_baseline`` C, threshold,
+    branching). C: SVM cost; threshold: weights below it in magnitude set to 0; branching: None
+    for a flat one-vs-all over the K clusters, an integer for a tree with levels of branching,
+    branching^2, ... nodes (:func:`level_sizes`)."""
+
+    config_section = "linear_baseline"
+
+    C: float = 1.0
+    threshold: float = 0.01
+    branching: int | None = None
+
+
+@dataclass
+class LinearMatcherPredParams(FromDict):
+    """Prediction settings of the linear matcher: top_b clusters kept per row (a tree's beam
+    width), rows per batch."""
+
+    config_section = "linear matcher prediction"
+
+    top_b: int = 10
+    batch_size: int = 8192
+
+    def __post_init__(self):
+        for name in ("top_b", "batch_size"):
+            check_positive_int(getattr(self, name), name)
+
+
+class LinearMatcher:
+    """One-vs-all linear models from features to clusters, flat or a tree. Build it with
+    :meth:`train` or :meth:`load`.
+
+    Attributes: ``params`` (:class:`LinearMatcherParams`), ``pred_params``
+    (:class:`LinearMatcherPredParams`, the defaults of :meth:`predict`), ``n_jobs`` (threads: the
+    solver's, and the beam's batches at prediction; a resource, not a setting), ``W_`` CSR float32
+    (K, D + 1), last column = bias weight (the finest level), ``levels_`` list of CSR (n_j, D + 1),
+    one per level, coarse to fine (``[W_]`` if flat).
     """
 
-    def __init__(self, C: float = 1.0, threshold: float = 0.01, top_b: int = 10, n_jobs: int = 1,
-                 branching: int | None = None):
-        self.C = C
-        self.threshold = threshold
-        self.top_b = top_b
+    def __init__(self, levels: list, params: LinearMatcherParams | None = None,
+                 pred_params: LinearMatcherPredParams | None = None, n_jobs: int = 1):
+        self.levels_ = [sp.csr_matrix(W) for W in levels]
+        self.W_ = self.levels_[-1]
+        self.params = params or LinearMatcherParams()
+        self.pred_params = pred_params or LinearMatcherPredParams()
         self.n_jobs = n_jobs
-        self.branching = branching
-
-    @staticmethod
-    def _check_b(b) -> int:
-        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-            raise ValueError(f"top_b: expected a positive integer, got {b!r}")
-        return int(b)
 
     def _weights(self):
         """(W[:, :D].T as CSR (D, K), bias weights (K,)), built once per weights: transposing W at
@@ -121,17 +194,17 @@ class LinearMatcher:
             self._WT, self._bias, self._weights_key = sp.csr_matrix(W[:, :d].T), W[:, d].toarray().ravel(), self.W_
         return self._WT, self._bias
 
-    def fit(self, X, M) -> "LinearMatcher":
-        """X : CSR (N, D) TF-IDF; M : CSR (N, K) 0/1 instance->cluster targets. Returns self."""
-        self._check_b(self.top_b)
+    @classmethod
+    def train(cls, X, M, params: LinearMatcherParams | None = None,
+              pred_params: LinearMatcherPredParams | None = None, n_jobs: int = 1) -> "LinearMatcher":
+        """X : CSR (N, D) features; M : CSR (N, K) 0/1 instance->cluster targets."""
+        p = params or LinearMatcherParams()
         if X.shape[0] != M.shape[0]:
             raise ValueError(f"X and M must have the same number of rows; got {X.shape[0]} and {M.shape[0]}")
-        sizes = level_sizes(M.shape[1], self.branching)
-        kw = dict(C=self.C, threshold=self.threshold, n_jobs=self.n_jobs)
+        sizes = level_sizes(M.shape[1], p.branching)
+        kw = dict(C=p.C, threshold=p.threshold, n_jobs=n_jobs)
         if len(sizes) == 1:
-            self.W_ = fit_ova(X, M, **kw)
-            self.levels_ = [self.W_]
-            return self
+            return cls([fit_ova(X, M, **kw)], p, pred_params, n_jobs)
         X = sp.csr_matrix(X)
         M = sp.csr_matrix(M)
         k = M.shape[1]
@@ -151,40 +224,23 @@ class LinearMatcher:
                                                     for p in range(sizes[j - 1])],
                                     [np.arange(p * r, (p + 1) * r) for p in range(sizes[j - 1])], **kw)
             levels.append(sp.vstack(blocks, format="csr"))
-        self.levels_ = [sp.csr_matrix(W, dtype=np.float32) for W in levels]
-        self.W_ = self.levels_[-1]
-        return self
+        return cls([sp.csr_matrix(W, dtype=np.float32) for W in levels], p, pred_params, n_jobs)
 
     def _beam(self, X, b: int) -> sp.csr_matrix:
         """Beam search over the levels for one batch: CSR (N, K) path scores of <= b clusters per row."""
-        levels = self.levels_
-        S = _l3_hinge(_dense_scores(X, levels[0]))
-        beam = top_b_dense(S, b)
-        for j in range(1, len(levels)):
-            W = levels[j]
-            r = W.shape[0] // levels[j - 1].shape[0]
-            Bc = beam.tocsc()
-            rows_l, cols_l, vals_l = [], [], []
-            for p in range(Bc.shape[1]):
-                rows = Bc.indices[Bc.indptr[p] : Bc.indptr[p + 1]]
-                if rows.size == 0:
-                    continue
-                s = _dense_scores(X[rows], W[p * r : (p + 1) * r])
-                g = Bc.data[Bc.indptr[p] : Bc.indptr[p + 1]][:, None] * _l3_hinge(s)
-                rows_l.append(np.repeat(rows, r))
-                cols_l.append(np.tile(np.arange(p * r, (p + 1) * r), rows.size))
-                vals_l.append(g.ravel())
-            cand = sp.csr_matrix((np.concatenate(vals_l), (np.concatenate(rows_l), np.concatenate(cols_l))),
-                                 shape=(X.shape[0], W.shape[0]))
-            beam = csr_row_top_k(cand, b)
-        return beam
+        sizes = [W.shape[0] for W in self.levels_]
+        clusters, path = beam_search(_TreeWalk(X, self.levels_), sizes, X.shape[0], b)
+        return csr_row_top_k(_candidates(clusters, path, sizes[-1]), b)
 
-    def predict(self, X, top_b: int | None = None, batch_size: int = 8192) -> sp.csr_matrix:
-        """Scores of each row's top-b clusters: CSR float32 (N, K), b stored entries per row."""
-        b = self._check_b(self.top_b if top_b is None else top_b)
+    def predict(self, X, pred_params: LinearMatcherPredParams | None = None, **overrides) -> sp.csr_matrix:
+        """Scores of each row's top-b clusters: CSR float32 (N, K), b stored entries per row.
+
+        pred_params : default ``self.pred_params``; keyword overrides (``top_b=``, ``batch_size=``)
+        replace its fields."""
+        pp = (pred_params or self.pred_params).with_overrides(**overrides)
+        b, batch_size = pp.top_b, pp.batch_size
         X = sp.csr_matrix(X)
-        levels = getattr(self, "levels_", [self.W_])
-        if len(levels) > 1:  # a tree: beam search from the coarsest level
+        if len(self.levels_) > 1:  # a tree: beam search from the coarsest level
             X = sp.csr_matrix(X, dtype=np.float32)
             # batches are independent: searched in n_jobs threads
             parts = thread_map(lambda i: _path_decision_values(self._beam(X[i : i + batch_size], b)),
@@ -204,22 +260,22 @@ class LinearMatcher:
         return sp.vstack(parts, format="csr").astype(np.float32)
 
     def save(self, path) -> None:
-        """npz readable by :func:`load` (and as the plain (K, D + 1) weights by ``load_csr`` when flat;
-        a tree matcher stores its levels stacked, coarse to fine)."""
-        levels = getattr(self, "levels_", [self.W_])
-        sizes = [W.shape[0] for W in levels]
-        save_weights(path, sp.vstack(levels, format="csr"), C=self.C, threshold=self.threshold,
-                     top_b=self.top_b, level_sizes=np.asarray(sizes, dtype=np.int64),
-                     branching=-1 if self.branching is None else int(self.branching))
+        """npz readable by :meth:`load` (and as the plain (K, D + 1) weights by ``load_csr`` when flat;
+        a tree matcher stores its levels stacked, coarse to fine), with its params and top_b."""
+        sizes = [W.shape[0] for W in self.levels_]
+        p, pp = self.params, self.pred_params
+        # batch_size is not saved: it changes no score, and the file stays as it was
+        save_weights(path, sp.vstack(self.levels_, format="csr"), C=p.C, threshold=p.threshold,
+                     top_b=pp.top_b, level_sizes=np.asarray(sizes, dtype=np.int64),
+                     branching=-1 if p.branching is None else int(p.branching))
 
     @classmethod
     def load(cls, path) -> "LinearMatcher":
         W, meta = load_weights(path)
         branching = int(meta["branching"]) if "branching" in meta else -1
-        m = cls(C=float(meta["C"]), threshold=float(meta["threshold"]), top_b=int(meta["top_b"]),
-                branching=None if branching < 0 else branching)
+        params = LinearMatcherParams(C=float(meta["C"]), threshold=float(meta["threshold"]),
+                                     branching=None if branching < 0 else branching)
+        pred_params = LinearMatcherPredParams(top_b=int(meta["top_b"]))
         sizes = [int(s) for s in meta["level_sizes"]] if "level_sizes" in meta else [W.shape[0]]
         bounds = np.cumsum([0, *sizes])
-        m.levels_ = [sp.csr_matrix(W[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        m.W_ = m.levels_[-1]
-        return m
+        return cls([W[a:b] for a, b in zip(bounds[:-1], bounds[1:])], params, pred_params)

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from xmc.encoders import encoder_family
 from xmc.io import atomic_path
-from xmc.params import FromDict
+from xmc.matcher.beam import beam_scores
+from xmc.params import FromDict, check_positive_int
 from xmc.training import (Checkpoints, EpochBatches, LoopSettings, autocast, int8_linear_layers,
                           check_tokens, data_digest, data_parallel, length_sorted_batches, shorten_tokens,
                           start_distributed, train_loop)
@@ -194,6 +195,31 @@ class MatcherParams(FromDict):
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def pred_params(self) -> "MatcherPredParams":
+        """The prediction settings these params carry (the config's ``matcher`` section holds both)."""
+        return MatcherPredParams(top_b=self.top_b, batch_size=self.eval_batch_size,
+                                 precision=self.predict_precision or self.precision)
+
+
+@dataclass
+class MatcherPredParams(FromDict):
+    """Prediction settings of a transformer matcher (XR-Transformer's included): top_b clusters kept
+    per row (a tree's beam width), rows per batch, precision (fp32, bf16, fp16 or auto autocast, or
+    int8: the encoder's linear layers dynamically quantised, CPU). Defaults:
+    :meth:`MatcherParams.pred_params`."""
+
+    config_section = "matcher prediction"
+
+    top_b: int = 10
+    batch_size: int = 64
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        check_positive_int(self.top_b, "top_b")
+        check_positive_int(self.batch_size, "batch_size")
+        if self.precision not in PREDICT_PRECISIONS:
+            raise ValueError(f"predict precision must be one of {PREDICT_PRECISIONS}, got {self.precision!r}")
+
 
 class MatcherNet(nn.Module):
     """encoder -> pooled phi_neural -> dropout -> Linear(hidden, K)."""
@@ -272,7 +298,7 @@ class TransformerMatcher:
         self.device = torch.device(device)
         self.history_ = list(history)
         # XR-Transformer: the coarser levels' heads as [(K_t, nn.Linear)], coarse to fine; prediction
-        # then beam-searches through them (see beam_scores). None: a flat matcher scoring all K.
+        # then beam-searches through them (xmc.matcher.beam). None: a flat matcher scoring all K.
         self.tree_ = None if tree is None else [(int(k), h.to(self.device).eval()) for k, h in tree]
 
     def to(self, device) -> "TransformerMatcher":
@@ -349,20 +375,17 @@ class TransformerMatcher:
         return cls(net, tokenizer, family, p, device, history)
 
     @torch.no_grad()
-    def predict(self, input_ids, attention_mask, top_b: int | None = None,
-                batch_size: int | None = None, precision: str | None = None):
+    def predict(self, input_ids, attention_mask, pred_params: MatcherPredParams | None = None, **overrides):
         """Score all K clusters (a tree matcher: the children of its beam, by their path's decision
-        value, see :func:`beam_scores`); keep each row's top-b.
+        value, see :func:`xmc.matcher.beam.beam_scores`); keep each row's top-b.
 
         Returns ``(topb, emb)``: topb CSR float32 (N, K) with exactly min(b, K) stored scores g
         per row (ties broken by the lower cluster index; column indices sorted), and emb float32
-        (N, hidden) the pooled phi_neural. Defaults: ``params.top_b`` and ``params.eval_batch_size``.
-        ``precision`` (default ``params.predict_precision``, else ``params.precision``): fp32, bf16,
-        fp16 or auto autocast, or int8: the encoder's linear layers dynamically quantised (CPU).
+        (N, hidden) the pooled phi_neural. pred_params : default ``params.pred_params()``; keyword
+        overrides (``top_b=``, ``batch_size=``, ``precision=``) replace its fields.
         """
-        precision = precision or self.params.predict_precision or self.params.precision
-        if precision not in PREDICT_PRECISIONS:
-            raise ValueError(f"predict precision must be one of {PREDICT_PRECISIONS}, got {precision!r}")
+        pp = (pred_params or self.params.pred_params()).with_overrides(**overrides)
+        precision, batch_size = pp.precision, pp.batch_size
         net = self.net
         if precision == "int8":
             if self.device.type != "cpu":
@@ -371,10 +394,7 @@ class TransformerMatcher:
             if getattr(self, "_int8_net", None) is None:  # once per matcher: predict_matcher calls per split
                 self._int8_net = int8_encoder(self.net)
             net, precision = self._int8_net, "fp32"
-        b = min(self.params.top_b if top_b is None else top_b, self.n_clusters)
-        batch_size = self.params.eval_batch_size if batch_size is None else batch_size
-        if b < 1 or batch_size < 1:
-            raise ValueError(f"top_b and batch_size must be positive, got {top_b!r}, {batch_size!r}")
+        b = min(pp.top_b, self.n_clusters)
         ids, mask = check_tokens(input_ids, attention_mask)
         n = ids.shape[0]
         cols = np.zeros((n, b), dtype=np.int32)
@@ -447,58 +467,6 @@ class TransformerMatcher:
         return cls(net.to(dev).eval(), tokenizer, meta["family"], params, dev, meta.get("history", ()), tree)
 
 
-def _top_k_ties_by(key: torch.Tensor, tie: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of each row's k largest ``key``; equal keys by larger ``tie``, then lower index."""
-    by_tie = torch.sort(tie, dim=1, descending=True, stable=True).indices
-    order = torch.sort(torch.gather(key, 1, by_tie), dim=1, descending=True, stable=True).indices[:, :k]
-    return torch.gather(by_tie, 1, order)
-
-
-def _path_penalty(s: torch.Tensor, parent: torch.Tensor | None) -> torch.Tensor:
-    """sum of max(0, 1 - s)^3 along each cluster's path: its own term plus its parent's sum (B, K_t)."""
-    own = torch.clamp(1.0 - s, min=0.0) ** 3
-    return own if parent is None else own + parent.repeat_interleave(s.shape[1] // parent.shape[1], dim=1)
-
-
-def beam_scores(emb: torch.Tensor, tree, scores: torch.Tensor, beam: int, path: bool = False) -> torch.Tensor:
-    """Beam search down a label tree (XR-Transformer / PECOS prediction): the first level's head
-    scores all its clusters, each next level scores only the children of the previous level's top
-    ``beam``; ``scores`` (B, K), the last level's raw scores, come back with -inf outside the
-    children of the last beam. tree : [(K_t, head)] of the coarser levels, coarse to fine, each
-    K_t a power of two dividing the next; emb (B, H) the pooled embeddings.
-
-    ``path=False`` (training's negatives): each level's beam is its own head's top ``beam`` and the
-    scores come back raw. ``path=True`` (prediction, as PECOS and xmc.matcher.linear): a cluster's
-    score is its path's, the product of the l3-hinge transforms exp(-max(0, 1 - s_t)^3) of its own
-    and its ancestors' scores; the beams are taken by it and it comes back as the decision value
-    g = 1 - cbrt(sum_t max(0, 1 - s_t)^3), so that the ranker's l3-hinge sigma sees the whole
-    path. (Raw leaf scores ranked leaves under clusters the leaf head was never trained against:
-    on full EURLEX57K the top-24 held 32% of the true labels, 53% by path.)"""
-    levels = [k for k, _ in tree] + [scores.shape[1]]
-    allowed = None
-    penalty = None  # (B, K_t) sum of max(0, 1 - s)^3 along the path (path=True)
-    for t, (k, head) in enumerate(tree):
-        s = head(emb.to(head.weight.dtype)).float()
-        if path:
-            penalty = _path_penalty(s, penalty)
-        key = s if not path else -penalty
-        if allowed is not None:
-            key = key.masked_fill(~allowed, float("-inf"))
-        if path:  # paths tie at penalty 0 (every score >= 1): then the higher own score, then the lower index
-            top = _top_k_ties_by(key, s, min(beam, k))  # (B, beam)
-        else:
-            top = torch.topk(key, min(beam, k), dim=1).indices
-        r = levels[t + 1] // k
-        children = (top[:, :, None] * r + torch.arange(r, device=top.device)).reshape(top.shape[0], -1)
-        allowed = torch.zeros(s.shape[0], levels[t + 1], dtype=torch.bool, device=s.device)
-        allowed.scatter_(1, children, True)
-    if allowed is None:
-        return scores
-    if path:
-        scores = 1.0 - torch.pow(_path_penalty(scores, penalty), 1.0 / 3.0)
-    return scores.masked_fill(~allowed, float("-inf"))
-
-
 @torch.no_grad()
 def pooled_embeddings(net: MatcherNet, ids: torch.Tensor, mask: torch.Tensor, batch_size: int, precision: str,
                       device: torch.device) -> np.ndarray:
@@ -557,9 +525,9 @@ def train_matcher(encoder_dir: str, input_ids, attention_mask, M, params: Matche
                                     checkpoint_dir=checkpoint_dir)
 
 
-def predict_matcher(matcher, input_ids, attention_mask, top_b: int | None = None,
-                    batch_size: int | None = None, device: str = "auto"):
+def predict_matcher(matcher, input_ids, attention_mask, pred_params: MatcherPredParams | None = None,
+                    device: str = "auto", **overrides):
     """:meth:`TransformerMatcher.predict` for a matcher or a saved matcher folder."""
     if not isinstance(matcher, TransformerMatcher):
         matcher = TransformerMatcher.load(matcher, device=device)
-    return matcher.predict(input_ids, attention_mask, top_b=top_b, batch_size=batch_size)
+    return matcher.predict(input_ids, attention_mask, pred_params, **overrides)

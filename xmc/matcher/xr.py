@@ -30,14 +30,16 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from xmc.matcher.transformer import (MatcherParams, TransformerMatcher, beam_scores, build_net,
-                                     checkpoint_params, loop_settings, make_optimizer, resolve_device)
+from xmc.matcher.beam import beam_scores
+from xmc.matcher.transformer import (MatcherParams, TransformerMatcher, build_net, checkpoint_params, loop_settings,
+                                     make_optimizer, resolve_device)
 from xmc.params import FromDict
 from xmc.training import (Checkpoints, EpochBatches, check_tokens, data_digest, data_parallel, start_distributed,
                           train_loop)
 
-__all__ = ["XRParams", "default_levels", "level_assignment", "level_targets", "matcher_aware_candidates", "online_candidates", "masked_row_hinge_losses",
-           "masked_squared_hinge_loss", "split_steps", "train_xr_matcher"]
+__all__ = ["XRParams", "XRRun", "XRTransformer", "default_levels", "grow_head", "level_assignment", "level_targets",
+           "matcher_aware_candidates", "online_candidates", "masked_row_hinge_losses", "masked_squared_hinge_loss",
+           "split_steps", "train_level"]
 
 BOOTSTRAPS = ("inherit", "none")
 NEGATIVES = ("online", "pass")
@@ -190,122 +192,170 @@ def _fingerprint(p: MatcherParams, xr: XRParams, levels, steps, encoder_dir, ids
             "data_sha256": data_digest(ids, mask, Y.indptr, Y.indices, assignment)}
 
 
-def train_xr_matcher(encoder_dir: str, input_ids, attention_mask, Y, assignment, n_clusters: int,
-                     params: MatcherParams | None = None, xr: XRParams | None = None,
-                     log: Callable[[str], None] | None = None, checkpoint_dir=None) -> TransformerMatcher:
-    """Fine-tune ``encoder_dir`` level by level over the label tree.
+@dataclass
+class XRRun:
+    """What every level of one XR-Transformer training shares."""
 
-    input_ids, attention_mask : int (N, T); Y : sparse (N, L) 0/1; assignment : int (L,) leaf of
-    each label in a :class:`BalancedKMeans` tree of ``n_clusters`` leaves (``C_.indices``).
-    Returns a TransformerMatcher over the K leaves whose ``history_`` rows carry the ``level``
-    (K_t) and the global step; ``xr_levels_`` lists (level, steps, seconds, mean candidates).
-    """
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    ids: torch.Tensor
+    mask: torch.Tensor
+    params: MatcherParams
+    xr: XRParams
+    levels: list
+    steps: list
+    device: torch.device
+    rank: int
+    world: int
+    checkpoints: Checkpoints | None
+    log: Callable[[str], None] | None
 
-    p = params or MatcherParams()
-    xr = xr or XRParams()
-    ids, mask = check_tokens(input_ids, attention_mask)
-    Y = sp.csr_matrix(Y)
-    assignment = np.asarray(assignment, dtype=np.int64)
-    if Y.shape[0] != ids.shape[0]:
-        raise ValueError(f"Y has {Y.shape[0]} rows but input_ids has {ids.shape[0]}")
-    if assignment.shape != (Y.shape[1],):
-        raise ValueError(f"assignment: expected shape ({Y.shape[1]},) (one leaf per label), got {assignment.shape}")
-    if ids.shape[0] == 0:
-        raise ValueError("input_ids has no rows; the matcher needs at least one training instance")
-    levels, steps = xr.resolve(n_clusters, p.max_steps)
-    device, rank, world = start_distributed(resolve_device(p.device))
-    if rank != 0:  # one voice: rank 0 logs and shows progress
-        log = lambda message: None  # noqa: E731
-    say = log or (lambda message: None)
-    torch.manual_seed(p.seed)
-    net, family = build_net(encoder_dir, levels[0], p, device)
-    tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
-    if world > 1:
-        say(f"data-parallel over {world} processes ({device.type}): total batch {p.batch_size * p.grad_accum}")
-    warmup_frac = p.warmup_steps / p.max_steps
-    history, summary, prev_top, tree = [], [], None, []
-    checkpoints = state = None
-    if checkpoint_dir is not None and p.checkpoint_every > 0:
-        warn = log or (lambda message: warnings.warn(message, stacklevel=2))
-        checkpoints = Checkpoints(checkpoint_dir, _fingerprint(p, xr, levels, steps, encoder_dir, ids, mask, Y,
-                                                               assignment, world),
-                                  p.checkpoint_every, "xr matcher", warn, rank)
-        state = checkpoints.read()
-    first = 0
-    if state is not None:  # rebuild the levels finished before the checkpoint's; its own comes next
-        first, extra = state["phase"], state["extra"]
-        for t in range(first):
-            head = torch.nn.Linear(net.head.in_features, levels[t]).to(device)
-            head.load_state_dict(extra["tree"][t])
-            tree.append((levels[t], head))
-        net.head = torch.nn.Linear(net.head.in_features, levels[first]).to(device)
-        summary = list(extra["summary"])
-        if extra.get("prev_top") is not None:
-            prev_top = sp.csr_matrix(tuple(extra["prev_top"][:3]), shape=tuple(extra["prev_top"][3]))
-        say(f"resuming at level {first + 1}/{len(levels)} (K_t = {levels[first]})")
 
-    def extra_state():
-        top = None if prev_top is None else (torch.from_numpy(prev_top.data), torch.from_numpy(prev_top.indices),
-                                             torch.from_numpy(prev_top.indptr), list(prev_top.shape))
-        return {"tree": [h.state_dict() for _, h in tree], "summary": summary, "prev_top": top}
+def grow_head(net, tree: list, level: int, parent_level: int, bootstrap: str, device) -> None:
+    """Freeze the finished level's head into ``tree`` (the beam's and the negatives' level) and give
+    ``net`` a new head over ``level`` clusters; with ``bootstrap="inherit"`` each child's row starts
+    from its parent's."""
+    old = net.head
+    tree.append((parent_level, old))
+    net.head = torch.nn.Linear(old.in_features, level).to(device)
+    if bootstrap == "inherit":
+        with torch.no_grad():
+            parent = torch.arange(level, device=device) // (level // parent_level)
+            net.head.weight.copy_(old.weight[parent])
+            net.head.bias.copy_(old.bias[parent])
 
-    for t in range(first, len(levels)):
-        level, n_steps = levels[t], steps[t]
-        M = level_targets(Y, assignment, n_clusters, level)
-        support = None  # the coarsest level sees all its clusters; online: per batch
-        if t > 0 and xr.negatives == "pass":
-            support = matcher_aware_candidates(M, prev_top, levels[t - 1], level)
-        if t > first or state is None:
-            if t > 0:
-                old = net.head
-                tree.append((levels[t - 1], old))  # frozen from now on: the beam's and negatives' level
-                net.head = torch.nn.Linear(old.in_features, level).to(device)
-                if xr.bootstrap == "inherit":
-                    with torch.no_grad():
-                        parent = torch.arange(level, device=device) // (level // levels[t - 1])
-                        net.head.weight.copy_(old.weight[parent])
-                        net.head.bias.copy_(old.bias[parent])
-        for _, head in tree:
-            head.requires_grad_(False)
-        model = data_parallel(net, device, p.seed + t, rank, world)  # DDP again: the head is new
-        optimizer = make_optimizer(net, p, device)
-        scheduler = get_linear_schedule_with_warmup(optimizer, round(warmup_frac * n_steps), n_steps)
-        batches = EpochBatches(ids.shape[0], p.batch_size, p.seed + t)
-        online = t > 0 and xr.negatives == "online"
-        say(f"level {t + 1}/{len(levels)}: K_t = {level}, {n_steps} steps"
-            + ("" if support is None else f", {support.nnz / support.shape[0]:.1f} candidate clusters per instance"))
-        start, counts = time.perf_counter(), [0, 0]  # candidates, rows
 
-        def row_losses(model_, rows, M=M, support=support, online=online, counts=counts):
-            target = torch.from_numpy(M[rows.numpy()].toarray()).to(device)
-            scores, emb = model_(ids[rows].to(device), mask[rows].to(device))
-            if online:
-                weight = online_candidates(emb.detach().float(), tree, target, xr.top_k)
-            elif support is None:
-                weight = torch.ones_like(target)
-            else:
-                weight = torch.from_numpy(support[rows.numpy()].toarray()).to(device)
-            counts[0] += int(weight.sum())
-            counts[1] += len(rows)
-            return masked_row_hinge_losses(scores.float(), target, weight)
+def train_level(run: XRRun, net, tree: list, t: int, M: sp.csr_matrix, support: sp.csr_matrix | None,
+                history: list, resume=None, extra=None) -> tuple[list, dict]:
+    """Fine-tune ``net`` (encoder + the head of level t) for ``run.steps[t]`` optimiser steps on the
+    masked squared hinge against the level's targets M (N, K_t). The loss support of a row: all
+    clusters at the first level, else its true clusters plus the children of the previous level's
+    top-k: ``support`` (N, K_t) bool ("pass" negatives), or from each batch's own embeddings through
+    the frozen heads ``tree`` ("online"). ``resume``: the checkpoint's state when it was written at
+    this level; ``extra``: the run's state a checkpoint keeps (:func:`xmc.training.train_loop`).
+    Returns the history (``history`` extended) and the level's summary (level, steps, seconds,
+    mean candidates)."""
+    from transformers import get_linear_schedule_with_warmup
 
-        history = train_loop(net, row_losses, optimizer, scheduler, batches,
-                             loop_settings(p, name=f"xr level {level}", steps=n_steps), device=device, model=model,
-                             rank=rank, world=world, checkpoints=checkpoints,
-                             resume=state if t == first else None, phase=t, extra=extra_state,
-                             step_offset=sum(steps[:t]), total_steps=sum(steps), history=history,
-                             tag={"level": level}, prefix=f"level {level} ", log=log)
-        if t + 1 < len(levels) and xr.negatives == "pass":
-            # the next level's negatives: this level's top-k (beam search) on the training set
-            matcher = TransformerMatcher(net, tokenizer, family, p, device, history, tree=list(tree))
-            prev_top, _ = matcher.predict(input_ids, attention_mask, top_b=min(xr.top_k, level))
-            net.train()
-        summary.append({"level": level, "steps": n_steps, "seconds": time.perf_counter() - start,
-                        "candidates": counts[0] / max(counts[1], 1)})
-    if p.gradient_checkpointing:
-        net.encoder.gradient_checkpointing_disable()
-    final_params = dataclasses.replace(p, max_steps=sum(steps), warmup_steps=0)
-    matcher = TransformerMatcher(net, tokenizer, family, final_params, device, history, tree=tree)
-    matcher.xr_levels_ = summary
-    return matcher
+    p, xr, device, ids, mask = run.params, run.xr, run.device, run.ids, run.mask
+    level, n_steps = run.levels[t], run.steps[t]
+    for _, head in tree:
+        head.requires_grad_(False)
+    model = data_parallel(net, device, p.seed + t, run.rank, run.world)  # DDP again: the head is new
+    optimizer = make_optimizer(net, p, device)
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(p.warmup_steps / p.max_steps * n_steps), n_steps)
+    batches = EpochBatches(ids.shape[0], p.batch_size, p.seed + t)
+    online = t > 0 and xr.negatives == "online"
+    if run.log is not None:
+        per_row = "" if support is None else f", {support.nnz / support.shape[0]:.1f} candidate clusters per instance"
+        run.log(f"level {t + 1}/{len(run.levels)}: K_t = {level}, {n_steps} steps{per_row}")
+    start, counts = time.perf_counter(), [0, 0]  # candidates, rows
+
+    def row_losses(model_, rows):
+        target = torch.from_numpy(M[rows.numpy()].toarray()).to(device)
+        scores, emb = model_(ids[rows].to(device), mask[rows].to(device))
+        if online:
+            weight = online_candidates(emb.detach().float(), tree, target, xr.top_k)
+        elif support is None:
+            weight = torch.ones_like(target)
+        else:
+            weight = torch.from_numpy(support[rows.numpy()].toarray()).to(device)
+        counts[0] += int(weight.sum())
+        counts[1] += len(rows)
+        return masked_row_hinge_losses(scores.float(), target, weight)
+
+    history = train_loop(net, row_losses, optimizer, scheduler, batches,
+                         loop_settings(p, name=f"xr level {level}", steps=n_steps), device=device, model=model,
+                         rank=run.rank, world=run.world, checkpoints=run.checkpoints, resume=resume, phase=t,
+                         extra=extra, step_offset=sum(run.steps[:t]), total_steps=sum(run.steps), history=history,
+                         tag={"level": level}, prefix=f"level {level} ", log=run.log)
+    return history, {"level": level, "steps": n_steps, "seconds": time.perf_counter() - start,
+                     "candidates": counts[0] / max(counts[1], 1)}
+
+
+class XRTransformer:
+    """XR-Transformer's training: :meth:`train` fine-tunes a :class:`TransformerMatcher` level by
+    level (:func:`train_level`); it predicts (``MatcherPredParams``), saves and loads as any
+    transformer matcher, with a beam search through its coarser heads."""
+
+    @classmethod
+    def train(cls, encoder_dir: str, input_ids, attention_mask, Y, assignment, n_clusters: int,
+              params: MatcherParams | None = None, xr: XRParams | None = None,
+              log: Callable[[str], None] | None = None, checkpoint_dir=None) -> TransformerMatcher:
+        """Fine-tune ``encoder_dir`` level by level over the label tree.
+
+        input_ids, attention_mask : int (N, T); Y : sparse (N, L) 0/1; assignment : int (L,) leaf of
+        each label in a :class:`BalancedKMeans` tree of ``n_clusters`` leaves (``C_.indices``).
+        Returns a TransformerMatcher over the K leaves whose ``history_`` rows carry the ``level``
+        (K_t) and the global step; ``xr_levels_`` lists (level, steps, seconds, mean candidates).
+        """
+        from transformers import AutoTokenizer
+
+        p = params or MatcherParams()
+        xr = xr or XRParams()
+        ids, mask = check_tokens(input_ids, attention_mask)
+        Y = sp.csr_matrix(Y)
+        assignment = np.asarray(assignment, dtype=np.int64)
+        if Y.shape[0] != ids.shape[0]:
+            raise ValueError(f"Y has {Y.shape[0]} rows but input_ids has {ids.shape[0]}")
+        if assignment.shape != (Y.shape[1],):
+            raise ValueError(f"assignment: expected shape ({Y.shape[1]},) (one leaf per label), got {assignment.shape}")
+        if ids.shape[0] == 0:
+            raise ValueError("input_ids has no rows; the matcher needs at least one training instance")
+        levels, steps = xr.resolve(n_clusters, p.max_steps)
+        device, rank, world = start_distributed(resolve_device(p.device))
+        if rank != 0:  # one voice: rank 0 logs and shows progress
+            log = lambda message: None  # noqa: E731
+        say = log or (lambda message: None)
+        torch.manual_seed(p.seed)
+        net, family = build_net(encoder_dir, levels[0], p, device)
+        tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), use_fast=True)
+        if world > 1:
+            say(f"data-parallel over {world} processes ({device.type}): total batch {p.batch_size * p.grad_accum}")
+        history, summary, prev_top, tree = [], [], None, []
+        checkpoints = state = None
+        if checkpoint_dir is not None and p.checkpoint_every > 0:
+            warn = log or (lambda message: warnings.warn(message, stacklevel=2))
+            checkpoints = Checkpoints(checkpoint_dir, _fingerprint(p, xr, levels, steps, encoder_dir, ids, mask, Y,
+                                                                   assignment, world),
+                                      p.checkpoint_every, "xr matcher", warn, rank)
+            state = checkpoints.read()
+        first = 0
+        if state is not None:  # rebuild the levels finished before the checkpoint's; its own comes next
+            first, extra = state["phase"], state["extra"]
+            for t in range(first):
+                head = torch.nn.Linear(net.head.in_features, levels[t]).to(device)
+                head.load_state_dict(extra["tree"][t])
+                tree.append((levels[t], head))
+            net.head = torch.nn.Linear(net.head.in_features, levels[first]).to(device)
+            summary = list(extra["summary"])
+            if extra.get("prev_top") is not None:
+                prev_top = sp.csr_matrix(tuple(extra["prev_top"][:3]), shape=tuple(extra["prev_top"][3]))
+            say(f"resuming at level {first + 1}/{len(levels)} (K_t = {levels[first]})")
+
+        def extra_state():
+            top = None if prev_top is None else (torch.from_numpy(prev_top.data), torch.from_numpy(prev_top.indices),
+                                                 torch.from_numpy(prev_top.indptr), list(prev_top.shape))
+            return {"tree": [h.state_dict() for _, h in tree], "summary": summary, "prev_top": top}
+
+        run = XRRun(ids, mask, p, xr, levels, steps, device, rank, world, checkpoints, log)
+        for t in range(first, len(levels)):
+            level = levels[t]
+            M = level_targets(Y, assignment, n_clusters, level)
+            support = None  # the coarsest level sees all its clusters; online: per batch
+            if t > 0 and xr.negatives == "pass":
+                support = matcher_aware_candidates(M, prev_top, levels[t - 1], level)
+            if t > 0 and (t > first or state is None):
+                grow_head(net, tree, level, levels[t - 1], xr.bootstrap, device)
+            history, done = train_level(run, net, tree, t, M, support, history,
+                                        resume=state if t == first else None, extra=extra_state)
+            if t + 1 < len(levels) and xr.negatives == "pass":
+                # the next level's negatives: this level's top-k (beam search) on the training set
+                matcher = TransformerMatcher(net, tokenizer, family, p, device, history, tree=list(tree))
+                prev_top, _ = matcher.predict(input_ids, attention_mask, top_b=min(xr.top_k, level))
+                net.train()
+            summary.append(done)
+        if p.gradient_checkpointing:
+            net.encoder.gradient_checkpointing_disable()
+        final_params = dataclasses.replace(p, max_steps=sum(steps), warmup_steps=0)
+        matcher = TransformerMatcher(net, tokenizer, family, final_params, device, history, tree=tree)
+        matcher.xr_levels_ = summary
+        return matcher
