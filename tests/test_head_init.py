@@ -8,6 +8,7 @@ import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
+from helpers import toy_task  # noqa: E402
 from xmc.features import tokenize  # noqa: E402
 from xmc.matcher.head_init import centroid_head, fit_head, probe_head, shortlist_recall_of_head  # noqa: E402
 from xmc.matcher.transformer import MatcherParams, TransformerMatcher  # noqa: E402
@@ -86,26 +87,11 @@ def test_shorten_tokens_keeps_the_head_and_the_closing_token():
     assert short.tolist() == [[7, 8, 3], [1, 2, 3]] and m.tolist() == [[1, 1, 1], [1, 1, 1]]
 
 
-KEYWORDS = ["sports", "politics", "science", "finance"]
-FILLER = ["the", "quick", "brown", "fox", "red", "blue", "one", "two", "apple", "lemon"]
-
-
-def keyword_task(n=48, seed=0):
-    rng = np.random.default_rng(seed)
-    texts, y = [], []
-    for i in range(n):
-        words = list(rng.choice(FILLER, 6))
-        words.insert(int(rng.integers(0, 7)), KEYWORDS[i % 4])
-        texts.append(" ".join(words))
-        y.append(i % 4)
-    return texts, sp.csr_matrix((np.ones(n, dtype=np.float32), (np.arange(n), y)), shape=(n, 4))
-
-
 @pytest.mark.parametrize("kind", ["bert", "xlnet"])
 def test_training_starts_from_the_fitted_head(kind, tiny_encoders):
     """With head_init the head before the first step is the closed-form fit on the network's own
     pooled embeddings (computed when none are given; equal when given), and training goes on from it."""
-    texts, M = keyword_task()
+    texts, M = toy_task(48)
     tok = tokenize(texts, tiny_encoders[kind], max_length=16)
     p = dict(max_steps=1, warmup_steps=0, learning_rate=1e-12, head_learning_rate=1e-12, batch_size=16,
              dropout=0.0, device="cpu", log_every=1, seed=0, head_init="probe")
@@ -133,7 +119,7 @@ def test_training_starts_from_the_fitted_head(kind, tiny_encoders):
 
 
 def test_train_max_length_trains_on_short_rows_and_predicts_on_full_ones(tiny_encoders):
-    texts, M = keyword_task()
+    texts, M = toy_task(48)
     tok = tokenize(texts, tiny_encoders["bert"], max_length=16)
     logged = []
     p = MatcherParams(max_steps=4, warmup_steps=0, learning_rate=1e-3, batch_size=16, device="cpu",

@@ -7,29 +7,12 @@ import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
+from helpers import toy_task  # noqa: E402
 from xmc.features import tokenize  # noqa: E402
 from xmc.matcher.transformer import (  # noqa: E402
     MatcherParams, TransformerMatcher, pool_hidden_states, predict_matcher, resolve_pooling,
     squared_hinge_loss,
 )
-
-KEYWORDS = ["sports", "politics", "science", "finance"]
-FILLER = ["the", "quick", "brown", "fox", "red", "blue", "one", "two", "apple", "lemon"]
-
-
-def toy_task(n=32, seed=0):
-    """n docs whose cluster (K = 4) is given by one keyword hidden among random filler words."""
-    rng = np.random.default_rng(seed)
-    texts, y = [], []
-    for i in range(n):
-        k = i % len(KEYWORDS)
-        words = list(rng.choice(FILLER, 6))
-        words.insert(int(rng.integers(0, 7)), KEYWORDS[k])
-        texts.append(" ".join(words))
-        y.append(k)
-    M = sp.csr_matrix((np.ones(n, dtype=np.float32), (np.arange(n), y)), shape=(n, len(KEYWORDS)))
-    return texts, M
-
 
 @pytest.fixture(scope="module")
 def encoders(tiny_encoders):

@@ -15,12 +15,11 @@ import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
 import xmc.matcher.transformer as transformer  # noqa: E402
+from helpers import toy_task  # noqa: E402
 from xmc.features import tokenize  # noqa: E402
 from xmc.matcher.transformer import MatcherParams, TransformerMatcher  # noqa: E402
 from xmc.training import CHECKPOINT_FILE  # noqa: E402
 
-KEYWORDS = ["sports", "politics", "science", "finance"]
-FILLER = ["the", "quick", "brown", "fox", "red", "blue", "one", "two", "apple", "lemon"]
 # 20 rows in batches of 8: epochs end on a short batch, and checkpoints fall mid-epoch.
 N, MAX_STEPS = 20, 12
 
@@ -33,13 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def task(tmp_path_factory, tiny_encoder):
     """A tiny BERT and n docs whose cluster (K = 4) is one keyword among random filler words."""
     encoder = str(tiny_encoder("bert"))
-    rng = np.random.default_rng(0)
-    texts = []
-    for i in range(N):
-        words = list(rng.choice(FILLER, 6))
-        words.insert(int(rng.integers(0, 7)), KEYWORDS[i % 4])
-        texts.append(" ".join(words))
-    M = sp.csr_matrix((np.ones(N, dtype=np.float32), (np.arange(N), np.arange(N) % 4)), shape=(N, 4))
+    texts, M = toy_task(N)
     tok = tokenize(texts, encoder, max_length=16)
     return encoder, tok["input_ids"], tok["attention_mask"], M
 
