@@ -9,7 +9,12 @@ folder made of hard links to the first lever's, so only the matcher and what fol
 
 ``my-eurlex57k.yaml`` names a local copy of the data (see config/eurlex57k.yaml), e.g.
 ``datasets: {eurlex57k-levers: {source: /data/EURLEX57K.tar.gz, sha256: <digest>}}``.
-A lever is a name of LEVERS, optionally ``@steps`` (warm-up 10% of them): the steps curve.
+A lever is a name of LEVERS, optionally ``@steps`` (warm-up 10% of them: the steps curve), then
+optionally ``:k<K>`` (the dataset's number of clusters) and ``:b<top-b>`` (the shortlist):
+
+    python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-k-b-steps-eurlex57k.csv \
+        --levers probe-len64,probe-len64:b32,probe-len64:k128:b16,probe-len64:k64:b10,probe-len64@800,probe-len64@1600
+
 For each: the matcher's top-b label recall (the results table's ``shortlist_recall``) and its
 ranker's P@1 on the validation split, beside the linear tree's at the same b, and the matcher's
 training time. The figures of the subset's stand-in test split (dev documents too) are printed
@@ -40,22 +45,35 @@ MATCHER_MODEL = "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
 LINEAR_MODEL = "pifa-tfidf.linear.tfidf.tfn+man.noop"
 
 
-def parse_lever(spec: str) -> tuple[str, int | None]:
-    name, _, steps = spec.partition("@")
+def parse_lever(spec: str) -> tuple[str, int | None, dict]:
+    """``name[@steps][:k<K>][:b<top-b>]`` -> (name, steps, {"k": K, "b": top-b} as given)."""
+    head, *extras = spec.split(":")
+    name, _, steps = head.partition("@")
     if name not in LEVERS:
         raise SystemExit(f"--levers: unknown lever {name!r}; known: {sorted(LEVERS)}")
     if steps and not (steps.isdigit() and int(steps) > 0):
         raise SystemExit(f"--levers: {spec!r}: steps after @ must be a positive integer")
-    return name, int(steps) if steps else None
+    sizes = {}
+    for extra in extras:
+        key, value = extra[:1], extra[1:]
+        if key not in ("k", "b") or key in sizes or not (value.isdigit() and int(value) > 0):
+            raise SystemExit(f"--levers: {spec!r}: after ':' give k<clusters> or b<top-b>, once each, e.g. :k128:b16")
+        sizes[key] = int(value)
+    return name, int(steps) if steps else None, sizes
 
 
 def config_for(base: dict, spec: str) -> dict:
-    name, steps = parse_lever(spec)
+    name, steps, sizes = parse_lever(spec)
     config = copy.deepcopy(base)  # key order kept: Snakemake compares params as written
     matcher = {**config["matcher"], **LEVERS[name]}
     if steps:
         matcher.update(max_steps=steps, warmup_steps=max(1, steps // 10))
+    if "b" in sizes:
+        matcher["top_b"] = sizes["b"]
     config["matcher"] = matcher
+    if "k" in sizes:
+        for dataset in config["datasets"].values():
+            dataset["n_clusters"] = sizes["k"]
     return config
 
 
@@ -67,7 +85,8 @@ def run(work: Path, config: dict, cores: int) -> None:
 
 def row(work: Path, spec: str, config: dict) -> dict:
     tables = work / "results" / "tables"
-    out = {"lever": spec, "steps": config["matcher"]["max_steps"]}
+    out = {"lever": spec, "steps": config["matcher"]["max_steps"], "top_b": config["matcher"]["top_b"],
+           "K": next(iter(config["datasets"].values()))["n_clusters"]}
     for split, tag in (("valid", "valid"), ("test", "held-out dev")):
         results = read_results(tables, split).set_index("model")
         for model, who in ((MATCHER_MODEL, "matcher"), (LINEAR_MODEL, "linear")):
@@ -94,10 +113,10 @@ def main(argv=None) -> None:
     base = merged_config(args.configfile, *args.override)
     work, rows, first = Path(args.work), [], None
     for spec in specs:
-        folder = work / spec.replace("@", "-at-")
+        folder = work / spec.replace("@", "-at-").replace(":", "-")
         config = config_for(base, spec)
         if first is not None and not (folder / "results").exists():
-            hardlinked_copy(first, folder)  # the shared stages (data, TF-IDF, clusters, linear tree) are done
+            hardlinked_copy(first, folder)  # the shared stages (data, TF-IDF, embeddings; clusters at one K) are done
         run(folder, config, args.cores)
         first = first or folder
         rows.append(row(folder, spec, config))
