@@ -84,19 +84,24 @@ def with_rules(stages: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_stages(paths) -> pd.DataFrame:
-    """One or more bench/scale.py stage tables as one (each row keeps its run's commit and date)."""
-    return with_rules(pd.concat([pd.read_csv(p) for p in paths], ignore_index=True))
+    """One or more bench/scale.py stage tables as one (each row keeps its run's commit and date;
+    ``run``: the table's position in ``paths``)."""
+    return with_rules(pd.concat([pd.read_csv(p).assign(run=i) for i, p in enumerate(paths)], ignore_index=True))
 
 
 def fit(stages: pd.DataFrame) -> pd.DataFrame:
     """Per rule and ranker input: a, b (MiB), c, d (s) by least squares over the unsharded jobs'
     (input MiB, peak, time) with b, d >= 0; the share of b a ranker shard pays whole (``b_shared``;
-    the rest is divided by S); and the factor by which the line must grow to cover every job."""
+    the rest is divided by S); and the factor by which the line must grow to cover every job. Per
+    size, the heaviest variant (a ranker's TFN+MAN...); of runs that measured the same size, the
+    larger peak and the shorter time (memory does not depend on what else the machine runs, wall
+    time does: a run on a busy machine takes longer)."""
     rows = []
     jobs = stages[(stages["shards"] == 1) & (stages["input_mb"] > 0)]
+    jobs = jobs.assign(run=jobs["run"] if "run" in jobs else 0)
     for (rule, inp), g in jobs.groupby(["rule", "input"]):
-        # the heaviest variant per size (a ranker's TFN+MAN...; of two runs that measured a size, the heavier)
-        g = g.groupby("labels").agg(x=("input_mb", "max"), mem=("max_rss_mb", "max"), s=("s", "max"))
+        g = g.groupby(["labels", "run"]).agg(x=("input_mb", "max"), mem=("max_rss_mb", "max"), s=("s", "max"))
+        g = g.groupby("labels").agg(x=("x", "max"), mem=("mem", "max"), s=("s", "min"))
         if len(g) < 2:  # one size (merge_ranker runs only where the rankers are sharded): proportional
             a, b, c, d = 0.0, float(g["mem"].iloc[0] / g["x"].iloc[0]), 0.0, float(g["s"].iloc[0] / g["x"].iloc[0])
         else:
@@ -263,13 +268,13 @@ def profile_lines(model: pd.DataFrame, limits: dict | None = None) -> str:
         else:
             mem = f"{a:.0f} + {b:.2f} * input.size_mb"
         c, d = TIME_MARGIN * m["c_s"] / 60, TIME_MARGIN * m["d_s_per_mib"] / 60
-        mem = f"max({MEM_FLOOR_MB}, {mem}) * attempt"
-        runtime = f"max({TIME_FLOOR_MIN}, {c:.1f} + {d:.4f} * input.size_mb) * attempt"
+        mem = f"int(max({MEM_FLOOR_MB}, {mem})) * attempt"  # whole MB, then exactly 2x, 3x on a retry
+        runtime = f"int(max({TIME_FLOOR_MIN}, {c:.1f} + {d:.4f} * input.size_mb)) * attempt"
         if "mem_mb_per_node" in limits:
             mem = f"min({limits['mem_mb_per_node']}, {mem})"
         if "max_runtime_min" in limits:
             runtime = f"min({limits['max_runtime_min']}, {runtime})"
-        lines += [f"  {rule}:", f'    mem_mb: "int({mem})"', f'    runtime: "int({runtime})"']
+        lines += [f"  {rule}:", f'    mem_mb: "{mem}"', f'    runtime: "{runtime}"']
     return "\n".join(lines)
 
 

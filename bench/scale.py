@@ -89,9 +89,10 @@ def write_config(path: Path, data: Path, name: str, shards: int, peers_python: s
         config["matchers"] = ["tiny"]
         # the tiny matcher's rankers read its embeddings (a tfidf ranker of it would repeat the
         # linear path's, same input). TFN only: the tiny random matcher's shortlist puts every
-        # document's top-b on the same clusters (20 steps; still after 200 at 20x the rate), so MAN
-        # negatives would be every document in those clusters (at 4k labels: 12x the CPU time of
-        # the TF-IDF ranker's TFN+MAN), which no trained matcher gives
+        # document's top-b on the same clusters (20 steps; still after 200 steps at 20x the
+        # learning rate, 200x the head's), so MAN negatives would be every document in those
+        # clusters (at 4k labels: 12x the CPU time of the TF-IDF ranker's TFN+MAN), which no
+        # trained matcher gives
         config["ranker"] = {**config["ranker"], "inputs": ["tfidf+neural"], "negatives": ["tfn"]}
         config["paper"] = {"roles": {"BERT": "tiny"}, "combine": "noop"}
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -66,6 +66,8 @@ def test_profile_lines_cover_both_inputs_and_stay_within_the_site_limits():
     assert profile_value(profile, "train_ranker", "mem_mb", **huge) == 500000
     assert profile_value(profile, "train_ranker", "runtime", **huge) == 2880
     assert profile_value(profile, "train_ranker", "mem_mb", 10.0) == 2000  # the floor
+    once = profile_value(profile, "train_ranker", "mem_mb", 333.3)
+    assert profile_value(profile, "train_ranker", "mem_mb", 333.3, attempt=2) == 2 * once  # a retry: exactly 2x
     assert "min(" not in profile_lines(model)  # no limits given: no cap
 
 
@@ -144,3 +146,10 @@ def test_the_plugin_builds_the_sbatch_line_whose_fields_the_table_shows():
     cpu = sbatch_fields(sbatch_line(SimpleNamespace(rule="cluster", threads=4, resources={
         "slurm_partition": "cpu", "mem_mb": 86788, "runtime": 57})))
     assert cpu == {"partition": "cpu", "cpus": 4, "mem_mb": 86788, "minutes": 57, "gpus": ""}
+
+
+def test_of_two_runs_of_a_size_the_fit_keeps_the_larger_peak_and_the_shorter_time():
+    quiet = _stages({"tfidf": (100.0, 2.0, 1.0, 0.1)}).assign(run=0)
+    busy = quiet.assign(run=1, max_rss_mb=quiet["max_rss_mb"] + 10, s=quiet["s"] * 5)
+    m = fit(pd.concat([quiet, busy], ignore_index=True)).iloc[0]
+    assert [m["a_mib"], m["b_mib_per_mib"], m["c_s"], m["d_s_per_mib"]] == pytest.approx([110.0, 2.0, 1.0, 0.1])

@@ -210,7 +210,7 @@ def test_every_sbatch_line_of_the_full_paper_grid_fits_the_site(paper_everything
     builder, on each of its three attempts: CPUs, memory and time within the documented site limits
     (before: train_peer/predict_peer asked for 512 CPUs, retries for 48 h and 72 h), at 1 GiB of
     input and, for Wiki-500K's jobs, at their estimated Wiki-500K inputs (python -m bench.sbatch_plan;
-    before: the memory model's lines asked for up to ... MB on a third attempt)."""
+    before the memory model's lines were capped, train_peer's third attempt there asked 546,225 MB)."""
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[slurm]'")
     root, configfile = paper_everything
     profile_path = ROOT / "profiles" / "slurm" / "config.yaml"
