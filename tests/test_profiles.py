@@ -9,12 +9,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import pandas as pd
 import yaml
 
 pytestmark = pytest.mark.slow  # Snakemake runs and plans: pytest -m 'not slow' skips them
 
 ROOT = Path(__file__).resolve().parents[1]
-from bench.memory_model import profile_value  # noqa: E402  (Snakemake's own evaluator of a profile's resources)
+from bench.memory_model import profile_value, site_limits  # noqa: E402  (Snakemake's own evaluator of a profile's resources)
+# the SLURM executor plugin's own sbatch builder, a dry run's jobs, Wiki-500K input sizes
+from bench.sbatch_plan import input_mib, planned_jobs, sbatch_line, shards_of, split_docs, wildcard  # noqa: E402
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
 SAMPLE = ROOT / "data" / "eurlex57k-sample" / "eurlex57k-sample.tar.gz"
 
@@ -33,58 +36,6 @@ def job_counts(out: str) -> dict:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats.split("\n\n")[0], re.M)}
 
 
-def _value(text: str):
-    try:
-        return int(text)
-    except ValueError:
-        return text
-
-
-def planned_jobs(out: str) -> list[SimpleNamespace]:
-    """Every job of a dry run's listing: rule, threads, resources (as the executor would get them), reason."""
-    jobs = []
-    for block in re.split(r"\n(?= *\[[^\]]*\]\n *(?:local)?rule )", out):  # members of a group job: indented
-        rule = re.search(r"^ *(?:local)?rule (\w+):", block, re.M)
-        if not rule:
-            continue
-        threads = re.search(r"^\s+threads: (\d+)", block, re.M)
-        res = re.search(r"^\s+resources: (.*)$", block, re.M)
-        resources = dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}
-        wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
-        reason = re.search(r"^\s+reason: (.*)$", block, re.M)
-        jobs.append(SimpleNamespace(rule=rule.group(1), threads=int(threads.group(1)) if threads else 1,
-                                    resources={k: _value(v) for k, v in resources.items()},
-                                    wildcards=wildcards.group(1) if wildcards else "",
-                                    reason=reason.group(1) if reason else ""))
-    return jobs
-
-
-class _Resources(dict):
-    """What the plugin reads: job.resources.get(key) and job.resources.key."""
-    def __getattr__(self, key):
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-
-def sbatch_line(job: SimpleNamespace) -> str:
-    """The sbatch command the SLURM executor plugin would submit for ``job``, built by the plugin's own
-    code (its Executor.run_job: partition argument, get_submit_command, then the GPU/GRES flags)."""
-    from snakemake_executor_plugin_slurm import Executor
-    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
-    from snakemake_executor_plugin_slurm.utils import set_gres_string
-    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
-
-    fake = SimpleNamespace(name=job.rule, threads=job.threads, resources=_Resources(job.resources),
-                           is_group=lambda: False)
-    validate_slurm_extra(fake)  # raises on flags the plugin manages itself
-    executor = SimpleNamespace(_partitions=None, _fallback_partition=None, logger=None)
-    params = {"run_uuid": "test", "slurm_logfile": "/tmp/%j.log", "comment_str": f"rule_{job.rule}",
-              "account": "", "partition": Executor.get_partition_arg(executor, fake), "workdir": "/work"}
-    return get_submit_command(fake, params) + set_gres_string(fake)
-
-
 @pytest.fixture(scope="module")
 def paper_with_related(tmp_path_factory):
     """config/paper.yaml with XR-Transformer and APLC switched on."""
@@ -95,11 +46,6 @@ def paper_with_related(tmp_path_factory):
     path = root / "paper-related.yaml"
     path.write_text(yaml.safe_dump(config))
     return root, path
-
-
-def shards_of(job) -> int:
-    found = re.search(r"shards=(\d+)", job.wildcards)
-    return int(found.group(1)) if found else 1
 
 
 GPU_RULES = {"train_matcher", "predict_matcher", "train_xr_matcher", "predict_xr_matcher", "train_aplc",
@@ -259,22 +205,21 @@ def paper_everything(tmp_path_factory, paper_with_related):
     return root, out
 
 
-def site_limits(profile_path: Path) -> dict:
-    """The site maxima a profile documents: `# site-limits: cpus_per_node=64 mem_mb_per_node=... ...`."""
-    line = re.search(r"^# site-limits: (.*)$", profile_path.read_text(), re.M)
-    assert line, f"{profile_path}: no '# site-limits:' line"
-    return {k: int(v) for k, v in (kv.split("=") for kv in line.group(1).split())}
-
-
 def test_every_sbatch_line_of_the_full_paper_grid_fits_the_site(paper_everything):
     """Every job of the paper grid with every optional system on, through the plugin's own sbatch
     builder, on each of its three attempts: CPUs, memory and time within the documented site limits
-    (before: train_peer/predict_peer asked for 512 CPUs, retries for 48 h and 72 h)."""
+    (before: train_peer/predict_peer asked for 512 CPUs, retries for 48 h and 72 h), at 1 GiB of
+    input and, for Wiki-500K's jobs, at their estimated Wiki-500K inputs (python -m bench.sbatch_plan;
+    before the memory model's lines were capped, train_peer's third attempt there asked 546,225 MB)."""
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[slurm]'")
     root, configfile = paper_everything
     profile_path = ROOT / "profiles" / "slurm" / "config.yaml"
-    limits = site_limits(profile_path)
+    limits = site_limits(profile_path.read_text())
+    assert set(limits) == {"cpus_per_node", "mem_mb_per_node", "max_runtime_min"}, limits
     profile = yaml.safe_load(profile_path.read_text())
+    model = pd.read_csv(ROOT / "bench" / "results" / "memory_model_paper.csv", keep_default_na=False)
+    model = model[model["dataset"] == "Wiki-500K"]
+    docs = split_docs()
     work = root / "everything"
     work.mkdir()
     out = dry_run(work, "--workflow-profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(configfile))
@@ -282,12 +227,14 @@ def test_every_sbatch_line_of_the_full_paper_grid_fits_the_site(paper_everything
     rules = {job.rule for job in jobs}
     assert {"train_peer", "predict_peer", "train_xr_matcher", "train_aplc", "tfidf_char",
             "predict_linear_matcher_features", "predict_xr_shortlist", "label_repr_pifa_neural"} <= rules
-    summary = {}
+    summary, largest = {}, {}
     for job in jobs:
-        for attempt in (1, 2, 3):
+        # every job at 1 GiB of input; Wiki-500K's also at the input it would have there
+        sizes = [1024.0] + ([input_mib(job, model, docs)[0]] if wildcard(job, "dataset") == "wiki-500k" else [])
+        for attempt, size in ((a, size) for a in (1, 2, 3) for size in sizes):
             resources = dict(job.resources)
             for key in ("mem_mb", "runtime"):  # as Snakemake evaluates them at submission of this attempt
-                resources[key] = profile_value(profile, job.rule, key, 1024.0, attempt=attempt, shards=shards_of(job))
+                resources[key] = profile_value(profile, job.rule, key, size, attempt=attempt, shards=shards_of(job))
             resources = {k: (1024 if v == "<TBD>" else v) for k, v in resources.items()}
             line = sbatch_line(SimpleNamespace(rule=job.rule, threads=job.threads, resources=resources))
             cpus = int(re.search(r"--cpus-per-task=(\d+)", line).group(1))
@@ -296,9 +243,15 @@ def test_every_sbatch_line_of_the_full_paper_grid_fits_the_site(paper_everything
             assert cpus <= limits["cpus_per_node"], (job.rule, attempt, line)
             assert mem <= limits["mem_mb_per_node"], (job.rule, attempt, line)
             assert minutes <= limits["max_runtime_min"], (job.rule, attempt, line)
-            summary.setdefault(job.rule, set()).add((attempt, cpus, mem, minutes))
+            if size == 1024.0:
+                summary.setdefault(job.rule, set()).add((attempt, cpus, mem, minutes))
+            else:
+                largest[job.rule] = max(largest.get(job.rule, 0), mem)
     # every rule of the plan has its own memory figure or the default, none is left to Snakemake's own
     assert all(len(v) == 3 for v in summary.values())
+    # Wiki-500K's inputs were sized (the memory model's rules ask for more there than at 1 GiB)
+    for rule in ("train_ranker", "predict_ranker", "cluster", "label_repr_pifa_neural"):
+        assert largest[rule] > max(m for a, _, m, _ in summary[rule] if a == 3), (rule, largest)
     for rule in ("train_peer", "predict_peer"):
         assert {c for _, c, _, _ in summary[rule]} == {16}
     print("\n".join(f"{rule}: " + "; ".join(f"attempt {a}: {c} CPUs, {m} MB, {t} min" for a, c, m, t in sorted(v))

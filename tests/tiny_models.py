@@ -38,7 +38,7 @@ def _words() -> list[str]:
     return words
 
 
-def _bert(folder: Path):
+def _bert(folder: Path, size: dict):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -49,14 +49,14 @@ def _bert(folder: Path):
     vocab_file = folder / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tok = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=512)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=_SIZE["hidden"],
-                        num_hidden_layers=_SIZE["layers"], num_attention_heads=_SIZE["heads"],
-                        intermediate_size=_SIZE["inner"], max_position_embeddings=_SIZE["positions"],
+    config = BertConfig(vocab_size=len(vocab), hidden_size=size["hidden"],
+                        num_hidden_layers=size["layers"], num_attention_heads=size["heads"],
+                        intermediate_size=size["inner"], max_position_embeddings=size["positions"],
                         pad_token_id=0)
     return tok, BertModel(config)
 
 
-def _roberta(folder: Path):
+def _roberta(folder: Path, size: dict):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
 
@@ -68,15 +68,15 @@ def _roberta(folder: Path):
                                merges_file=str(folder / "merges.txt"), model_max_length=512)
     (folder / "vocab.json").unlink()
     (folder / "merges.txt").unlink()
-    config = RobertaConfig(vocab_size=tok.vocab_size, hidden_size=_SIZE["hidden"],
-                           num_hidden_layers=_SIZE["layers"], num_attention_heads=_SIZE["heads"],
-                           intermediate_size=_SIZE["inner"],
-                           max_position_embeddings=_SIZE["positions"] + 2,  # RoBERTa offsets by pad+1
+    config = RobertaConfig(vocab_size=tok.vocab_size, hidden_size=size["hidden"],
+                           num_hidden_layers=size["layers"], num_attention_heads=size["heads"],
+                           intermediate_size=size["inner"],
+                           max_position_embeddings=size["positions"] + 2,  # RoBERTa offsets by pad+1
                            pad_token_id=tok.pad_token_id, bos_token_id=0, eos_token_id=2)
     return tok, RobertaModel(config)
 
 
-def _xlnet(folder: Path):
+def _xlnet(folder: Path, size: dict):
     # XLNet's tokenizer is a sentencepiece Unigram model; train one with `tokenizers` (no
     # sentencepiece package needed) and wire it up the way transformers' XLNetConverter does.
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -100,8 +100,8 @@ def _xlnet(folder: Path):
         special_tokens=[("<sep>", sep_id), ("<cls>", cls_id)])
     tok = XLNetTokenizerFast(tokenizer_object=tk, model_max_length=512)
     assert tok.padding_side == "left"
-    config = XLNetConfig(vocab_size=tk.get_vocab_size(), d_model=_SIZE["hidden"],
-                         n_layer=_SIZE["layers"], n_head=_SIZE["heads"], d_inner=_SIZE["inner"],
+    config = XLNetConfig(vocab_size=tk.get_vocab_size(), d_model=size["hidden"],
+                         n_layer=size["layers"], n_head=size["heads"], d_inner=size["inner"],
                          pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                          eos_token_id=tok.eos_token_id)
     return tok, XLNetModel(config)
@@ -110,15 +110,20 @@ def _xlnet(folder: Path):
 _BUILDERS = {"bert": _bert, "roberta": _roberta, "xlnet": _xlnet}
 
 
-def make_tiny_encoder(kind: str, folder) -> Path:
+def make_tiny_encoder(kind: str, folder, **size) -> Path:
     """Write a tiny random ``kind`` encoder ("bert", "roberta" or "xlnet") with its fast tokenizer
-    into ``folder`` (created if needed) and return the folder. Deterministic: seeded weights."""
+    into ``folder`` (created if needed) and return the folder. Deterministic: seeded weights.
+    ``size`` overrides the default shape (hidden=32, layers=2, heads=2, inner=64, positions=288),
+    e.g. ``hidden=128`` for wider embeddings."""
     if kind not in _BUILDERS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    unknown = set(size) - set(_SIZE)
+    if unknown:
+        raise ValueError(f"unknown size keys {sorted(unknown)}; known: {sorted(_SIZE)}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    tok, model = _BUILDERS[kind](folder)
+    tok, model = _BUILDERS[kind](folder, {**_SIZE, **size})
     tok.save_pretrained(str(folder))
     model.save_pretrained(str(folder))
     return folder
