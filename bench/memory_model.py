@@ -16,8 +16,8 @@ inputs apart: a ``tfidf`` and a ``tfidf+neural`` line each):
 ``input MiB`` is what Snakemake gives a resource expression as ``input.size_mb`` (uncompressed
 .npz: 8 bytes per stored entry). A ranker shard reads the whole input but trains 1/S of the labels,
 so its ``b`` splits into a part every shard pays and a part divided by S (from the sharded and the
-unsharded jobs at the top size); profiles/slurm reads S from the job's ``shards`` wildcard. A rule's
-profile line is the upper envelope of its inputs' lines (the profile cannot tell them apart by size),
+unsharded jobs at the top size); profiles/slurm reads S from the job's ``shards`` wildcard. A ranker
+rule's profile entry keeps its sparse and dense lines and picks one by the job's ``input`` wildcard,
 capped at the profile's ``# site-limits:``. ``--check`` evaluates the profile with Snakemake's own
 resource evaluator and fails when it asks for less than a measured job used. ``--stages`` takes
 several benchmark runs (the earlier one's 500k rows and sharded rankers, a later one's tfidf+neural
@@ -188,9 +188,11 @@ def predict(model: pd.DataFrame, stages: pd.DataFrame, paper: pd.DataFrame) -> p
     return pd.DataFrame(rows)
 
 
-def profile_value(profile: dict, rule: str, key: str, input_mb: float, attempt: int = 1, shards: int = 1):
+def profile_value(profile: dict, rule: str, key: str, input_mb: float, attempt: int = 1, shards: int = 1,
+                  input_name: str = ""):
     """A profile resource of ``rule`` evaluated by Snakemake's own resource evaluator (the namespace
-    a job's expression sees: input, wildcards, attempt, threads)."""
+    a job's expression sees: input, wildcards, attempt, threads); ``input_name``: a ranker job's
+    ``input`` wildcard (``tfidf``, ``tfidf+neural``...)."""
     from snakemake.iocontainers import Wildcards
     from snakemake.resources import Resource
 
@@ -199,7 +201,8 @@ def profile_value(profile: dict, rule: str, key: str, input_mb: float, attempt: 
         value = profile.get("default-resources", {}).get(key)
     if not isinstance(value, str):
         return value
-    wildcards = Wildcards(fromdict={"shard": "0", "shards": str(shards)} if shards > 1 else {})
+    wildcards = Wildcards(fromdict={**({"shard": "0", "shards": str(shards)} if shards > 1 else {}),
+                                    **({"input": input_name} if input_name else {})})
     return Resource.from_cli_expression(key, value).evaluate(
         wildcards=wildcards, input=SimpleNamespace(size_mb=input_mb), attempt=attempt, threads=1,
         rulename=rule, async_run=None).value
@@ -210,7 +213,7 @@ def check(profile_path: Path, stages: pd.DataFrame) -> list[str]:
     profile = yaml.safe_load(profile_path.read_text())
     short = []
     for _, job in stages[stages["input_mb"] > 0].iterrows():
-        size = dict(input_mb=job["input_mb"], shards=int(job["shards"]))
+        size = dict(input_mb=job["input_mb"], shards=int(job["shards"]), input_name=str(job.get("input") or ""))
         mem = profile_value(profile, job["rule"], "mem_mb", **size)
         minutes = profile_value(profile, job["rule"], "runtime", **size)
         where = f"{job['rule']} at {job['labels']} labels ({job['wildcards']})"
@@ -252,24 +255,47 @@ def site_limits(text: str) -> dict:
     return {k: int(v) for k, v in (kv.split("=") for kv in line.group(1).split())} if line else {}
 
 
+# A ranker input that carries dense embeddings (phi_neural, phi_pre, phi_fnt): the profile tells
+# the inputs apart by the job's `input` wildcard, as is_dense_input does here.
+DENSE_MARKS = ("neural", "pre-", "fnt")
+DENSE_TEST = " or ".join(f"'{mark}' in wildcards.get('input', '')" for mark in DENSE_MARKS)
+
+
+def is_dense_input(name: str) -> bool:
+    return any(mark in str(name) for mark in DENSE_MARKS)
+
+
+def _expressions(m: dict) -> tuple[str, str]:
+    """(memory, runtime) of one fitted line ``m`` with margins, before floors, retries and caps."""
+    a, b = MEM_MARGIN * m["a_mib"], MEM_MARGIN * m["b_mib_per_mib"]
+    if m["b_shared"] < 1:
+        per = f"({m['b_shared']:.2f} + {1 - m['b_shared']:.2f} / int(wildcards.get('shards', 1)))"
+        mem = f"{a:.0f} + {b:.2f} * input.size_mb * {per}"
+    else:
+        mem = f"{a:.0f} + {b:.2f} * input.size_mb"
+    c, d = TIME_MARGIN * m["c_s"] / 60, TIME_MARGIN * m["d_s_per_mib"] / 60
+    return mem, f"{c:.1f} + {d:.4f} * input.size_mb"
+
+
 def profile_lines(model: pd.DataFrame, limits: dict | None = None) -> str:
-    """set-resources entries for profiles/slurm: per rule the envelope of its fitted lines
-    (:func:`envelope`) with margins and floors, times ``attempt`` (a job killed for memory or time
-    comes back with twice, then three times as much), and never above the site's
-    ``mem_mb_per_node`` / ``max_runtime_min`` (``limits``, as :func:`site_limits` reads them)."""
+    """set-resources entries for profiles/slurm: per rule its fitted line with margins and floors,
+    times ``attempt`` (a job killed for memory or time comes back with twice, then three times as
+    much), and never above the site's ``mem_mb_per_node`` / ``max_runtime_min`` (``limits``, as
+    :func:`site_limits` reads them). A ranker rule fitted on sparse and dense inputs gets both lines,
+    chosen by the job's ``input`` wildcard (dense: :data:`DENSE_MARKS`); a rule with several lines
+    otherwise gets their :func:`envelope`."""
     limits = limits or {}
     lines = []
     for rule, g in model[model["rule"].isin(PROFILED)].groupby("rule", sort=True):
-        m = envelope(g)
-        a, b = MEM_MARGIN * m["a_mib"], MEM_MARGIN * m["b_mib_per_mib"]
-        if m["b_shared"] < 1:
-            per = f"({m['b_shared']:.2f} + {1 - m['b_shared']:.2f} / int(wildcards.get('shards', 1)))"
-            mem = f"{a:.0f} + {b:.2f} * input.size_mb * {per}"
+        kinds = g["input"].map(is_dense_input) if "input" in g else pd.Series(False, index=g.index)
+        if kinds.any() and not kinds.all():
+            (dense_mem, dense_time), (sparse_mem, sparse_time) = (_expressions(envelope(g[kinds == k])) for k in (True, False))
+            mem = f"(({dense_mem}) if ({DENSE_TEST}) else ({sparse_mem}))"
+            runtime = f"(({dense_time}) if ({DENSE_TEST}) else ({sparse_time}))"
         else:
-            mem = f"{a:.0f} + {b:.2f} * input.size_mb"
-        c, d = TIME_MARGIN * m["c_s"] / 60, TIME_MARGIN * m["d_s_per_mib"] / 60
+            mem, runtime = _expressions(envelope(g))
         mem = f"int(max({MEM_FLOOR_MB}, {mem})) * attempt"  # whole MB, then exactly 2x, 3x on a retry
-        runtime = f"int(max({TIME_FLOOR_MIN}, {c:.1f} + {d:.4f} * input.size_mb)) * attempt"
+        runtime = f"int(max({TIME_FLOOR_MIN}, {runtime})) * attempt"
         if "mem_mb_per_node" in limits:
             mem = f"min({limits['mem_mb_per_node']}, {mem})"
         if "max_runtime_min" in limits:

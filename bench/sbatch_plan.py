@@ -179,7 +179,8 @@ def sbatch_table(jobs: list, profile: dict, model_inputs: pd.DataFrame) -> pd.Da
         for attempt in ATTEMPTS:
             resources = dict(job.resources)
             for key in ("mem_mb", "runtime"):  # as Snakemake evaluates them when it submits this attempt
-                resources[key] = profile_value(profile, job.rule, key, mib, attempt=attempt, shards=shards_of(job))
+                resources[key] = profile_value(profile, job.rule, key, mib, attempt=attempt, shards=shards_of(job),
+                                               input_name=wildcard(job, "input"))
             resources = {k: v for k, v in resources.items() if v != "<TBD>"}
             line = sbatch_line(SimpleNamespace(rule=job.rule, threads=job.threads, resources=resources))
             fields = sbatch_fields(line)

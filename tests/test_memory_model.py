@@ -153,3 +153,21 @@ def test_of_two_runs_of_a_size_the_fit_keeps_the_larger_peak_and_the_shorter_tim
     busy = quiet.assign(run=1, max_rss_mb=quiet["max_rss_mb"] + 10, s=quiet["s"] * 5)
     m = fit(pd.concat([quiet, busy], ignore_index=True)).iloc[0]
     assert [m["a_mib"], m["b_mib_per_mib"], m["c_s"], m["d_s_per_mib"]] == pytest.approx([110.0, 2.0, 1.0, 0.1])
+
+
+def test_a_ranker_rule_asks_by_its_input_kind_sparse_or_with_embeddings():
+    """Two fitted lines of one rule: the profile picks the job's by its `input` wildcard, so a TF-IDF
+    ranker is not sized by the embeddings' heavier line."""
+    model = pd.DataFrame([
+        {"rule": "predict_ranker", "input": "tfidf", "a_mib": 400.0, "b_mib_per_mib": 1.0, "b_shared": 1.0,
+         "c_s": 1.0, "d_s_per_mib": 0.1, "cover_mem": 1.0, "cover_s": 1.0},
+        {"rule": "predict_ranker", "input": "tfidf+neural", "a_mib": 400.0, "b_mib_per_mib": 10.0, "b_shared": 1.0,
+         "c_s": 1.0, "d_s_per_mib": 0.1, "cover_mem": 1.0, "cover_s": 1.0}])
+    profile = yaml.safe_load("set-resources:\n" + profile_lines(model))
+    ask = {name: profile_value(profile, "predict_ranker", "mem_mb", 10_000.0, input_name=name)
+           for name in ("tfidf", "tfidf+char", "tfidf+neural", "pre-minilm", "tfidf+fnt-minilm")}
+    assert ask == {"tfidf": int(1.5 * (400 + 10_000)), "tfidf+char": int(1.5 * (400 + 10_000)),
+                   "tfidf+neural": int(1.5 * (400 + 100_000)), "pre-minilm": int(1.5 * (400 + 100_000)),
+                   "tfidf+fnt-minilm": int(1.5 * (400 + 100_000))}
+    # without an input wildcard (not a ranker job): the sparse line
+    assert profile_value(profile, "predict_ranker", "mem_mb", 10_000.0) == ask["tfidf"]

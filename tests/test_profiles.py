@@ -15,7 +15,7 @@ import yaml
 pytestmark = pytest.mark.slow  # Snakemake runs and plans: pytest -m 'not slow' skips them
 
 ROOT = Path(__file__).resolve().parents[1]
-from bench.memory_model import profile_value, site_limits  # noqa: E402  (Snakemake's own evaluator of a profile's resources)
+from bench.memory_model import is_dense_input, profile_value, site_limits  # noqa: E402  (Snakemake's own evaluator of a profile's resources)
 # the SLURM executor plugin's own sbatch builder, a dry run's jobs, Wiki-500K input sizes
 from bench.sbatch_plan import input_mib, planned_jobs, sbatch_line, shards_of, split_docs, wildcard  # noqa: E402
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
@@ -79,7 +79,8 @@ def test_slurm_profile_puts_every_gpu_job_on_the_gpu_partition(paper_with_relate
         for key, value in job.resources.items():
             if value == "<TBD>" and key in ours:
                 assert "input.size_mb" in ours[key], (job.rule, key)
-                job.resources[key] = profile_value(profile, job.rule, key, 1024.0, shards=shards_of(job))
+                job.resources[key] = profile_value(profile, job.rule, key, 1024.0, shards=shards_of(job),
+                                                   input_name=wildcard(job, "input"))
             elif value == "<TBD>":  # Snakemake's own defaults of the input size (disk_mb, mem_mib, ...)
                 job.resources[key] = 1024
         line = sbatch_line(job)
@@ -227,14 +228,16 @@ def test_every_sbatch_line_of_the_full_paper_grid_fits_the_site(paper_everything
     rules = {job.rule for job in jobs}
     assert {"train_peer", "predict_peer", "train_xr_matcher", "train_aplc", "tfidf_char",
             "predict_linear_matcher_features", "predict_xr_shortlist", "label_repr_pifa_neural"} <= rules
-    summary, largest = {}, {}
+    summary, largest, kinds = {}, {}, {}
     for job in jobs:
+        kinds.setdefault(job.rule, set()).add(is_dense_input(wildcard(job, "input")))
         # every job at 1 GiB of input; Wiki-500K's also at the input it would have there
         sizes = [1024.0] + ([input_mib(job, model, docs)[0]] if wildcard(job, "dataset") == "wiki-500k" else [])
         for attempt, size in ((a, size) for a in (1, 2, 3) for size in sizes):
             resources = dict(job.resources)
             for key in ("mem_mb", "runtime"):  # as Snakemake evaluates them at submission of this attempt
-                resources[key] = profile_value(profile, job.rule, key, size, attempt=attempt, shards=shards_of(job))
+                resources[key] = profile_value(profile, job.rule, key, size, attempt=attempt, shards=shards_of(job),
+                                               input_name=wildcard(job, "input"))
             resources = {k: (1024 if v == "<TBD>" else v) for k, v in resources.items()}
             line = sbatch_line(SimpleNamespace(rule=job.rule, threads=job.threads, resources=resources))
             cpus = int(re.search(r"--cpus-per-task=(\d+)", line).group(1))
@@ -248,7 +251,12 @@ def test_every_sbatch_line_of_the_full_paper_grid_fits_the_site(paper_everything
             else:
                 largest[job.rule] = max(largest.get(job.rule, 0), mem)
     # every rule of the plan has its own memory figure or the default, none is left to Snakemake's own
-    assert all(len(v) == 3 for v in summary.values())
+    # one figure per attempt, per rule (a rule whose profile line reads the `input` wildcard: per
+    # input kind, sparse or with embeddings)
+    by_input = {rule for rule, r in profile["set-resources"].items() if "wildcards.get('input'" in str(r.get("mem_mb", ""))}
+    assert by_input == {"train_ranker", "predict_ranker"}
+    assert all(len(v) == 3 * (len(kinds[rule]) if rule in by_input else 1) for rule, v in summary.items()), summary
+    assert len(kinds["predict_ranker"]) == 2 and len(summary["predict_ranker"]) == 6
     # Wiki-500K's inputs were sized (the memory model's rules ask for more there than at 1 GiB)
     for rule in ("train_ranker", "predict_ranker", "cluster", "label_repr_pifa_neural"):
         assert largest[rule] > max(m for a, _, m, _ in summary[rule] if a == 3), (rule, largest)
