@@ -129,3 +129,13 @@ def test_train_max_length_trains_on_short_rows_and_predicts_on_full_ones(tiny_en
     assert any("first 6 tokens" in line for line in logged)
     topb, emb = m.predict(tok["input_ids"], tok["attention_mask"], top_b=2)
     assert topb.shape == (48, 4) and emb.shape[0] == 48
+
+
+def test_step0_recall_is_the_same_scored_in_chunks():
+    rng = np.random.default_rng(3)
+    E = rng.normal(size=(50, 6)).astype(np.float32)
+    M = sp.csr_matrix((rng.random((50, 9)) < 0.2).astype(np.float32))
+    W, b = rng.normal(size=(9, 6)).astype(np.float32), rng.normal(size=9).astype(np.float32)
+    whole = shortlist_recall_of_head(E, M, W, b, top_b=3, chunk_rows=50)
+    assert 0.0 < whole < 100.0
+    assert shortlist_recall_of_head(E, M, W, b, top_b=3, chunk_rows=7) == pytest.approx(whole)

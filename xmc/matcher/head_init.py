@@ -74,13 +74,18 @@ def fit_head(kind: str, E, M) -> tuple[np.ndarray, np.ndarray]:
     return HEAD_INIT[kind](E, M)
 
 
-def shortlist_recall_of_head(E, M, W, b, top_b: int) -> float:
+def shortlist_recall_of_head(E, M, W, b, top_b: int, chunk_rows: int = 4096) -> float:
     """Share (%) of the positive (document, cluster) pairs in each row's top-b of E W^T + b: how good
-    step 0 already is (logged by training)."""
+    step 0 already is (logged by training). Scored ``chunk_rows`` documents at a time, so memory
+    stays at a chunk's (rows, K) scores however many training documents there are."""
     M = sp.csr_matrix(M)
-    S = np.asarray(E, dtype=np.float32) @ W.T + b
-    b_ = min(top_b, S.shape[1])
-    top = np.argpartition(-S, b_ - 1, axis=1)[:, :b_]
-    hit = np.zeros_like(S, dtype=bool)
-    np.put_along_axis(hit, top, True, axis=1)
-    return 100.0 * float(M.multiply(hit).sum()) / max(M.nnz, 1)
+    E = np.asarray(E, dtype=np.float32)
+    b_ = min(top_b, W.shape[0])
+    hits = 0.0
+    for start in range(0, E.shape[0], chunk_rows):
+        S = E[start:start + chunk_rows] @ W.T + b
+        top = np.argpartition(-S, b_ - 1, axis=1)[:, :b_]
+        hit = np.zeros_like(S, dtype=bool)
+        np.put_along_axis(hit, top, True, axis=1)
+        hits += float(M[start:start + chunk_rows].multiply(hit).sum())
+    return 100.0 * hits / max(M.nnz, 1)
