@@ -8,7 +8,7 @@ through the workflow: is APLC's gap to X-Transformer its step budget or our code
     python -m bench.aplc_curve --max-length 64 --batch-size 16  # about 1/8 of the CPU time
 
 config/eurlex57k-10k.yaml (10,000 training / all 6,000 test EURLEX57K documents, MiniLM at length 128,
-batch 32; bf16 autocast where the CPU has native bf16, and config/eurlex57k.yaml's APLC learning rates)
+batch 32; bf16 autocast where the CPU has native bf16, and config/eurlex57k-related.yaml's APLC learning rates)
 without its matcher (``matchers: []``: the linear path stays as
 a reference row), with ``aplc.encoders: [minilm]`` and ``aplc.max_steps`` = each step budget, for two
 heads: ``aplc`` (the config's default proportions [0.5, 0.5]: a head and one tail cluster) and
@@ -39,7 +39,7 @@ def config_for(base: dict, head: str, steps: int, max_length: int | None = None,
     config.pop("paper", None)  # its roles name the matcher
     config["ranker"] = {**config.get("ranker", {}), "inputs": ["tfidf"], "negatives": ["tfn+man"]}
     config["linear_baseline"] = {**config.get("linear_baseline", {}), "inputs": ["tfidf"]}
-    # the learning rates and precision of config/eurlex57k.yaml's APLC row
+    # the learning rates and precision of config/eurlex57k-related.yaml's APLC row
     config["aplc"] = {**config.get("aplc", {}), "encoders": ["minilm"], "max_steps": steps, "precision": "auto",
                       "hidden_learning_rate": 1.0e-3, "aplc_learning_rate": 1.0e-2, "checkpoint_every": 0,
                       **HEADS[head]}

@@ -7,7 +7,7 @@ runs it (unless ``--no-run``), optionally trains PECOS XR-Transformer on that ru
 training texts, labels and TF-IDF (it needs its own transformers pin, hence ``--xrt-python``), and
 prints one table:
 
-    python -m bench.xtransformer                                   # config/eurlex57k.yaml, then the table
+    python -m bench.xtransformer                                   # config/eurlex57k.yaml + -related.yaml, then the table
     python -m bench.xtransformer --no-run                          # the table of the last run
     python -m bench.xtransformer --no-run --xrt-python .venv-xrt/bin/python   # + PECOS XR-Transformer
 
@@ -26,31 +26,30 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from bench.common import ROOT, cpu, parser, snakemake_cmd, write_csv
+from bench.common import ROOT, cpu, merged_config, parser, snakemake_cmd, write_csv
 
 METRICS = ["P@1", "P@3", "P@5", "R@1", "R@3", "R@5"]
 TOP_K = 20
 
 
-def benchmark_files(configfile: str, dataset: str, model: str, workdir: Path = ROOT) -> set[str]:
+def benchmark_files(configfiles: list[str], dataset: str, model: str, workdir: Path = ROOT) -> set[str]:
     """Benchmark files of every job that ``model``'s test predictions need: the jobs of
     ``snakemake -n -F`` on that file (its whole DAG)."""
     target = f"results/{dataset}/predictions/test/{model}.npz"
     # the target after a flag: --configfile takes every path that directly follows it
-    out = subprocess.run(snakemake_cmd(workdir, configfile, "-n", "-F", target),
+    out = subprocess.run(snakemake_cmd(workdir, *configfiles, "-n", "-F", target),
                          cwd=workdir, check=True, capture_output=True, text=True).stdout
     return set(re.findall(r"^\s*benchmark: (\S+)$", out, flags=re.M))
 
 
-def workflow_rows(configfile: str, dataset: str, workdir: Path = ROOT) -> pd.DataFrame:
+def workflow_rows(configfiles: list[str], dataset: str, workdir: Path = ROOT) -> pd.DataFrame:
     """The run's models and ensembles of ``dataset`` (results.csv), each with the wall time of the
     jobs it needs (an ensemble: its members' jobs, each counted once) and how many of those jobs
     have no benchmark file in the run."""
     from xmc import config as xc
 
-    cfg = xc.resolve(yaml.safe_load((workdir / configfile).read_text()))
+    cfg = xc.resolve(merged_config(*(workdir / f for f in configfiles)))
     results = pd.read_csv(workdir / "results" / "tables" / "results.csv", keep_default_na=False)
     rows = []
     for _, r in results[(results["dataset"] == dataset) & (results["split"] == "test")].iterrows():
@@ -59,7 +58,7 @@ def workflow_rows(configfile: str, dataset: str, workdir: Path = ROOT) -> pd.Dat
             row["job_s"] = float(r["train_s"]) + float(r["predict_s"])
         else:
             members = xc.ensemble_members(cfg, r["model"]) if r["model"] in cfg["ensembles"] else [r["model"]]
-            paths = set().union(*(benchmark_files(configfile, dataset, m, workdir) for m in members))
+            paths = set().union(*(benchmark_files(configfiles, dataset, m, workdir) for m in members))
             # a run made before its rule had a `benchmark:` lacks that file: count it, do not guess its time
             found = [path for path in paths if (workdir / path).is_file()]
             row["job_s"] = sum(float(pd.read_csv(workdir / path, sep="\t")["s"].mean()) for path in found)
@@ -127,7 +126,8 @@ def xr_transformer_row(args, config: dict, workdir: Path) -> dict:
 
 def main(argv=None) -> None:
     p = parser(__doc__, __spec__)
-    p.add_argument("--configfile", default="config/eurlex57k.yaml")
+    p.add_argument("--configfile", nargs="+", default=["config/eurlex57k.yaml", "config/eurlex57k-related.yaml"],
+                   help="the run's config files, in order (default: the grid and its related systems)")
     p.add_argument("--dataset", default="eurlex57k")
     p.add_argument("--no-run", action="store_true", help="only read the last run's outputs")
     p.add_argument("--xrt-python", help="an interpreter with libpecos and its transformers pin: adds PECOS "
@@ -142,13 +142,13 @@ def main(argv=None) -> None:
         worker_xr_transformer(json.loads(args.worker))
         return
     if not args.no_run:
-        subprocess.run(snakemake_cmd(ROOT, args.configfile), cwd=ROOT, check=True)
+        subprocess.run(snakemake_cmd(ROOT, *args.configfile), cwd=ROOT, check=True)
     table = workflow_rows(args.configfile, args.dataset)
     if args.xrt_python:
-        config = yaml.safe_load((ROOT / args.configfile).read_text())
+        config = merged_config(*(ROOT / f for f in args.configfile))
         table = pd.concat([table, pd.DataFrame([xr_transformer_row(args, config, ROOT)])], ignore_index=True)
     table = table.sort_values("P@1", ascending=False)
-    print(f"{args.dataset}, {args.configfile}; CPU: {cpu()}")
+    print(f"{args.dataset}, {' '.join(args.configfile)}; CPU: {cpu()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     if args.out:
         write_csv(table, args.out, float_format="%.4g")
