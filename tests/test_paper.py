@@ -6,6 +6,7 @@ import jsonschema
 import pytest
 import yaml
 
+from bench.common import merged_config  # several config files merged as Snakemake merges them
 from xmc import config as xc
 from xmc import paper
 from xmc.plan import model_names
@@ -157,8 +158,6 @@ def test_same_as_paper_is_a_dataset_key():
 
 
 def test_figure_groups_and_role_marks():
-    from bench.common import merged_config  # the related systems merged over the grid, as Snakemake merges them
-
     raw = merged_config(REPO / "config" / "eurlex57k.yaml", REPO / "config" / "eurlex57k-related.yaml")
     cfg = xc.resolve(raw)
     groups, marks = paper.model_groups(cfg), paper.role_marks(cfg)
@@ -178,8 +177,6 @@ def test_eurlex57k_grid_leaves_the_related_systems_to_their_own_config():
     """config/eurlex57k.yaml is the paper's grid within its 150-minute budget: no XR-Transformer or
     APLC job (config/eurlex57k-related.yaml adds them, and nothing else), matchers trained at 64
     tokens and predicted at the encoder's 128."""
-    from bench.common import merged_config
-
     grid = yaml.safe_load((REPO / "config" / "eurlex57k.yaml").read_text())
     related = yaml.safe_load((REPO / "config" / "eurlex57k-related.yaml").read_text())
     cfg = xc.resolve(grid)
@@ -193,4 +190,3 @@ def test_eurlex57k_grid_leaves_the_related_systems_to_their_own_config():
     grid_models, merged_models = {m.name for m in xc.models(cfg)}, {m.name for m in xc.models(merged)}
     assert grid_models < merged_models and merged_models - grid_models == {m.name for m in xc.xr_models(merged)}
     assert cfg["matcher"]["train_max_length"] == 64 and cfg["encoders"]["minilm"]["max_length"] == 128
-
