@@ -67,9 +67,8 @@ def shortlists(results: pd.DataFrame) -> pd.DataFrame:
     if "shortlist_recall" not in results.columns:
         return pd.DataFrame(columns=columns)
     rows = results[results["shortlist_recall"].astype(str) != ""]
-    inputs = rows["ranker_input"] if "ranker_input" in rows.columns else pd.Series("", index=rows.index)
-    rows = rows.assign(shortlist_recall=rows["shortlist_recall"].astype(float),
-                       features=inputs.where(rows["matcher"] == xc.LINEAR_MATCHER, ""))  # a tree reads its rankers' input
+    rows = rows.assign(shortlist_recall=rows["shortlist_recall"].astype(float),  # a tree reads its rankers' input
+                       features=rows["ranker_input"].where(rows["matcher"] == xc.LINEAR_MATCHER, ""))
     table = (rows.groupby(["indexer", "matcher", "features", "split"], sort=False)["shortlist_recall"].first()
              .unstack("split").reset_index())
     return table.reindex(columns=columns)

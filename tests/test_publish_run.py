@@ -68,10 +68,10 @@ def test_the_readme_reports_validation_picks_their_test_figures_and_the_targets(
 
 def test_shortlists_give_one_row_per_matcher_and_split():
     results = pd.DataFrame([
-        {"split": "valid", "indexer": "a", "matcher": "m", "shortlist_recall": "80.0"},
-        {"split": "test", "indexer": "a", "matcher": "m", "shortlist_recall": "81.5"},
-        {"split": "test", "indexer": "a", "matcher": "m", "shortlist_recall": "81.5"},  # a second ranker
-        {"split": "test", "indexer": "", "matcher": "omikuji", "shortlist_recall": ""}])
+        {"split": "valid", "indexer": "a", "matcher": "m", "ranker_input": "tfidf", "shortlist_recall": "80.0"},
+        {"split": "test", "indexer": "a", "matcher": "m", "ranker_input": "tfidf", "shortlist_recall": "81.5"},
+        {"split": "test", "indexer": "a", "matcher": "m", "ranker_input": "char", "shortlist_recall": "81.5"},  # a second ranker
+        {"split": "test", "indexer": "", "matcher": "omikuji", "ranker_input": "", "shortlist_recall": ""}])
     table = shortlists(results)
     assert table.to_dict("records") == [{"indexer": "a", "matcher": "m", "features": "", "valid": 80.0, "test": 81.5}]
 
