@@ -10,10 +10,14 @@ folder made of hard links to the first lever's, so only the matcher and what fol
 ``my-eurlex57k.yaml`` names a local copy of the data (see config/eurlex57k.yaml), e.g.
 ``datasets: {eurlex57k-levers: {source: /data/EURLEX57K.tar.gz, sha256: <digest>}}``.
 A lever is a name of LEVERS, optionally ``@steps`` (warm-up 10% of them: the steps curve), then
-optionally ``:k<K>`` (the dataset's number of clusters) and ``:b<top-b>`` (the shortlist):
+optionally ``:k<K>`` (the dataset's number of clusters), ``:b<top-b>`` (the shortlist) and ``:w<tokens>``
+(the encoder's window, ``max_length``: what prediction reads, and training too unless the lever sets
+``train_max_length``):
 
     python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-k-b-steps-eurlex57k.csv \
         --levers probe-len64,probe-len64:b32,probe-len64:k128:b16,probe-len64:k64:b10,probe-len64@800,probe-len64@1600
+    python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-window-eurlex57k.csv \
+        --levers probe-len64:b32,probe-len64:b32:w256,probe-len64:b32:w512
 
 For each: the matcher's top-b label recall (the results table's ``shortlist_recall``) and its
 ranker's P@1 on the validation split, beside the linear tree's at the same b, and the matcher's
@@ -46,7 +50,7 @@ LINEAR_MODEL = "pifa-tfidf.linear.tfidf.tfn+man.noop"
 
 
 def parse_lever(spec: str) -> tuple[str, int | None, dict]:
-    """``name[@steps][:k<K>][:b<top-b>]`` -> (name, steps, {"k": K, "b": top-b} as given)."""
+    """``name[@steps][:k<K>][:b<top-b>][:w<tokens>]`` -> (name, steps, {"k": K, "b": top-b, "w": tokens} as given)."""
     head, *extras = spec.split(":")
     name, _, steps = head.partition("@")
     if name not in LEVERS:
@@ -56,8 +60,8 @@ def parse_lever(spec: str) -> tuple[str, int | None, dict]:
     sizes = {}
     for extra in extras:
         key, value = extra[:1], extra[1:]
-        if key not in ("k", "b") or key in sizes or not (value.isdigit() and int(value) > 0):
-            raise SystemExit(f"--levers: {spec!r}: after ':' give k<clusters> or b<top-b>, once each, e.g. :k128:b16")
+        if key not in ("k", "b", "w") or key in sizes or not (value.isdigit() and int(value) > 0):
+            raise SystemExit(f"--levers: {spec!r}: after ':' give k<clusters>, b<top-b> or w<tokens>, once each, e.g. :k128:b16")
         sizes[key] = int(value)
     return name, int(steps) if steps else None, sizes
 
@@ -74,6 +78,9 @@ def config_for(base: dict, spec: str) -> dict:
     if "k" in sizes:
         for dataset in config["datasets"].values():
             dataset["n_clusters"] = sizes["k"]
+    if "w" in sizes:
+        for encoder in config["matchers"]:
+            config["encoders"][encoder]["max_length"] = sizes["w"]
     return config
 
 
@@ -86,14 +93,16 @@ def run(work: Path, config: dict, cores: int) -> None:
 def row(work: Path, spec: str, config: dict) -> dict:
     tables = work / "results" / "tables"
     out = {"lever": spec, "steps": config["matcher"]["max_steps"], "top_b": config["matcher"]["top_b"],
-           "K": next(iter(config["datasets"].values()))["n_clusters"]}
+           "K": next(iter(config["datasets"].values()))["n_clusters"],
+           "window": config["encoders"][config["matchers"][0]]["max_length"]}
     for split, tag in (("valid", "valid"), ("test", "held-out dev")):
         results = read_results(tables, split).set_index("model")
         for model, who in ((MATCHER_MODEL, "matcher"), (LINEAR_MODEL, "linear")):
             out[f"{who} recall ({tag})"] = float(results.loc[model, "shortlist_recall"])
             out[f"{who} P@1 ({tag})"] = float(results.loc[model, "P@1"])
     timing = pd.read_csv(tables / "timing.csv")
-    out["train_matcher_s"] = float(timing.loc[timing["step"] == "train_matcher", "s"].sum())
+    for step in ("train_matcher", "predict_matcher"):
+        out[f"{step}_s"] = float(timing.loc[timing["step"] == step, "s"].sum())
     return out
 
 

@@ -48,17 +48,21 @@ def test_every_csv_is_stamped_with_commit_host_and_date(tmp_path):
     assert pd.to_datetime(back["date"]).notna().all()
 
 
-def test_matcher_levers_sets_steps_clusters_and_top_b_and_refuses_a_bad_spec():
+def test_matcher_levers_sets_steps_clusters_top_b_and_window_and_refuses_a_bad_spec():
     from bench.matcher_levers import config_for
 
-    base = {"datasets": {"d": {"source": "x", "n_clusters": 256}},
+    base = {"datasets": {"d": {"source": "x", "n_clusters": 256}}, "matchers": ["m"],
+            "encoders": {"m": {"model": "x", "max_length": 128}, "other": {"model": "y", "max_length": 128}},
             "matcher": {"max_steps": 400, "warmup_steps": 40, "top_b": 24}}
-    config = config_for(base, "probe-len64@800:k128:b16")
+    config = config_for(base, "probe-len64@800:k128:b16:w256")
     assert config["datasets"]["d"]["n_clusters"] == 128
+    assert config["encoders"] == {"m": {"model": "x", "max_length": 256}, "other": {"model": "y", "max_length": 128}}
+    assert config_for(base, "probe")["encoders"]["m"]["max_length"] == 128
     assert config["matcher"] == {"max_steps": 800, "warmup_steps": 80, "top_b": 16,
                                  "head_init": "probe", "train_max_length": 64}
     assert base["datasets"]["d"]["n_clusters"] == 256 and base["matcher"]["top_b"] == 24  # base untouched
+    assert base["encoders"]["m"]["max_length"] == 128
     assert list(config_for(base, "paper")["matcher"]) == ["max_steps", "warmup_steps", "top_b"]  # order kept
-    for bad in ("probe:k0", "probe:x5", "probe:b16:b32", "nope"):
+    for bad in ("probe:k0", "probe:x5", "probe:b16:b32", "probe:w", "nope"):
         with pytest.raises(SystemExit):
             config_for(base, bad)
