@@ -62,7 +62,8 @@ def test_sigkill_of_a_job_takes_torchrun_and_its_ranks_and_holds_the_devices_unt
                            {str(tmp_path / 'checkpoint')!r}, print)
     """)
     log = open(tmp_path / "job.log", "w")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "XMC_GPU_DEVICES": "0,1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XMC_GPU_DEVICES": "0,1", "OMP_NUM_THREADS": "1",
+           "TMPDIR": str(tmp_path)}  # the killed job leaves its rank-file folder there
     job = subprocess.Popen([sys.executable, "-c", job_code], stdout=log, stderr=subprocess.STDOUT, env=env)
     tree = []
     try:

@@ -136,7 +136,8 @@ def test_two_gloo_processes_follow_the_single_process_loss(files, tmp_path, syst
     args = arguments(encoder, root / "tokens.npz", root / "Y.npz", None if system == "aplc" else root / "C.npz",
                      PARAMS[system], tmp_path / "model", system=system, xr=XR if system == "xr" else None)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(torchrun_command(2, args), env=env, capture_output=True, text=True, timeout=300)
+    cmd = torchrun_command(2, args, log_dir=tmp_path / "torchrun")  # not a torchelastic_* folder in /tmp
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "data-parallel over 2 processes" in done.stderr
     meta = "aplc.json" if system == "aplc" else "matcher.json"
@@ -304,10 +305,10 @@ def test_sigterm_to_torchrun_stops_both_ranks_at_one_step_with_a_checkpoint(file
     args = arguments(encoder, root / "tokens.npz", root / "Y.npz", root / "C.npz", params, tmp_path / "model",
                      checkpoint_dir=tmp_path / "checkpoint")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), "CUDA_VISIBLE_DEVICES": ""}
-    err = _sigterm_after(subprocess.Popen(torchrun_command(2, args), env=env, stderr=subprocess.PIPE, text=True),
-                         "step 5/300")
+    cmd = torchrun_command(2, args, log_dir=tmp_path / "torchrun")  # not a torchelastic_* folder in /tmp
+    err = _sigterm_after(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True), "step 5/300")
     steps = set(re.findall(r"stopped by SIGTERM at step (\d+)/300; checkpoint written", err))
     assert len(steps) == 1, err[-3000:]  # both ranks, one step
-    done = subprocess.run(torchrun_command(2, args), env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and f"resuming from step {steps.pop()}/300" in done.stderr, done.stderr[-3000:]
     assert (tmp_path / "model").is_dir()

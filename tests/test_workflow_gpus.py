@@ -29,9 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 def run(workdir: Path, config: dict, targets: list[str], *args: str, devices: str) -> subprocess.CompletedProcess:
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    # pretend devices: locks of their own, not the host's (other test runs use pretend "0" and "1" too)
+    (workdir / "tmp").mkdir()
+    # pretend devices: locks of their own, not the host's (other test runs use pretend "0" and "1" too);
+    # a temporary directory of its own, to see what the run leaves there
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "XMC_GPU_DEVICES": devices,
-           "PYTHONPATH": str(REPO), "XMC_GPU_LOCK_DIR": str(workdir / "gpu-slots")}
+           "PYTHONPATH": str(REPO), "XMC_GPU_LOCK_DIR": str(workdir / "gpu-slots"), "TMPDIR": str(workdir / "tmp")}
     # targets first: --configfile and --resources take several values
     cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(configfile), *args]
@@ -112,6 +114,7 @@ def test_rule_level_torchrun_matches_one_process(tiny):
     assert re.search(r"train_matcher: GPU\(s\) (0,1|1,0) assigned", log)
     assert "torch.distributed.run --standalone --nproc_per_node=2" in log
     assert "data-parallel over 2 processes" in log
+    assert not list((work / "tmp").glob("torch*")), "torchrun's rank files were left in the temporary directory"
     ddp = TransformerMatcher.load(work / target, device="cpu")
 
     res = work / "results" / "tiny"

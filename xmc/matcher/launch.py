@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -145,12 +146,15 @@ def arguments(encoder_dir, tokens, Y, C, params: dict, output, checkpoint_dir=No
     return args + (["--checkpoint-dir", str(checkpoint_dir)] if checkpoint_dir is not None else [])
 
 
-def torchrun_command(nproc: int, args: list[str]) -> list[str]:
+def torchrun_command(nproc: int, args: list[str], log_dir=None) -> list[str]:
     """``torchrun`` (as ``python -m torch.distributed.run``, so the same interpreter) for ``nproc``
-    data-parallel processes on this machine, each running :func:`main` with ``args``."""
+    data-parallel processes on this machine, each running :func:`main` with ``args``. ``log_dir``:
+    where torchrun keeps its per-rank files; without it torchrun makes a ``torchelastic_*`` folder in
+    the temporary directory and never removes it (one per training job)."""
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+    logs = ["--log-dir", str(log_dir)] if log_dir is not None else []
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *logs,
             "-m", "xmc.matcher.launch", *args]
 
 
@@ -159,8 +163,9 @@ def train_and_save(n_devices: int, encoder_dir, tokens, Y, C, params: dict, outp
     """Train and write ``output``: in this process on one device (or the CPU), else one torchrun
     process per device. The checkpoint folder goes once the model is written."""
     if n_devices > 1:  # data-parallel: one process per device, rank 0 writes the model
+        rank_files = tempfile.TemporaryDirectory(prefix="xmc-torchrun-")  # the ranks' output is in the job log
         cmd = torchrun_command(n_devices, arguments(encoder_dir, tokens, Y, C, params, output, checkpoint_dir,
-                                                    system, xr, init_emb))
+                                                    system, xr, init_emb), log_dir=rank_files.name)
         log(f"launching {' '.join(cmd)}")
         sys.stderr.flush()
         # The whole tree goes with the job: torchrun gets SIGTERM when this process ends (even by
@@ -169,8 +174,9 @@ def train_and_save(n_devices: int, encoder_dir, tokens, Y, C, params: dict, outp
         # until it, and so its ranks, are gone.
         from xmc.devices import held_lock_fds
 
-        done = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, pass_fds=held_lock_fds(),
-                              preexec_fn=_torchrun_preexec, env={**os.environ, JOB_PID_ENV: str(os.getpid())})
+        with rank_files:
+            done = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, pass_fds=held_lock_fds(),
+                                  preexec_fn=_torchrun_preexec, env={**os.environ, JOB_PID_ENV: str(os.getpid())})
         if done.returncode != 0:
             raise SystemExit(f"data-parallel {system} training failed (exit status {done.returncode}); "
                              "see the rank logs above")
