@@ -44,8 +44,14 @@ LEVERS = {
     "centroids": {"head_init": "centroids"},
     "probe-len64": {"head_init": "probe", "train_max_length": 64},
     "len64": {"train_max_length": 64},
+    # the coarse-to-fine schedule (XR-Transformer: levels 16, 64, 256, the same 400 steps in all), its
+    # rankers' shortlist from the fine-tuned heads' beam search, or PECOS's (a linear tree over
+    # [TF-IDF ; the fine-tuned embedding]); the row read is the XR model's
+    "xr-probe-len64": {"head_init": "probe", "train_max_length": 64, "xr_transformer": {"shortlist": "neural"}},
+    "xr-probe-len64-pecos": {"head_init": "probe", "train_max_length": 64, "xr_transformer": {"shortlist": "linear"}},
 }
 MATCHER_MODEL = "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
+XR_MODEL = "pifa-tfidf.xr-transformer-minilm.tfidf+neural.tfn+man.noop"
 LINEAR_MODEL = "pifa-tfidf.linear.tfidf.tfn+man.noop"
 
 
@@ -69,7 +75,11 @@ def parse_lever(spec: str) -> tuple[str, int | None, dict]:
 def config_for(base: dict, spec: str) -> dict:
     name, steps, sizes = parse_lever(spec)
     config = copy.deepcopy(base)  # key order kept: Snakemake compares params as written
-    matcher = {**config["matcher"], **LEVERS[name]}
+    lever = dict(LEVERS[name])
+    xr = lever.pop("xr_transformer", None)
+    matcher = {**config["matcher"], **lever}
+    if xr is not None:
+        config["xr_transformer"] = {"encoders": list(config["matchers"]), "indexer": config["indexers"][0], **xr}
     if steps:
         matcher.update(max_steps=steps, warmup_steps=max(1, steps // 10))
     if "b" in sizes:
@@ -97,12 +107,14 @@ def row(work: Path, spec: str, config: dict) -> dict:
            "window": config["encoders"][config["matchers"][0]]["max_length"]}
     for split, tag in (("valid", "valid"), ("test", "held-out dev")):
         results = read_results(tables, split).set_index("model")
-        for model, who in ((MATCHER_MODEL, "matcher"), (LINEAR_MODEL, "linear")):
+        matcher = XR_MODEL if "xr_transformer" in config else MATCHER_MODEL
+        for model, who in ((matcher, "matcher"), (LINEAR_MODEL, "linear")):
             out[f"{who} recall ({tag})"] = float(results.loc[model, "shortlist_recall"])
             out[f"{who} P@1 ({tag})"] = float(results.loc[model, "P@1"])
     timing = pd.read_csv(tables / "timing.csv")
-    for step in ("train_matcher", "predict_matcher"):
-        out[f"{step}_s"] = float(timing.loc[timing["step"] == step, "s"].sum())
+    for step in ("train_matcher", "predict_matcher"):  # the lever's matcher: XR's own steps for an XR lever
+        own = step.replace("_matcher", "_xr_matcher") if "xr_transformer" in config else step
+        out[f"{step}_s"] = float(timing.loc[timing["step"] == own, "s"].sum())
     return out
 
 

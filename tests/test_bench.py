@@ -58,6 +58,11 @@ def test_matcher_levers_sets_steps_clusters_top_b_and_window_and_refuses_a_bad_s
     assert config["datasets"]["d"]["n_clusters"] == 128
     assert config["encoders"] == {"m": {"model": "x", "max_length": 256}, "other": {"model": "y", "max_length": 128}}
     assert config_for(base, "probe")["encoders"]["m"]["max_length"] == 128
+    base = {**base, "indexers": ["pifa-tfidf", "text-emb"]}
+    xr = config_for(base, "xr-probe-len64")
+    assert xr["xr_transformer"] == {"encoders": ["m"], "indexer": "pifa-tfidf", "shortlist": "neural"}
+    assert xr["matcher"]["head_init"] == "probe" and "xr_transformer" not in xr["matcher"]
+    assert "xr_transformer" not in config_for(base, "probe-len64")
     assert config["matcher"] == {"max_steps": 800, "warmup_steps": 80, "top_b": 16,
                                  "head_init": "probe", "train_max_length": 64}
     assert base["datasets"]["d"]["n_clusters"] == 256 and base["matcher"]["top_b"] == 24  # base untouched
