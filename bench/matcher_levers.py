@@ -18,10 +18,12 @@ optionally ``:k<K>`` (the dataset's number of clusters), ``:b<top-b>`` (the shor
         --levers probe-len64,probe-len64:b32,probe-len64:k128:b16,probe-len64:k64:b10,probe-len64@800,probe-len64@1600
     python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-window-eurlex57k.csv \
         --levers probe-len64:b32,probe-len64:b32:w256,probe-len64:b32:w512
+    python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-xr-eurlex57k.csv \
+        --levers xr-probe-len64-pecos:b32,xr-probe-len64:b32
 
 For each: the matcher's top-b label recall (the results table's ``shortlist_recall``) and its
 ranker's P@1 on the validation split, beside the linear tree's at the same b, and the matcher's
-training time. The figures of the subset's stand-in test split (dev documents too) are printed
+training and prediction time. The figures of the subset's stand-in test split (dev documents too) are printed
 for reference; a choice reads the validation columns.
 """
 from __future__ import annotations
@@ -105,9 +107,9 @@ def row(work: Path, spec: str, config: dict) -> dict:
     out = {"lever": spec, "steps": config["matcher"]["max_steps"], "top_b": config["matcher"]["top_b"],
            "K": next(iter(config["datasets"].values()))["n_clusters"],
            "window": config["encoders"][config["matchers"][0]]["max_length"]}
+    matcher = XR_MODEL if "xr_transformer" in config else MATCHER_MODEL
     for split, tag in (("valid", "valid"), ("test", "held-out dev")):
         results = read_results(tables, split).set_index("model")
-        matcher = XR_MODEL if "xr_transformer" in config else MATCHER_MODEL
         for model, who in ((matcher, "matcher"), (LINEAR_MODEL, "linear")):
             out[f"{who} recall ({tag})"] = float(results.loc[model, "shortlist_recall"])
             out[f"{who} P@1 ({tag})"] = float(results.loc[model, "P@1"])
