@@ -17,7 +17,7 @@ optionally ``:k<K>`` (the dataset's number of clusters), ``:b<top-b>`` (the shor
     python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-k-b-steps-eurlex57k.csv \
         --levers probe-len64,probe-len64:b32,probe-len64:k128:b16,probe-len64:k64:b10,probe-len64@800,probe-len64@1600
     python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-window-eurlex57k.csv \
-        --levers probe-len64:b32,probe-len64:b32:w256,probe-len64:b32:w512
+        --levers probe-len64:b32,probe-len64:b32:w256,probe-len64:b32:w512,probe-len128:b32:w256
     python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-xr-eurlex57k.csv \
         --levers xr-probe-len64-pecos:b32,xr-probe-len64:b32
 
@@ -45,6 +45,7 @@ LEVERS = {
     "probe-head-lr-1e-3": {"head_init": "probe", "head_learning_rate": 1.0e-3},
     "centroids": {"head_init": "centroids"},
     "probe-len64": {"head_init": "probe", "train_max_length": 64},
+    "probe-len128": {"head_init": "probe", "train_max_length": 128},
     "len64": {"train_max_length": 64},
     # the coarse-to-fine schedule (XR-Transformer: levels 16, 64, 256, the same 400 steps in all), its
     # rankers' shortlist from the fine-tuned heads' beam search, or PECOS's (a linear tree over
