@@ -58,11 +58,6 @@ def test_matcher_levers_sets_steps_clusters_top_b_and_window_and_refuses_a_bad_s
     assert config["datasets"]["d"]["n_clusters"] == 128
     assert config["encoders"] == {"m": {"model": "x", "max_length": 256}, "other": {"model": "y", "max_length": 128}}
     assert config_for(base, "probe")["encoders"]["m"]["max_length"] == 128
-    base = {**base, "indexers": ["pifa-tfidf", "text-emb"]}
-    xr = config_for(base, "xr-probe-len64")
-    assert xr["xr_transformer"] == {"encoders": ["m"], "indexer": "pifa-tfidf", "shortlist": "neural"}
-    assert xr["matcher"]["head_init"] == "probe" and "xr_transformer" not in xr["matcher"]
-    assert "xr_transformer" not in config_for(base, "probe-len64")
     assert config["matcher"] == {"max_steps": 800, "warmup_steps": 80, "top_b": 16,
                                  "head_init": "probe", "train_max_length": 64}
     assert base["datasets"]["d"]["n_clusters"] == 256 and base["matcher"]["top_b"] == 24  # base untouched
@@ -71,3 +66,10 @@ def test_matcher_levers_sets_steps_clusters_top_b_and_window_and_refuses_a_bad_s
     for bad in ("probe:k0", "probe:x5", "probe:b16:b32", "probe:w", "nope"):
         with pytest.raises(SystemExit):
             config_for(base, bad)
+
+    # an XR lever sets xr_transformer (on the first indexer), not a matcher key
+    base = {**base, "indexers": ["pifa-tfidf", "text-emb"]}
+    xr = config_for(base, "xr-probe-len64")
+    assert xr["xr_transformer"] == {"encoders": ["m"], "indexer": "pifa-tfidf", "shortlist": "neural"}
+    assert xr["matcher"]["head_init"] == "probe" and "xr_transformer" not in xr["matcher"]
+    assert "xr_transformer" not in config_for(base, "probe-len64")

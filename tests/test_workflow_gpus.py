@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def run(workdir: Path, config: dict, targets: list[str], *args: str, devices: str) -> subprocess.CompletedProcess:
     configfile = workdir / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    (workdir / "tmp").mkdir()
+    (workdir / "tmp").mkdir(exist_ok=True)
     # pretend devices: locks of their own, not the host's (other test runs use pretend "0" and "1" too);
     # a temporary directory of its own, to see what the run leaves there
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "XMC_GPU_DEVICES": devices,

@@ -163,18 +163,17 @@ def train_and_save(n_devices: int, encoder_dir, tokens, Y, C, params: dict, outp
     """Train and write ``output``: in this process on one device (or the CPU), else one torchrun
     process per device. The checkpoint folder goes once the model is written."""
     if n_devices > 1:  # data-parallel: one process per device, rank 0 writes the model
-        rank_files = tempfile.TemporaryDirectory(prefix="xmc-torchrun-")  # the ranks' output is in the job log
-        cmd = torchrun_command(n_devices, arguments(encoder_dir, tokens, Y, C, params, output, checkpoint_dir,
-                                                    system, xr, init_emb), log_dir=rank_files.name)
-        log(f"launching {' '.join(cmd)}")
-        sys.stderr.flush()
-        # The whole tree goes with the job: torchrun gets SIGTERM when this process ends (even by
-        # SIGKILL), stops its ranks and waits for them; each rank gets SIGKILL if torchrun itself
-        # dies (main). torchrun inherits the device locks (pass_fds), so the devices stay taken
-        # until it, and so its ranks, are gone.
         from xmc.devices import held_lock_fds
 
-        with rank_files:
+        with tempfile.TemporaryDirectory(prefix="xmc-torchrun-") as rank_files:  # the ranks' output is in the job log
+            cmd = torchrun_command(n_devices, arguments(encoder_dir, tokens, Y, C, params, output, checkpoint_dir,
+                                                        system, xr, init_emb), log_dir=rank_files)
+            log(f"launching {' '.join(cmd)}")
+            sys.stderr.flush()
+            # The whole tree goes with the job: torchrun gets SIGTERM when this process ends (even by
+            # SIGKILL), stops its ranks and waits for them; each rank gets SIGKILL if torchrun itself
+            # dies (main). torchrun inherits the device locks (pass_fds), so the devices stay taken
+            # until it, and so its ranks, are gone.
             done = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, pass_fds=held_lock_fds(),
                                   preexec_fn=_torchrun_preexec, env={**os.environ, JOB_PID_ENV: str(os.getpid())})
         if done.returncode != 0:
