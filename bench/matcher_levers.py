@@ -10,9 +10,10 @@ folder made of hard links to the first lever's, so only the matcher and what fol
 ``my-eurlex57k.yaml`` names a local copy of the data (see config/eurlex57k.yaml), e.g.
 ``datasets: {eurlex57k-levers: {source: /data/EURLEX57K.tar.gz, sha256: <digest>}}``.
 A lever is a name of LEVERS, optionally ``@steps`` (warm-up 10% of them: the steps curve), then
-optionally ``:k<K>`` (the dataset's number of clusters), ``:b<top-b>`` (the shortlist) and ``:w<tokens>``
+optionally ``:k<K>`` (the dataset's number of clusters), ``:b<top-b>`` (the shortlist), ``:w<tokens>``
 (the encoder's window, ``max_length``: what prediction reads, and training too unless the lever sets
-``train_max_length``):
+``train_max_length``) and ``:l<layers>`` (the pretrained encoder cut to its first layers, written
+under --work: how recall grows with the encoder's depth, the one size axis an offline machine has):
 
     python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-k-b-steps-eurlex57k.csv \
         --levers probe-len64,probe-len64:b32,probe-len64:k128:b16,probe-len64:k64:b10,probe-len64@800,probe-len64@1600
@@ -20,6 +21,10 @@ optionally ``:k<K>`` (the dataset's number of clusters), ``:b<top-b>`` (the shor
         --levers probe-len64:b32,probe-len64:b32:w256,probe-len64:b32:w512,probe-len128:b32:w256
     python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-xr-eurlex57k.csv \
         --levers xr-probe-len64-pecos:b32,xr-probe-len64:b32
+    python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-depth-eurlex57k.csv \
+        --levers probe-len64:b32,probe-len64:b32:l4,probe-len64:b32:l2
+    python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-knn-eurlex57k.csv \
+        --levers probe-len64:b32,probe-len64-knn:b32
 
 For each: the matcher's top-b label recall (the results table's ``shortlist_recall``) and its
 ranker's P@1 on the validation split, beside the linear tree's at the same b, and the matcher's
@@ -52,6 +57,10 @@ LEVERS = {
     # [TF-IDF ; the fine-tuned embedding]); the row read is the XR model's
     "xr-probe-len64": {"head_init": "probe", "train_max_length": 64, "xr_transformer": {"shortlist": "neural"}},
     "xr-probe-len64-pecos": {"head_init": "probe", "train_max_length": 64, "xr_transformer": {"shortlist": "linear"}},
+    # the same matcher, its shortlist voted by the nearest training documents in its fine-tuned
+    # embedding (xmc/matcher/knn.py); the setting from a sweep over these runs' validation embeddings
+    "probe-len64-knn": {"head_init": "probe", "train_max_length": 64,
+                        "knn": {"k": 400, "power": 4, "head_weight": 0.1}},
 }
 MATCHER_MODEL = "pifa-tfidf.minilm.tfidf+neural.tfn+man.noop"
 XR_MODEL = "pifa-tfidf.xr-transformer-minilm.tfidf+neural.tfn+man.noop"
@@ -59,7 +68,8 @@ LINEAR_MODEL = "pifa-tfidf.linear.tfidf.tfn+man.noop"
 
 
 def parse_lever(spec: str) -> tuple[str, int | None, dict]:
-    """``name[@steps][:k<K>][:b<top-b>][:w<tokens>]`` -> (name, steps, {"k": K, "b": top-b, "w": tokens} as given)."""
+    """``name[@steps][:k<K>][:b<top-b>][:w<tokens>][:l<layers>]`` -> (name, steps, {"k": K, "b": top-b,
+    "w": tokens, "l": layers} as given)."""
     head, *extras = spec.split(":")
     name, _, steps = head.partition("@")
     if name not in LEVERS:
@@ -69,13 +79,16 @@ def parse_lever(spec: str) -> tuple[str, int | None, dict]:
     sizes = {}
     for extra in extras:
         key, value = extra[:1], extra[1:]
-        if key not in ("k", "b", "w") or key in sizes or not (value.isdigit() and int(value) > 0):
-            raise SystemExit(f"--levers: {spec!r}: after ':' give k<clusters>, b<top-b> or w<tokens>, once each, e.g. :k128:b16")
+        if key not in ("k", "b", "w", "l") or key in sizes or not (value.isdigit() and int(value) > 0):
+            raise SystemExit(f"--levers: {spec!r}: after ':' give k<clusters>, b<top-b>, w<tokens> or l<layers>, "
+                             "once each, e.g. :k128:b16")
         sizes[key] = int(value)
     return name, int(steps) if steps else None, sizes
 
 
-def config_for(base: dict, spec: str) -> dict:
+def config_for(base: dict, spec: str, encoders_dir: Path = Path("encoders")) -> dict:
+    """The run's config for lever ``spec``; an ``:l<layers>`` lever's cut encoder is named under
+    ``encoders_dir`` (``<encoder>-l<layers>``; ``first_layers`` writes it)."""
     name, steps, sizes = parse_lever(spec)
     config = copy.deepcopy(base)  # key order kept: Snakemake compares params as written
     lever = dict(LEVERS[name])
@@ -94,7 +107,33 @@ def config_for(base: dict, spec: str) -> dict:
     if "w" in sizes:
         for encoder in config["matchers"]:
             config["encoders"][encoder]["max_length"] = sizes["w"]
+    if "l" in sizes:
+        for encoder in config["matchers"]:
+            config["encoders"][encoder]["model"] = str(Path(encoders_dir).resolve() / f"{encoder}-l{sizes['l']}")
     return config
+
+
+def first_layers(spec: str, n_layers: int, folder: Path) -> Path:
+    """The pretrained encoder ``spec`` (a BERT-family model) cut to its first ``n_layers`` transformer
+    layers, embeddings kept, saved with its tokenizer to ``folder``: a smaller encoder of the same
+    pretraining, so that depth is the only thing that changes."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from xmc.encoders import resolve_encoder
+
+    source = resolve_encoder(spec)
+    model = AutoModel.from_pretrained(source)
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if layers is None:
+        raise SystemExit(f"--levers :l<layers>: {spec!r} is a {model.config.model_type} model; only "
+                         "BERT-family encoders (encoder.layer) can be cut")
+    if not n_layers < len(layers):
+        raise SystemExit(f"--levers :l{n_layers}: {spec!r} has {len(layers)} layers; cut it to fewer")
+    model.encoder.layer = layers[:n_layers]
+    model.config.num_hidden_layers = n_layers
+    model.save_pretrained(folder, safe_serialization=True)
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+    return Path(folder)
 
 
 def run(work: Path, config: dict, cores: int) -> None:
@@ -107,7 +146,8 @@ def row(work: Path, spec: str, config: dict) -> dict:
     tables = work / "results" / "tables"
     out = {"lever": spec, "steps": config["matcher"]["max_steps"], "top_b": config["matcher"]["top_b"],
            "K": next(iter(config["datasets"].values()))["n_clusters"],
-           "window": config["encoders"][config["matchers"][0]]["max_length"]}
+           "window": config["encoders"][config["matchers"][0]]["max_length"],
+           "layers": parse_lever(spec)[2].get("l", "all")}
     matcher = XR_MODEL if "xr_transformer" in config else MATCHER_MODEL
     for split, tag in (("valid", "valid"), ("test", "held-out dev")):
         results = read_results(tables, split).set_index("model")
@@ -138,7 +178,12 @@ def main(argv=None) -> None:
     work, rows, first = Path(args.work), [], None
     for spec in specs:
         folder = work / spec.replace("@", "-at-").replace(":", "-")
-        config = config_for(base, spec)
+        config = config_for(base, spec, work / "encoders")
+        layers = parse_lever(spec)[2].get("l")
+        for encoder in config["matchers"] if layers else ():
+            cut = Path(config["encoders"][encoder]["model"])
+            if not (cut / "config.json").is_file():
+                first_layers(base["encoders"][encoder]["model"], layers, cut)
         if first is not None and not (folder / "results").exists():
             hardlinked_copy(first, folder)  # the shared stages (data, TF-IDF, embeddings; clusters at one K) are done
         run(folder, config, args.cores)

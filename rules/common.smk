@@ -203,7 +203,14 @@ def text_emb_encoder_model(wildcards):
 
 
 def matcher_params(wildcards):
-    return xmc_config.matcher_params(CFG, wildcards.dataset, wildcards.encoder)
+    """The encoder's matcher settings but `knn`, which only rule knn_shortlist reads (changing it
+    retrains and repredicts nothing)."""
+    params = xmc_config.matcher_params(CFG, wildcards.dataset, wildcards.encoder)
+    return {k: v for k, v in params.items() if k != "knn"}
+
+
+def matcher_knn(wildcards):
+    return xmc_config.matcher_params(CFG, wildcards.dataset, wildcards.encoder)["knn"]
 
 
 def pretrained_precision(wildcards):
@@ -304,7 +311,7 @@ def ensemble_members(wildcards):
 
 def model_description(wildcards):
     """Columns of the results table for one model or ensemble."""
-    return xmc_plan.model_description(CFG, wildcards.model)
+    return xmc_plan.model_description(CFG, wildcards.model, wildcards.dataset)
 
 
 def model_shortlist(wildcards):
@@ -314,7 +321,7 @@ def model_shortlist(wildcards):
 
 def model_member_descriptions(wildcards):
     """An auto ensemble's candidates' results-table columns (evaluate joins those of its pick)."""
-    return xmc_plan.member_descriptions(CFG, wildcards.model)
+    return xmc_plan.member_descriptions(CFG, wildcards.model, wildcards.dataset)
 
 
 def model_costs(wildcards):

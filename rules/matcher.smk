@@ -63,6 +63,38 @@ rule predict_matcher:
         "../workflow_scripts/predict_matcher.py"
 
 
+rule knn_shortlist:
+    """With matcher.knn: the matcher's top-b clusters voted by the training documents nearest in its
+    fine-tuned embedding (their clusters M = YC), mixed with the head's; training documents are scored
+    leave-one-out. The rankers read these instead of the head's (xmc.plan.ranker_input_files)."""
+    input:
+        emb_train=f"{MATCHER}/emb.train.npy",
+        emb_valid=f"{MATCHER}/emb.valid.npy",
+        emb_test=f"{MATCHER}/emb.test.npy",
+        head_train=f"{MATCHER}/topb.train.npz",
+        head_valid=f"{MATCHER}/topb.valid.npz",
+        head_test=f"{MATCHER}/topb.test.npz",
+        Y_train=f"{R}/{{dataset}}/prepared/Y.train.npz",
+        C=f"{R}/{{dataset}}/indexer/{{indexer}}/C.npz",
+    output:
+        topb_train=f"{MATCHER}/knn/topb.train.npz",
+        topb_valid=f"{MATCHER}/knn/topb.valid.npz",
+        topb_test=f"{MATCHER}/knn/topb.test.npz",
+    log:
+        f"{R}/logs/{{dataset}}/knn_shortlist.{{indexer}}.{{encoder}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/knn_shortlist.{{indexer}}.{{encoder}}.tsv"
+    params:
+        top_b=matcher_top_b,
+        knn=matcher_knn,
+        code=code_version("knn_shortlist.py"),
+    threads: workflow.cores
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/knn_shortlist.py"
+
+
 rule train_linear_matcher:
     """phi_tfidf + linear baseline: one-vs-all linear models over the K clusters on TF-IDF."""
     input:

@@ -73,3 +73,38 @@ def test_matcher_levers_sets_steps_clusters_top_b_and_window_and_refuses_a_bad_s
     assert xr["xr_transformer"] == {"encoders": ["m"], "indexer": "pifa-tfidf", "shortlist": "neural"}
     assert xr["matcher"]["head_init"] == "probe" and "xr_transformer" not in xr["matcher"]
     assert "xr_transformer" not in config_for(base, "probe-len64")
+
+
+def test_a_depth_lever_names_the_cut_encoder_and_the_cut_encoder_is_the_first_layers(tmp_path):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from bench.common import tiny_models
+    from bench.matcher_levers import config_for, first_layers
+
+    base = {"datasets": {"d": {"source": "x", "n_clusters": 256}}, "matchers": ["m"],
+            "encoders": {"m": {"model": "x", "max_length": 128}, "other": {"model": "y", "max_length": 128}},
+            "matcher": {"max_steps": 400, "warmup_steps": 40, "top_b": 24}}
+    config = config_for(base, "probe:b32:l4", tmp_path / "enc")
+    assert config["encoders"]["m"]["model"] == str((tmp_path / "enc" / "m-l4").resolve())
+    assert config["encoders"]["other"]["model"] == "y" and base["encoders"]["m"]["model"] == "x"
+    assert config_for(base, "probe")["encoders"]["m"]["model"] == "x"
+    for bad in ("probe:l0", "probe:l2:l3"):
+        with pytest.raises(SystemExit):
+            config_for(base, bad)
+
+    source = tiny_models().make_tiny_encoder("bert", tmp_path / "full", layers=3)
+    cut = first_layers(str(source), 2, tmp_path / "cut")
+    full, short = AutoModel.from_pretrained(source).eval(), AutoModel.from_pretrained(cut).eval()
+    assert short.config.num_hidden_layers == 2 == len(short.encoder.layer)
+    batch = AutoTokenizer.from_pretrained(cut)(["the quick brown fox", "apple banana"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = full(**batch, output_hidden_states=True).hidden_states[2]
+        got = short(**batch).last_hidden_state
+    assert torch.allclose(want, got, atol=1e-6)  # the full model's output after its 2nd layer
+    assert not torch.allclose(full(**batch).last_hidden_state, got, atol=1e-3)
+    with pytest.raises(SystemExit, match="has 3 layers"):
+        first_layers(str(source), 3, tmp_path / "same")
+    xlnet = tiny_models().make_tiny_encoder("xlnet", tmp_path / "xlnet")
+    with pytest.raises(SystemExit, match="BERT-family"):
+        first_layers(str(xlnet), 1, tmp_path / "x1")

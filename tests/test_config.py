@@ -30,6 +30,8 @@ def test_default_config_is_valid_and_expands_to_the_issue_grid():
     (("matcher", "learning_rate"), -1e-5),          # negative learning rate
     (("ranker", "negatives"), ["random"]),          # unknown negative sampling
     (("ensembles", "x-transformer", "method"), "vote"),
+    (("matcher", "knn"), {"k": 400, "power": 4}),   # the head's weight left out
+    (("matcher", "knn"), {"k": 400, "power": 4, "head_weight": 1.5}),
 ])
 def test_schema_rejects_bad_values(path, value):
     cfg = copy.deepcopy(DEFAULT)

@@ -50,20 +50,36 @@ def test_feature_files_of_each_ranker_input():
 
 def test_ranker_input_files_take_the_clusters_from_the_matcher_or_the_xr_shortlist():
     c = cfg()
-    own = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf+neural", "test")
-    assert own["M_test"] == "results/d/matcher/pifa-tfidf/minilm/topb.test.npz" and "M_train" not in own
+    own = plan.ranker_input_files(c, "results", DS, "pifa-tfidf", "minilm", "tfidf+neural", "test")
+    assert own["M_test"] == f"results/{DS}/matcher/pifa-tfidf/minilm/topb.test.npz" and "M_train" not in own
     assert "X_test" in own and "X_train" not in own and "X_valid" not in own  # the split's features only
-    valid = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf+neural", "valid")
-    assert valid["M_valid"] == "results/d/matcher/pifa-tfidf/minilm/topb.valid.npz"
-    assert valid["emb_valid"] == "results/d/matcher/pifa-tfidf/minilm/emb.valid.npy" and "X_test" not in valid
-    xr = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "xr-transformer-minilm", "tfidf", "train", "tfn+man")
-    assert xr["M_train"] == "results/d/matcher/pifa-tfidf/xr-transformer-minilm/shortlist/topb.train.npz"
+    valid = plan.ranker_input_files(c, "results", DS, "pifa-tfidf", "minilm", "tfidf+neural", "valid")
+    assert valid["M_valid"] == f"results/{DS}/matcher/pifa-tfidf/minilm/topb.valid.npz"
+    assert valid["emb_valid"] == f"results/{DS}/matcher/pifa-tfidf/minilm/emb.valid.npy" and "X_test" not in valid
+    xr = plan.ranker_input_files(c, "results", DS, "pifa-tfidf", "xr-transformer-minilm", "tfidf", "train", "tfn+man")
+    assert xr["M_train"] == f"results/{DS}/matcher/pifa-tfidf/xr-transformer-minilm/shortlist/topb.train.npz"
     neural = cfg(lambda raw: raw["xr_transformer"].update(shortlist="neural"))
-    xr = plan.ranker_input_files(neural, "results", "d", "pifa-tfidf", "xr-transformer-minilm", "tfidf", "train", "man")
-    assert xr["M_train"] == "results/d/matcher/pifa-tfidf/xr-transformer-minilm/topb.train.npz"
+    xr = plan.ranker_input_files(neural, "results", DS, "pifa-tfidf", "xr-transformer-minilm", "tfidf", "train", "man")
+    assert xr["M_train"] == f"results/{DS}/matcher/pifa-tfidf/xr-transformer-minilm/topb.train.npz"
     pre = xc.linear_input_name("pre", "minilm")
-    assert plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "linear", pre, "test")["M_test"] == \
-        f"results/d/matcher/pifa-tfidf/linear.{pre}/topb.test.npz"
+    assert plan.ranker_input_files(c, "results", DS, "pifa-tfidf", "linear", pre, "test")["M_test"] == \
+        f"results/{DS}/matcher/pifa-tfidf/linear.{pre}/topb.test.npz"
+    # matcher.knn: the flat matcher's rankers read the nearest documents' vote; XR and linear keep theirs
+    knn = {"k": 10, "power": 4, "head_weight": 0.1}
+    k = cfg(lambda raw: (raw["matcher"].update(knn=knn), raw["xr_transformer"].update(shortlist="neural")))
+    for split in ("train", "test"):
+        assert plan.ranker_input_files(k, "results", DS, "text-emb", "minilm", "tfidf", split, "man")[f"M_{split}"] \
+            == f"results/{DS}/matcher/text-emb/minilm/knn/topb.{split}.npz"
+    assert plan.ranker_input_files(k, "results", DS, "pifa-tfidf", "xr-transformer-minilm", "tfidf", "test")["M_test"] \
+        == f"results/{DS}/matcher/pifa-tfidf/xr-transformer-minilm/topb.test.npz"
+    assert plan.ranker_input_files(k, "results", DS, "pifa-tfidf", "linear", "tfidf", "test")["M_test"] \
+        == f"results/{DS}/matcher/pifa-tfidf/linear/topb.test.npz"
+    assert plan.shortlist_files(k, "results", DS, "pifa-tfidf.minilm.tfidf.tfn+man.noop", "valid")[0] \
+        == f"results/{DS}/matcher/pifa-tfidf/minilm/knn/topb.valid.npz"
+    # per dataset: another dataset's own matcher settings can turn it off
+    per = cfg(lambda raw: raw["datasets"][DS].update(matcher={"knn": knn}))
+    assert xc.uses_knn_shortlist(per, DS, "minilm") and not xc.uses_knn_shortlist(c, DS, "minilm")
+    assert not xc.uses_knn_shortlist(per, DS, "linear") and not xc.uses_knn_shortlist(per, DS, "xr-transformer-minilm")
 
 
 def test_linear_input_names_round_trip():
@@ -82,12 +98,12 @@ def test_linear_input_names_round_trip():
 def test_a_tfn_ranker_trains_without_the_matchers_predictions():
     """Only MAN negatives read the training split's top-b: a TFN ranker's job does not wait for it."""
     c = cfg()
-    tfn = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf", "train", "tfn")
+    tfn = plan.ranker_input_files(c, "results", DS, "pifa-tfidf", "minilm", "tfidf", "train", "tfn")
     assert "M_train" not in tfn and "M_test" not in tfn and "X_train" in tfn and "X_test" not in tfn
-    man = plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf", "train", "tfn+man")
+    man = plan.ranker_input_files(c, "results", DS, "pifa-tfidf", "minilm", "tfidf", "train", "tfn+man")
     assert set(man) - set(tfn) == {"M_train"}
     with pytest.raises(ValueError, match="split must be"):
-        plan.ranker_input_files(c, "results", "d", "pifa-tfidf", "minilm", "tfidf", "dev")
+        plan.ranker_input_files(c, "results", DS, "pifa-tfidf", "minilm", "tfidf", "dev")
 
 
 def test_model_description_of_a_model_and_of_an_ensemble():
@@ -105,6 +121,13 @@ def test_model_description_of_a_model_and_of_an_ensemble():
     assert two["indexer"] == "text-emb+pifa-neural" and two["ensemble"] == "auto: average of 2"
     assert two["combine"] == "l3-hinge" and two["matcher"] == "minilm"
     assert plan.member_descriptions(c, "pifa-tfidf.linear.tfidf.tfn+man.noop") == {}
+    # a nearest-neighbour shortlist is not the paper's head: the matcher column says so, on its dataset
+    k = cfg(lambda raw: raw["datasets"][DS].update(matcher={"knn": {"k": 10, "power": 4, "head_weight": 0.1}}))
+    assert plan.model_description(k, "text-emb.minilm.tfidf.tfn+man.noop", DS)["matcher"] == "minilm (knn)"
+    assert plan.model_description(k, "text-emb.minilm.tfidf.tfn+man.noop")["matcher"] == "minilm"
+    assert plan.model_description(k, "pifa-tfidf.linear.tfidf.tfn+man.noop", DS)["matcher"] == "linear"
+    assert plan.model_description(k, "x-transformer", DS)["matcher"] == "minilm (knn)"
+    assert {d["matcher"] for d in plan.member_descriptions(k, "x-transformer", DS).values()} == {"minilm (knn)"}
 
 
 def test_bundles_skip_what_a_bundle_cannot_hold():
@@ -118,6 +141,11 @@ def test_bundles_skip_what_a_bundle_cannot_hold():
     assert {Path(b).name for b in plan.bundles(cfg(lambda r: r["xr_transformer"].update(shortlist="neural")),
                                                "results")} >= {"pifa-tfidf.xr-transformer-minilm.tfidf+neural.tfn+man.noop"}
     assert len(names) == len(plan.bundles(c, "results"))  # one dataset
+    # a nearest-neighbour shortlist would need the training documents' embeddings in the bundle
+    knn = {Path(b).name for b in plan.bundles(cfg(lambda r: r["matcher"].update(
+        knn={"k": 10, "power": 4, "head_weight": 0.1})), "results")}
+    assert "pifa-tfidf.linear.tfidf.tfn+man.noop" in knn and not {n for n in knn if ".minilm." in n}
+    assert "x-transformer" not in knn  # its members are
 
 
 def test_export_inputs_and_settings():

@@ -310,6 +310,49 @@ def test_encoder_change_reruns_its_matchers_onward(tiny_run):
             "predict_linear_matcher"}.isdisjoint(plan)
 
 
+def test_a_knn_shortlist_retrains_nothing_and_its_rankers_read_the_nearest_documents_vote(tiny_run, tmp_path):
+    """matcher.knn is read by rule knn_shortlist alone: no matcher is retrained or repredicted (so the
+    embeddings pifa-neural reads stay). Run in a copy, its shortlists are the vote of the saved
+    embeddings' nearest training documents (leave-one-out on train) mixed with the head's shortlist,
+    and the rankers and the shortlist-recall column read them."""
+    from xmc.io import load_csr
+    from xmc.matcher.knn import knn_shortlist
+    from xmc.metrics import shortlist_recall
+
+    root, work, config, _ = tiny_run
+    knn = {"k": 5, "power": 2, "head_weight": 0.2}
+    configfile = config_variant(root, config, "knn", lambda c: c["matcher"].update(knn=knn))
+    plan = planned_jobs(work, configfile)
+    assert plan["knn_shortlist"] == 3 and plan["train_ranker"] >= 6
+    assert not {"train_matcher", "predict_matcher", "train_xr_matcher", "predict_xr_matcher", "cluster",
+                "label_repr_pifa_neural", "train_linear_matcher"} & set(plan)
+
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy, symlinks=True)
+    out = snakemake(copy, configfile)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    head = work / "results/tiny/matcher/pifa-tfidf/tiny-bert"
+    memory_clusters = load_csr(work / "results/tiny/prepared/Y.train.npz") @ load_csr(
+        work / "results/tiny/indexer/pifa-tfidf/C.npz")
+    emb_train = np.load(head / "emb.train.npy")
+    for split in ("train", "valid", "test"):
+        want = knn_shortlist(np.load(head / f"emb.{split}.npy"), emb_train, memory_clusters, 3,
+                             head=load_csr(head / f"topb.{split}.npz"), exclude_self=split == "train", **knn)
+        got = load_csr(copy / "results/tiny/matcher/pifa-tfidf/tiny-bert/knn" / f"topb.{split}.npz")
+        assert (got != want).nnz == 0 and np.diff(got.indptr).tolist() == [3] * got.shape[0], split
+    assert (want != load_csr(head / "topb.test.npz")).nnz > 0  # not the head's own shortlist
+    log = (copy / "results/logs/tiny/knn_shortlist.pifa-tfidf.tiny-bert.log").read_text()
+    assert "votes of the 5 nearest training documents" in log and "leave-one-out" in log
+    # the results table's recall column reads the vote's shortlist
+    model = "pifa-tfidf.tiny-bert.tfidf+neural.tfn+man.noop"
+    C = load_csr(work / "results/tiny/indexer/pifa-tfidf/C.npz")
+    Y = load_csr(work / "results/tiny/prepared/Y.test.npz")
+    table = pd.read_csv(copy / "results/tables/results.csv")
+    row = table[(table.model == model) & (table.split == "test")]
+    assert float(row.shortlist_recall.item()) == pytest.approx(shortlist_recall(want, Y, C)["label_recall"], abs=0.01)
+    assert row.matcher.item() == "tiny-bert (knn)"  # not the paper's head, and the table says so
+
+
 @pytest.mark.parametrize("path, value, message", [
     (("tfidf", "ngram_rnage"), [1, 2], "ngram_rnage"),
     (("matcher", "learning_rate"), -1.0, "learning_rate"),

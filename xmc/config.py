@@ -530,6 +530,12 @@ def uses_xr_shortlist(cfg: dict, matcher: str) -> bool:
     return matcher.startswith(XR_MATCHER_PREFIX) and cfg["xr_transformer"].get("shortlist") == "linear"
 
 
+def uses_knn_shortlist(cfg: dict, dataset: str, matcher: str) -> bool:
+    """Whether the transformer matcher ``matcher`` (an encoder's) gives its rankers the shortlist its
+    nearest training documents vote for (``matcher.knn``, rule knn_shortlist) rather than its head's."""
+    return matcher in cfg["encoders"] and bool(matcher_params(cfg, dataset, matcher).get("knn"))
+
+
 def aplc_params(cfg: dict, dataset: str, encoder: str) -> dict:
     """APLCParams: the encoder's merged matcher settings (its learning_rate as the encoder's), then the
     aplc section; top_k from the ranker's."""

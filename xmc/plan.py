@@ -68,26 +68,31 @@ def ranker_input_files(cfg: dict, root: str, dataset: str, indexer: str, matcher
     trains without waiting for the matcher's predictions). The clusters are the matcher's own,
     except for an XR-Transformer row with `xr_transformer.shortlist: linear`, whose come from the
     linear tree over [TF-IDF ; the fine-tuned embedding] (PECOS's concat model, rules
-    train/predict_xr_shortlist)."""
+    train/predict_xr_shortlist), and a transformer matcher with `matcher.knn`, whose its nearest
+    training documents vote for (rule knn_shortlist)."""
     if split not in SPLITS:
         raise ValueError(f"ranker_input_files: split must be one of {SPLITS}, got {split!r}")
     base = matcher_dir(root, dataset, indexer, matcher, input)
     files = feature_files(root, dataset, indexer, matcher, input, splits=(split,))
     if xmc_config.uses_xr_shortlist(cfg, matcher):
         base = f"{base}/shortlist"
+    elif xmc_config.uses_knn_shortlist(cfg, dataset, matcher):
+        base = f"{base}/knn"
     if split != "train" or "man" in negatives.split("+"):
         files[f"M_{split}"] = f"{base}/topb.{split}.npz"
     return files
 
 
-def model_description(cfg: dict, name: str) -> dict[str, str]:
+def model_description(cfg: dict, name: str, dataset: str | None = None) -> dict[str, str]:
     """Columns of the results table for one model or ensemble (an ensemble joins its members'
-    distinct values with '+')."""
+    distinct values with '+'). On ``dataset``, a matcher whose shortlist its nearest training
+    documents vote for (``matcher.knn``) reads "<encoder> (knn)": not the paper's head."""
     if name in cfg["ensembles"]:
-        members = [model_description(cfg, m) for m in xmc_config.ensemble_members(cfg, name)]
+        members = [model_description(cfg, m, dataset) for m in xmc_config.ensemble_members(cfg, name)]
         return join_descriptions(members, cfg["ensembles"][name]["method"])
     m = xmc_config.describe_model(cfg, name)
-    return {"indexer": m.indexer, "matcher": m.matcher, "ranker_input": m.input,
+    knn = dataset is not None and xmc_config.uses_knn_shortlist(cfg, dataset, m.matcher)
+    return {"indexer": m.indexer, "matcher": f"{m.matcher} (knn)" if knn else m.matcher, "ranker_input": m.input,
             "negatives": m.negatives, "combine": m.combine, "ensemble": ""}
 
 
@@ -101,12 +106,12 @@ def join_descriptions(members: list[dict], method: str) -> dict[str, str]:
             "ensemble": method}
 
 
-def member_descriptions(cfg: dict, name: str) -> dict[str, dict]:
+def member_descriptions(cfg: dict, name: str, dataset: str | None = None) -> dict[str, dict]:
     """An auto ensemble's candidates -> their columns (the pick's row is joined from those it
     keeps); empty for any other model."""
     if not _is_auto(cfg, name):
         return {}
-    return {m: model_description(cfg, m) for m in xmc_config.ensemble_members(cfg, name)}
+    return {m: model_description(cfg, m, dataset) for m in xmc_config.ensemble_members(cfg, name)}
 
 
 def selection_file(cfg: dict, root: str, dataset: str, name: str) -> str | None:
@@ -152,8 +157,9 @@ def bundles(cfg: dict, root: str) -> list[str]:
     """The bundle folders to export: every model and ensemble but the peers' and those a bundle
     cannot hold yet, APLC's end-to-end models and the linear matchers over encoder features (the baselines on
     phi_pre / phi_fnt and XR-Transformer's linear shortlist: a bundle would need the encoder beside
-    the linear matcher), the baselines on phi_char (it would need the character vectorizer), and the
-    ensembles with such a member."""
+    the linear matcher), the baselines on phi_char (it would need the character vectorizer), the
+    models whose shortlist the nearest training documents vote for (`matcher.knn`: it would need their
+    embeddings), and the ensembles with such a member."""
     skip = set(xmc_config.aplc_models(cfg)) | set(xmc_config.peer_models(cfg)) | {
         m.name for m in xmc_config.baseline_models(cfg) if m.input != "tfidf"} | {
         m.name for m in xmc_config.xr_models(cfg) if xmc_config.uses_xr_shortlist(cfg, m.matcher)}
@@ -161,8 +167,11 @@ def bundles(cfg: dict, root: str) -> list[str]:
     def members(name):
         return xmc_config.ensemble_members(cfg, name) if name in cfg["ensembles"] else []
 
+    def knn(ds):  # per dataset: its matcher settings may differ
+        return {m.name for m in xmc_config.models(cfg) if xmc_config.uses_knn_shortlist(cfg, ds, m.matcher)}
+
     return [f"{root}/{ds}/models/{name}" for ds in cfg["datasets"] for name in model_names(cfg)
-            if name not in skip and not set(members(name)) & skip]
+            if name not in (skipped := skip | knn(ds)) and not set(members(name)) & skipped]
 
 
 def export_inputs(cfg: dict, root: str, dataset: str, name: str) -> dict:
