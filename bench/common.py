@@ -104,12 +104,17 @@ def merged_config(configfile, *overrides) -> dict:
 
 
 def hardlinked_copy(src: Path, dst: Path) -> None:
-    """``src``'s results as hard links (rewritten files get new inodes: the original stays) and a real
-    copy of its Snakemake metadata: a run there redoes only what a changed setting touches."""
+    """``src``'s results as hard links (rewritten outputs get new inodes: the original stays) and a real
+    copy of its Snakemake metadata: a run there redoes only what a changed setting touches. The
+    benchmark files are copied: Snakemake rewrites them in place, which through a link would put the
+    copy's job times into ``src``'s."""
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
     subprocess.run(["cp", "-al", str(src / "results"), str(dst / "results")], check=True)
+    if (src / "results" / "benchmarks").is_dir():
+        shutil.rmtree(dst / "results" / "benchmarks")
+        shutil.copytree(src / "results" / "benchmarks", dst / "results" / "benchmarks")
     shutil.copytree(src / ".snakemake", dst / ".snakemake", ignore=shutil.ignore_patterns("log", "locks", "incomplete"))
 
 

@@ -158,6 +158,7 @@ def row(work: Path, spec: str, config: dict) -> dict:
     for step in ("train_matcher", "predict_matcher"):  # the lever's matcher: XR's own steps for an XR lever
         own = step.replace("_matcher", "_xr_matcher") if "xr_transformer" in config else step
         out[f"{step}_s"] = float(timing.loc[timing["step"] == own, "s"].sum())
+    out["knn_shortlist_s"] = float(timing.loc[timing["step"] == "knn_shortlist", "s"].sum())  # 0: the head's
     return out
 
 

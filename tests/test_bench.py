@@ -108,3 +108,20 @@ def test_a_depth_lever_names_the_cut_encoder_and_the_cut_encoder_is_the_first_la
     xlnet = tiny_models().make_tiny_encoder("xlnet", tmp_path / "xlnet")
     with pytest.raises(SystemExit, match="BERT-family"):
         first_layers(str(xlnet), 1, tmp_path / "x1")
+
+
+def test_a_hardlinked_copy_shares_outputs_but_not_the_job_times(tmp_path):
+    """Snakemake rewrites a benchmark file in place: through a link, a copy's run would overwrite the
+    job times of the folder it was copied from (the levers' first row read another lever's times)."""
+    from bench.common import hardlinked_copy
+
+    src, dst = tmp_path / "a", tmp_path / "b"
+    (src / "results" / "benchmarks" / "d").mkdir(parents=True)
+    (src / ".snakemake" / "metadata").mkdir(parents=True)
+    (src / "results" / "benchmarks" / "d" / "train_matcher.tsv").write_text("s\n325.6\n")
+    (src / "results" / "X.npz").write_bytes(b"x" * 100)
+    hardlinked_copy(src, dst)
+    assert (dst / "results" / "X.npz").stat().st_ino == (src / "results" / "X.npz").stat().st_ino
+    with open(dst / "results" / "benchmarks" / "d" / "train_matcher.tsv", "w") as f:  # in place, as Snakemake
+        f.write("s\n752.0\n")
+    assert (src / "results" / "benchmarks" / "d" / "train_matcher.tsv").read_text() == "s\n325.6\n"
