@@ -131,9 +131,12 @@ def first_layers(spec: str, n_layers: int, folder: Path) -> Path:
         raise SystemExit(f"--levers :l{n_layers}: {spec!r} has {len(layers)} layers; cut it to fewer")
     model.encoder.layer = layers[:n_layers]
     model.config.num_hidden_layers = n_layers
-    model.save_pretrained(folder, safe_serialization=True)
-    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
-    return Path(folder)
+    folder, part = Path(folder), Path(f"{folder}.part")  # a run stopped midway leaves no half folder to reuse
+    shutil.rmtree(part, ignore_errors=True)
+    model.save_pretrained(part, safe_serialization=True)
+    AutoTokenizer.from_pretrained(source).save_pretrained(part)
+    part.rename(folder)
+    return folder
 
 
 def run(work: Path, config: dict, cores: int) -> None:

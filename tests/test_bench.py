@@ -97,6 +97,7 @@ def test_a_depth_lever_names_the_cut_encoder_and_the_cut_encoder_is_the_first_la
     cut = first_layers(str(source), 2, tmp_path / "cut")
     full, short = AutoModel.from_pretrained(source).eval(), AutoModel.from_pretrained(cut).eval()
     assert short.config.num_hidden_layers == 2 == len(short.encoder.layer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "full"]  # written whole, no part left
     batch = AutoTokenizer.from_pretrained(cut)(["the quick brown fox", "apple banana"], padding=True, return_tensors="pt")
     with torch.no_grad():
         want = full(**batch, output_hidden_states=True).hidden_states[2]
