@@ -167,11 +167,11 @@ def bundles(cfg: dict, root: str) -> list[str]:
     def members(name):
         return xmc_config.ensemble_members(cfg, name) if name in cfg["ensembles"] else []
 
-    def knn(ds):  # per dataset: its matcher settings may differ
-        return {m.name for m in xmc_config.models(cfg) if xmc_config.uses_knn_shortlist(cfg, ds, m.matcher)}
-
+    # per dataset: its matcher settings may turn on the nearest-neighbour shortlist
+    skipped = {ds: skip | {m.name for m in xmc_config.models(cfg) if xmc_config.uses_knn_shortlist(cfg, ds, m.matcher)}
+               for ds in cfg["datasets"]}
     return [f"{root}/{ds}/models/{name}" for ds in cfg["datasets"] for name in model_names(cfg)
-            if name not in (skipped := skip | knn(ds)) and not set(members(name)) & skipped]
+            if name not in skipped[ds] and not set(members(name)) & skipped[ds]]
 
 
 def export_inputs(cfg: dict, root: str, dataset: str, name: str) -> dict:

@@ -19,13 +19,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from xmc.indexing import l2_normalize_rows
 from xmc.params import check_positive_int
-
-
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(norms, 1e-12)
 
 
 def knn_shortlist(queries, memory, memory_clusters, top_b: int, k: int = 400, power: float = 4.0,
@@ -39,7 +34,7 @@ def knn_shortlist(queries, memory, memory_clusters, top_b: int, k: int = 400, po
     the head's -1), or None; exclude_self : the queries are the memory itself (row i is not its own
     neighbour). Returns CSR (N, K) with exactly min(top_b, K) stored scores per row, in [0, 1].
     """
-    Q, E = _unit_rows(queries), _unit_rows(memory)
+    Q, E = (l2_normalize_rows(X).astype(np.float32) for X in (queries, memory))  # cosine as a float32 product
     MC = sp.csr_matrix(memory_clusters).astype(np.float32, copy=True)  # the caller's stays
     n, K = MC.shape
     if Q.ndim != 2 or E.ndim != 2 or Q.shape[1] != E.shape[1]:
