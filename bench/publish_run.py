@@ -151,17 +151,21 @@ def readme(results: pd.DataFrame, cfg: dict, selections: dict[str, dict], headli
 
 
 def wall_time(run: Path) -> str | None:
-    """The last Snakemake log of the run: its start (the file name) to its last write."""
+    """From the first Snakemake log's start (its file name) to the last log's last write. A run
+    resumed after a stop has several logs: the span then includes the stops, and says so."""
     logs = sorted((run / ".snakemake" / "log").glob("*.snakemake.log"))
     if not logs:
         return None
-    start = datetime.strptime(logs[-1].name.split(".")[0], "%Y-%m-%dT%H%M%S")
+    start = datetime.strptime(logs[0].name.split(".")[0], "%Y-%m-%dT%H%M%S")
     end = datetime.fromtimestamp(logs[-1].stat().st_mtime)
     text = logs[-1].read_text(errors="replace")
     done = [line for line in text.splitlines() if "steps (100%) done" in line]
     minutes = (end - start).total_seconds() / 60
+    resumed = (f"; {len(logs)} Snakemake invocations, each resuming where the previous stopped, the time "
+               f"between them included; logs {', '.join(f'`{log.name}`' for log in logs)}"
+               if len(logs) > 1 else f", log `{logs[-1].name}`")
     return (f"{int(minutes // 60)} h {int(minutes % 60)} min of Snakemake wall time ({start:%Y-%m-%d %H:%M} to "
-            f"{end:%H:%M}, log `{logs[-1].name}`{'; ' + done[-1].strip() if done else ''})")
+            f"{end:%H:%M}{resumed}{'; last invocation: ' + done[-1].strip() if done else ''})")
 
 
 def main(argv=None) -> None:

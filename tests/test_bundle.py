@@ -25,7 +25,7 @@ from xmc.linear import decision_function
 from xmc.matcher.linear import LinearMatcher, LinearMatcherPredParams, top_b_dense
 from xmc.matcher.transformer import MatcherParams, TransformerMatcher
 from xmc.features import ranker_features
-from xmc.indexing import cluster_targets
+from xmc.indexing import cluster_targets, sparse_pattern
 from xmc.ranker import Ranker
 from xmc.vectorizer_store import load_vectorizer, save_vectorizer
 
@@ -89,6 +89,8 @@ def pipeline(tmp_path_factory, tiny_encoder):
     matcher = TransformerMatcher.load(root / "matcher", device="cpu")  # as predict_matcher does
     topb_train, emb_train = matcher.predict(tok_train["input_ids"], tok_train["attention_mask"])
     topb_test, emb_test = matcher.predict(tok_test["input_ids"], tok_test["attention_mask"])
+    np.save(root / "emb.train.npy", emb_train)  # as predict_matcher writes them (the knn memory)
+    save_csr(root / "Y.train.npz", Y_train)
     ranker = Ranker.train(ranker_features(X_train, emb_train), Y_train, C, topb_train)
     ranker.save(root / "ranker.npz")
     neural = Ranker.load(root / "ranker.npz").predict(ranker_features(X_test, emb_test), topb_test,
@@ -113,7 +115,8 @@ def pipeline(tmp_path_factory, tiny_encoder):
                   **common)
     export_ensemble(bundles / "ens", name="ens", members=[bundles / "neural", bundles / "linear"],
                     method="rank_average", top_k=TOP_K)
-    return {"root": root, "test": test, "names": names, "bundles": bundles,
+    return {"root": root, "test": test, "names": names, "bundles": bundles, "X": (X_train, X_test),
+            "Y_train": Y_train, "C": C, "emb": (emb_train, emb_test), "topb": (topb_train, topb_test),
             "neural": neural, "linear": baseline, "ens": ensemble([neural, baseline], "rank_average", TOP_K)}
 
 
@@ -165,6 +168,71 @@ def test_manifest_records_the_model(pipeline):
     assert ens["members"] == ["pifa-tfidf.tiny.tfidf+neural.tfn+man.l3-hinge",
                               "pifa-tfidf.linear.tfidf.tfn+man.l3-hinge"]
     assert "members/pifa-tfidf.linear.tfidf.tfn+man.l3-hinge/matcher.npz" in ens["files"]
+
+
+def test_a_knn_bundle_votes_with_its_training_embeddings_as_rule_knn_shortlist_does(pipeline, tmp_path):
+    """A model whose shortlist the nearest training documents vote for (matcher.knn) carries their
+    embeddings and clusters: loaded elsewhere it reproduces the vote's predictions, which differ from
+    the head's shortlist's; it is format version 3 (an older reader would ignore the vote), as is an
+    ensemble holding it, while the other bundles stay readable by version-2 readers."""
+    from xmc.matcher.knn import knn_shortlist
+
+    root = pipeline["root"]
+    (X_train, X_test), (emb_train, emb_test), (topb_train, topb_test) = pipeline["X"], pipeline["emb"], pipeline["topb"]
+    M = cluster_targets(pipeline["Y_train"], pipeline["C"])
+    knn = {"k": 5, "power": 2, "head_weight": 0.2}
+    vote_train = knn_shortlist(emb_train, emb_train, M, TOP_B, head=topb_train, exclude_self=True, **knn)
+    vote_test = knn_shortlist(emb_test, emb_train, M, TOP_B, head=topb_test, **knn)
+    assert (sparse_pattern(vote_test, "vote", False) != sparse_pattern(topb_test, "head", False)).nnz > 0  # another shortlist than the head's
+    ranker = Ranker.train(ranker_features(X_train, emb_train), pipeline["Y_train"], pipeline["C"], vote_train)
+    ranker.save(root / "ranker-knn.npz")
+    features = ranker_features(X_test, emb_test)
+    want = ranker.predict(features, vote_test, combine="l3-hinge", top_k=TOP_K)
+    assert (ranker.predict(features, topb_test, combine="l3-hinge", top_k=TOP_K) != want).nnz > 0
+    common = dict(vectorizer=root / "vectorizer.npz", assignment=root / "C.npz", matcher=root / "matcher",
+                  label_names=root / "label_names.txt", ranker_input="tfidf+neural", combine="l3-hinge",
+                  top_b=TOP_B, top_k=TOP_K, max_length=MAX_LENGTH)
+    models = tmp_path / "models"
+    export_bundle(models / "knn", name="knn", ranker=root / "ranker-knn.npz", knn=knn,
+                  knn_memory=root / "emb.train.npy", knn_targets=root / "Y.train.npz", **common)
+    export_ensemble(models / "ens", name="ens", members=[models / "knn", pipeline["bundles"] / "linear"],
+                    method="rank_average", top_k=TOP_K)
+    manifest = json.loads((models / "knn" / "manifest.json").read_text())
+    assert manifest["format_version"] == 3 and manifest["knn"] == knn
+    assert {"knn/memory.npy", "knn/clusters.npz"} <= set(manifest["files"])
+    assert json.loads((models / "ens" / "manifest.json").read_text())["format_version"] == 3
+    assert json.loads((pipeline["bundles"] / "neural" / "manifest.json").read_text())["format_version"] == 2
+    moved = Path(shutil.copytree(models, tmp_path / "elsewhere"))
+    shutil.rmtree(models)
+    assert_same_predictions(load(moved / "knn", device="cpu").predict_scores(pipeline["test"]), want)
+    assert_same_predictions(load(moved / "ens", device="cpu").predict_scores(pipeline["test"]),
+                            ensemble([want, pipeline["linear"]], "rank_average", TOP_K))
+
+    # bad settings, a memory that does not fit, a vote without a transformer matcher: clear errors
+    with pytest.raises(ValueError, match="knn.head_weight"):
+        export_bundle(tmp_path / "bad", name="x", ranker=root / "ranker-knn.npz", knn={**knn, "head_weight": 2},
+                      knn_memory=root / "emb.train.npy", knn_targets=root / "Y.train.npz", **common)
+    np.save(tmp_path / "short.npy", emb_train[:-1])
+    with pytest.raises(ValueError, match="one row per training document"):
+        export_bundle(tmp_path / "bad", name="x", ranker=root / "ranker-knn.npz", knn=knn,
+                      knn_memory=tmp_path / "short.npy", knn_targets=root / "Y.train.npz", **common)
+    with pytest.raises(ValueError, match="needs a transformer matcher"):
+        export_bundle(tmp_path / "bad", name="x", ranker=root / "ranker-linear.npz", knn=knn,
+                      knn_memory=root / "emb.train.npy", knn_targets=root / "Y.train.npz",
+                      **{**common, "matcher": root / "linear.npz", "ranker_input": "tfidf"})
+    assert not (tmp_path / "bad").exists()
+    for change, message in (({"knn": {**knn, "k": 0}}, "knn.k"), ({"knn": {"k": 5}}, "expected the keys")):
+        broken = Path(shutil.copytree(moved / "knn", tmp_path / "broken"))
+        (broken / "manifest.json").write_text(json.dumps({**manifest, **change}))
+        with pytest.raises(BundleError, match=message):
+            load(broken)
+        shutil.rmtree(broken)
+    # a memory of another width, its checksum updated: refused on load, not at the first prediction
+    broken = Path(shutil.copytree(moved / "knn", tmp_path / "broken"))
+    np.save(broken / "knn" / "memory.npy", emb_train[:, :-1])
+    _rehash(broken)
+    with pytest.raises(BundleError, match="do not fit each other, the matcher's"):
+        load(broken)
 
 
 def test_bundles_share_identical_files_but_never_the_workflows(pipeline, tmp_path):

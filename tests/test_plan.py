@@ -141,11 +141,18 @@ def test_bundles_skip_what_a_bundle_cannot_hold():
     assert {Path(b).name for b in plan.bundles(cfg(lambda r: r["xr_transformer"].update(shortlist="neural")),
                                                "results")} >= {"pifa-tfidf.xr-transformer-minilm.tfidf+neural.tfn+man.noop"}
     assert len(names) == len(plan.bundles(c, "results"))  # one dataset
-    # a nearest-neighbour shortlist would need the training documents' embeddings in the bundle
-    knn = {Path(b).name for b in plan.bundles(cfg(lambda r: r["matcher"].update(
-        knn={"k": 10, "power": 4, "head_weight": 0.1})), "results")}
-    assert "pifa-tfidf.linear.tfidf.tfn+man.noop" in knn and not {n for n in knn if ".minilm." in n}
-    assert "x-transformer" not in knn  # its members are
+    # a nearest-neighbour shortlist: the bundle carries the training documents' embeddings
+    knn = {"k": 10, "power": 4, "head_weight": 0.1}
+    c_knn = cfg(lambda r: r["matcher"].update(knn=knn))
+    assert {Path(b).name for b in plan.bundles(c_knn, "results")} == names
+    model = "pifa-neural.minilm.tfidf+neural.tfn+man.noop"
+    files = plan.export_inputs(c_knn, "results", DS, model)
+    assert files["knn_memory"] == "results/eurlex57k-sample/matcher/pifa-neural/minilm/emb.train.npy"
+    assert files["knn_targets"] == "results/eurlex57k-sample/prepared/Y.train.npz"
+    assert plan.export_settings(c_knn, DS, model)["knn"] == knn
+    assert "knn_memory" not in plan.export_inputs(c, "results", DS, model)
+    assert plan.export_settings(c, DS, model)["knn"] is None
+    assert plan.export_settings(c_knn, DS, "pifa-tfidf.linear.tfidf.tfn+man.noop")["knn"] is None
 
 
 def test_export_inputs_and_settings():

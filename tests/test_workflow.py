@@ -351,6 +351,12 @@ def test_a_knn_shortlist_retrains_nothing_and_its_rankers_read_the_nearest_docum
     row = table[(table.model == model) & (table.split == "test")]
     assert float(row.shortlist_recall.item()) == pytest.approx(shortlist_recall(want, Y, C)["label_recall"], abs=0.01)
     assert row.matcher.item() == "tiny-bert (knn)"  # not the paper's head, and the table says so
+    # its bundle votes with the training embeddings it carries, as the workflow did
+    bundle = load(copy / "results/tiny/models" / model, device="cpu")
+    assert bundle.manifest["knn"] == knn
+    got = bundle.predict_scores(read_lines(copy / "results/tiny/prepared/test.txt"))
+    want = sp.load_npz(copy / "results/tiny/predictions/test" / f"{model}.npz").tocsr()
+    assert want.nnz > 0 and (abs(got - want) > 1e-5 * max(1.0, abs(want.data).max())).nnz == 0
 
 
 @pytest.mark.parametrize("path, value, message", [

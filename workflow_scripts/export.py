@@ -18,8 +18,9 @@ if s["kind"] == "ensemble":
 else:
     export_bundle(snakemake.output[0], vectorizer=inp.vectorizer, assignment=inp.assignment, matcher=inp.matcher,
                   ranker=inp.ranker, label_names=inp.labels, label_texts=inp.label_texts,
-                  ranker_input=s["ranker_input"],
-                  combine=s["combine"], top_b=s["top_b"], max_length=s["max_length"], **common)
+                  ranker_input=s["ranker_input"], combine=s["combine"], top_b=s["top_b"],
+                  max_length=s["max_length"], knn=s["knn"], knn_memory=inp.get("knn_memory"),
+                  knn_targets=inp.get("knn_targets"), **common)
 log.info("%s bundle %s written to %s", s["kind"], name, snakemake.output[0])
 
 finish()

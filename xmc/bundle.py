@@ -13,6 +13,8 @@ model bundle (one ``indexer.matcher.input.negatives.combine`` model)::
     matcher/               transformer matcher folder (encoder + tokenizer + head.pt + matcher.json)
     matcher.npz            or: the linear matcher's weights (phi_tfidf + linear baseline)
     ranker/model.npz       ranker weights (L, D + 1) and settings
+    knn/memory.npy         with a nearest-neighbour shortlist (``matcher.knn``): the training
+    knn/clusters.npz       documents' fine-tuned embeddings (n, d) and their clusters M = YC (n, K)
 
 ensemble bundle::
 
@@ -59,7 +61,9 @@ from xmc.vocabulary import RANKER_INPUTS
 __all__ = ["FORMAT", "FORMAT_VERSION", "Bundle", "BundleError", "export_bundle", "export_ensemble", "load"]
 
 FORMAT = "xmc-bundle"
-FORMAT_VERSION = 2  # 2: vectorizer as data (no pickle), sha256 of every file
+FORMAT_VERSION = 3  # the newest this xmc reads and writes; each bundle records the oldest that reads it
+KNN_FORMAT_VERSION = 3  # 3: the nearest-neighbour shortlist (knn/): a version-2 reader would ignore it
+READABLE_VERSIONS = (2, 3)  # 2: vectorizer as data (no pickle), sha256 of every file
 MANIFEST = "manifest.json"
 LABELS = "label_names.txt"
 LABEL_TEXTS = "label_text.txt"
@@ -72,6 +76,8 @@ ASSIGNMENT = "indexer/C.npz"
 TRANSFORMER_DIR = "matcher"
 LINEAR_FILE = "matcher.npz"
 RANKER = "ranker/model.npz"
+KNN_MEMORY = "knn/memory.npy"
+KNN_CLUSTERS = "knn/clusters.npz"
 MEMBERS = "members"
 
 
@@ -155,11 +161,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_manifest(folder: Path, manifest: dict) -> dict:
-    """Write manifest.json; returns the sha256 of each file (relative path -> hex digest)."""
+def _write_manifest(folder: Path, manifest: dict, version: int = 2) -> dict:
+    """Write manifest.json; returns the sha256 of each file (relative path -> hex digest).
+    ``version``: the oldest format version whose readers predict with this bundle as written (a
+    bundle without the newer parts stays readable by an older xmc)."""
     files = _file_list(folder)
     digests = {f: _sha256(folder / f) for f in files}
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
+    manifest = {"format": FORMAT, "format_version": version, **manifest,
                 "versions": _versions(), "files": files, "sha256": digests}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return digests
@@ -213,7 +221,8 @@ def _positive_int(value, name: str) -> int:
 def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, label_names,
                   ranker_input: str, combine: str, top_b: int, top_k: int, max_length: int | None = None,
                   dataset: str | None = None, config: dict | None = None,
-                  metrics: dict | None = None, label_texts=None, share: bool = True) -> Path:
+                  metrics: dict | None = None, label_texts=None, knn: dict | None = None,
+                  knn_memory=None, knn_targets=None, share: bool = True) -> Path:
     """Write the bundle of one model to the folder ``dest`` (replaced if present; atomic).
 
     vectorizer : the fitted TF-IDF vectorizer: a vectorizer object, a ``.npz`` written by
@@ -225,6 +234,9 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
     lines, the labels' texts; optional); ranker_input : "tfidf" or "tfidf+neural";
     combine : sigma(g, h) method; top_b : clusters kept per text; top_k : labels kept per text.
     config / metrics : JSON-able records of the run, kept in the manifest.
+    knn : the nearest-neighbour shortlist's settings (``matcher.knn``: k, power, head_weight) or
+    None (the head's top-b); with it, knn_memory : ``.npy`` of the training documents' fine-tuned
+    embeddings (the workflow's ``emb.train.npy``) and knn_targets : their labels Y (N, L) ``.npz``.
     share : hard-link files identical to those of the bundles beside ``dest`` (see the module doc).
     """
     from xmc.ranker import COMBINE_METHODS
@@ -240,6 +252,22 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
                          f"got the file {matcher}")
     if transformer:
         max_length = _positive_int(max_length, "max_length")
+    if knn is not None:
+        from xmc.indexing import cluster_targets
+        from xmc.matcher.knn import check_knn
+
+        check_knn(knn)
+        if not transformer:
+            raise ValueError("knn: the nearest-neighbour shortlist needs a transformer matcher folder, "
+                             f"got the file {matcher}")
+        if knn_memory is None or knn_targets is None:
+            raise ValueError("knn: knn_memory (the training embeddings) and knn_targets (their labels) "
+                             "are required")
+        memory = np.load(knn_memory, mmap_mode="r", allow_pickle=False)
+        memory_clusters = cluster_targets(load_csr(knn_targets), load_csr(assignment))
+        if memory.ndim != 2 or memory.shape[0] != memory_clusters.shape[0]:
+            raise ValueError(f"knn_memory: {knn_memory} has shape {memory.shape}; expected one row per "
+                             f"training document of {knn_targets} ({memory_clusters.shape[0]})")
     n_labels = len(read_lines(label_names))
     if label_texts is not None and len(read_lines(label_texts)) != n_labels:
         raise ValueError(f"label_texts: {label_texts} has {len(read_lines(label_texts))} lines, "
@@ -252,13 +280,18 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
         _place(assignment, tmp / ASSIGNMENT)
         _place(matcher, tmp / (TRANSFORMER_DIR if transformer else LINEAR_FILE))
         _place(ranker, tmp / RANKER)
+        if knn is not None:
+            _place(knn_memory, tmp / KNN_MEMORY)
+            from xmc.io import save_csr
+
+            save_csr(tmp / KNN_CLUSTERS, memory_clusters)
         digests = _write_manifest(tmp, {
             "kind": "model", "name": name, "dataset": dataset, "n_labels": n_labels,
             "matcher": "transformer" if transformer else "linear", "ranker_input": ranker_input,
             "combine": combine, "top_b": _positive_int(top_b, "top_b"),
-            "top_k": _positive_int(top_k, "top_k"), "max_length": max_length,
+            "top_k": _positive_int(top_k, "top_k"), "max_length": max_length, "knn": knn,
             "config": config or {}, "metrics": metrics or {},
-        })
+        }, version=2 if knn is None else KNN_FORMAT_VERSION)
         if share:
             _share_files(tmp, Path(dest), digests)
     return Path(dest)
@@ -299,7 +332,7 @@ def export_ensemble(dest, *, name: str, members: Sequence, method: str, top_k: i
             "kind": "ensemble", "name": name, "dataset": dataset, "n_labels": manifests[0]["n_labels"],
             "method": method, "members": names, "top_k": _positive_int(top_k, "top_k"),
             "config": config or {}, "metrics": metrics or {},
-        })
+        }, version=max(m["format_version"] for m in manifests))
         if share:
             _share_files(tmp, Path(dest), digests)
     return Path(dest)
@@ -336,10 +369,10 @@ def _read_manifest(path, verify: bool = True) -> dict:
         raise BundleError(f"bundle {folder} was written by an older xmc (format version 1: its TF-IDF "
                           f"vectorizer is a pickle, which can run code when loaded, and its files have no "
                           f"sha256): it is not loaded; {REEXPORT}")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_VERSIONS:
         raise BundleError(f"bundle {folder} has format version {manifest.get('format_version')!r}; this "
-                          f"xmc ({_versions()['xmc']}) reads version {FORMAT_VERSION}: export it again "
-                          "with this version")
+                          f"xmc ({_versions()['xmc']}) reads versions {', '.join(map(str, READABLE_VERSIONS))}: "
+                          "export it again with this version")
     files = manifest.get("files", [])
     digests = manifest.get("sha256")
     if not isinstance(files, list) or not isinstance(digests, dict) or set(digests) != set(files):
@@ -426,6 +459,33 @@ class _Model:
                               f"{self.ranker.W_.shape[0]} labels and C {C.shape[0]}")
         if not np.array_equal(C.tocsr().indices, self.ranker.assignment_):
             raise BundleError(f"bundle {folder}: the ranker's clusters differ from {ASSIGNMENT}")
+        self.knn = manifest.get("knn")
+        if self.knn is not None:
+            self._load_knn(folder, C.shape[1])
+
+    def _load_knn(self, folder: Path, n_clusters: int) -> None:
+        """The nearest-neighbour shortlist's memory, checked against the manifest and the clusters."""
+        from xmc.matcher.knn import check_knn
+
+        try:
+            check_knn(self.knn)
+        except ValueError as e:
+            raise BundleError(f"bundle {folder}: {MANIFEST}: {e}") from None
+        if self.manifest["matcher"] != "transformer":
+            raise BundleError(f"bundle {folder}: a nearest-neighbour shortlist needs a transformer matcher")
+        for name in (KNN_MEMORY, KNN_CLUSTERS):
+            if name not in self.manifest["files"]:
+                raise BundleError(f"incomplete bundle {folder}: its {MANIFEST} sets knn but lists no {name}")
+        with _damaged(folder, KNN_MEMORY):
+            self.memory = np.load(folder / KNN_MEMORY, allow_pickle=False)
+        with _damaged(folder, KNN_CLUSTERS):
+            self.memory_clusters = load_csr(folder / KNN_CLUSTERS)
+        width = self.matcher.net.head.in_features  # the embedding the matcher computes
+        if (self.memory.ndim != 2 or self.memory.dtype.kind != "f" or self.memory.shape[1] != width
+                or self.memory_clusters.shape != (self.memory.shape[0], n_clusters)):
+            raise BundleError(f"bundle {folder}: {KNN_MEMORY} {self.memory.shape} ({self.memory.dtype}) and "
+                              f"{KNN_CLUSTERS} {self.memory_clusters.shape} do not fit each other, the "
+                              f"matcher's {width}-wide embedding or the {n_clusters} clusters of {ASSIGNMENT}")
 
     def to(self, device: str) -> None:
         if self.manifest["matcher"] == "transformer":
@@ -450,6 +510,10 @@ class _Model:
         if m["matcher"] == "transformer":
             ids, mask = self.tokens(texts)
             topb, emb = self.matcher.predict(ids, mask, top_b=m["top_b"], batch_size=batch_size)
+            if self.knn is not None:  # as rule knn_shortlist: the nearest training documents' vote
+                from xmc.matcher.knn import knn_shortlist
+
+                topb = knn_shortlist(emb, self.memory, self.memory_clusters, m["top_b"], head=topb, **self.knn)
         else:
             topb, emb = self.matcher.predict(X, top_b=m["top_b"]), None
         features = ranker_features(X, emb if m["ranker_input"] == "tfidf+neural" else None)

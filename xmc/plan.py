@@ -157,9 +157,9 @@ def bundles(cfg: dict, root: str) -> list[str]:
     """The bundle folders to export: every model and ensemble but the peers' and those a bundle
     cannot hold yet, APLC's end-to-end models and the linear matchers over encoder features (the baselines on
     phi_pre / phi_fnt and XR-Transformer's linear shortlist: a bundle would need the encoder beside
-    the linear matcher), the baselines on phi_char (it would need the character vectorizer), the
-    models whose shortlist the nearest training documents vote for (`matcher.knn`: it would need their
-    embeddings), and the ensembles with such a member."""
+    the linear matcher), the baselines on phi_char (it would need the character vectorizer), and the
+    ensembles with such a member. A model whose shortlist the nearest training documents vote for
+    (`matcher.knn`) carries their embeddings (knn/memory.npy)."""
     skip = set(xmc_config.aplc_models(cfg)) | set(xmc_config.peer_models(cfg)) | {
         m.name for m in xmc_config.baseline_models(cfg) if m.input != "tfidf"} | {
         m.name for m in xmc_config.xr_models(cfg) if xmc_config.uses_xr_shortlist(cfg, m.matcher)}
@@ -167,11 +167,8 @@ def bundles(cfg: dict, root: str) -> list[str]:
     def members(name):
         return xmc_config.ensemble_members(cfg, name) if name in cfg["ensembles"] else []
 
-    # per dataset: its matcher settings may turn on the nearest-neighbour shortlist
-    skipped = {ds: skip | {m.name for m in xmc_config.models(cfg) if xmc_config.uses_knn_shortlist(cfg, ds, m.matcher)}
-               for ds in cfg["datasets"]}
     return [f"{root}/{ds}/models/{name}" for ds in cfg["datasets"] for name in model_names(cfg)
-            if name not in skipped[ds] and not set(members(name)) & skipped[ds]]
+            if name not in skip and not set(members(name)) & skip]
 
 
 def export_inputs(cfg: dict, root: str, dataset: str, name: str) -> dict:
@@ -193,6 +190,8 @@ def export_inputs(cfg: dict, root: str, dataset: str, name: str) -> dict:
         "matcher": f"{base}/model.npz" if m.matcher == xmc_config.LINEAR_MATCHER else f"{base}/model",
         "ranker": f"{root}/{dataset}/ranker/{m.indexer}/{m.matcher}/{m.input}.{m.negatives}/model.npz",
     })
+    if xmc_config.uses_knn_shortlist(cfg, dataset, m.matcher):  # the memory the vote reads
+        files.update({"knn_memory": f"{base}/emb.train.npy", "knn_targets": f"{root}/{dataset}/prepared/Y.train.npz"})
     return files
 
 
@@ -218,5 +217,6 @@ def export_settings(cfg: dict, dataset: str, name: str) -> dict:
         config["text_emb"] = cfg["text_emb"]
     if m.indexer == "pifa-neural":
         config["pifa_neural"] = cfg["pifa_neural"]
+    knn = config.get("matcher", {}).get("knn") if xmc_config.uses_knn_shortlist(cfg, dataset, m.matcher) else None
     return {"kind": "model", "ranker_input": m.input, "combine": m.combine, "top_b": top_b, "top_k": top_k,
-            "max_length": max_length, "config": config}
+            "max_length": max_length, "knn": knn, "config": config}

@@ -23,6 +23,24 @@ from xmc.indexing import l2_normalize_rows
 from xmc.params import check_positive_int
 
 
+KNN_KEYS = ("k", "power", "head_weight")
+
+
+def check_knn(knn) -> dict:
+    """``matcher.knn`` settings, checked (they may come from a stranger's bundle manifest): a dict
+    of ``k`` (positive int), ``power`` (finite number >= 0) and ``head_weight`` (number in [0, 1]).
+    Returns it unchanged; a ValueError names the bad key."""
+    if not isinstance(knn, dict) or set(knn) != set(KNN_KEYS):
+        raise ValueError(f"knn: expected the keys {list(KNN_KEYS)}, got {knn!r}")
+    check_positive_int(knn["k"], "knn.k")
+    for key, lo, hi in (("power", 0.0, np.inf), ("head_weight", 0.0, 1.0)):
+        value = knn[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                np.isfinite(value) and lo <= value <= hi):
+            raise ValueError(f"knn.{key}: expected a number in [{lo}, {hi}], got {value!r}")
+    return knn
+
+
 def knn_shortlist(queries, memory, memory_clusters, top_b: int, k: int = 400, power: float = 4.0,
                   head=None, head_weight: float = 0.0, exclude_self: bool = False,
                   chunk_rows: int = 2048) -> sp.csr_matrix:
