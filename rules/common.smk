@@ -213,6 +213,14 @@ def matcher_knn(wildcards):
     return xmc_config.matcher_params(CFG, wildcards.dataset, wildcards.encoder)["knn"]
 
 
+def knn_pretrained_embeddings(wildcards):
+    """With matcher.knn.pretrained_weight > 0 the neighbours are also sought in phi_pre."""
+    if not matcher_knn(wildcards).get("pretrained_weight", 0):
+        return {}
+    return {f"pre_{split}": f"{R}/{wildcards.dataset}/pretrained/{wildcards.encoder}/emb.{split}.npy"
+            for split in ("train", "valid", "test")}
+
+
 def pretrained_precision(wildcards):
     """phi_pre's pass runs as the encoder's matcher predictions do (predict_precision, else precision)."""
     params = matcher_params(wildcards)

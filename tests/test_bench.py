@@ -126,3 +126,45 @@ def test_a_hardlinked_copy_shares_outputs_but_not_the_job_times(tmp_path):
     with open(dst / "results" / "benchmarks" / "d" / "train_matcher.tsv", "w") as f:  # in place, as Snakemake
         f.write("s\n752.0\n")
     assert (src / "results" / "benchmarks" / "d" / "train_matcher.tsv").read_text() == "s\n325.6\n"
+
+
+def test_knn_vote_sweeps_a_runs_validation_embeddings_as_rule_knn_shortlist_votes(tmp_path):
+    """bench.knn_vote reads a run's files and scores each setting as xmc.matcher.knn would, best first."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bench import knn_vote
+    from xmc.indexing import cluster_targets
+    from xmc.io import save_csr
+    from xmc.matcher.knn import knn_embedding, knn_shortlist
+    from xmc.metrics import shortlist_recall
+
+    rng = np.random.default_rng(0)
+    K, n, m = 6, 120, 40
+    topic = rng.integers(0, K, size=n + m)
+    centres = rng.normal(size=(K, 8))
+    fine, pre = centres[topic] + 2 * rng.normal(size=(n + m, 8)), centres[topic] + rng.normal(size=(n + m, 8))
+    Y = sp.csr_matrix((np.ones(n + m), (np.arange(n + m), topic)), shape=(n + m, K))
+    C = sp.identity(K, format="csr")
+    run = tmp_path / "results" / "toy"
+    matcher = run / "matcher" / "pifa-tfidf" / "enc"
+    for folder in (matcher, run / "pretrained" / "enc", run / "prepared", run / "indexer" / "pifa-tfidf"):
+        folder.mkdir(parents=True)
+    scores = rng.uniform(-1, 1, size=(m, K))
+    scores[scores < np.sort(scores, axis=1)[:, [-2]]] = 0  # the head's top-2
+    head = sp.csr_matrix(scores)
+    np.save(matcher / "emb.train.npy", fine[:n]), np.save(matcher / "emb.valid.npy", fine[n:])
+    np.save(run / "pretrained" / "enc" / "emb.train.npy", pre[:n]), np.save(run / "pretrained" / "enc" / "emb.valid.npy", pre[n:])
+    save_csr(matcher / "topb.valid.npz", head)
+    save_csr(run / "prepared" / "Y.train.npz", Y[:n]), save_csr(run / "prepared" / "Y.valid.npz", Y[n:])
+    save_csr(run / "indexer" / "pifa-tfidf" / "C.npz", C)
+    knn_vote.main([str(run), "--encoder", "enc", "--k", "3,10", "--power", "2", "--head-weight", "0.1",
+                   "--pretrained-weight", "0,0.8", "--out", str(tmp_path / "sweep.csv")])
+    table = pd.read_csv(tmp_path / "sweep.csv")
+    assert len(table) == 4 and table.recall.is_monotonic_decreasing and {"commit", "host"} <= set(table.columns)
+    for row in table.itertuples():
+        memory, queries = (knn_embedding(fine[s], pre[s], row.pretrained_weight) for s in (slice(0, n), slice(n, None)))
+        want = knn_shortlist(queries, memory, cluster_targets(Y[:n], C), 2, k=row.k, power=row.power, head=head,
+                             head_weight=row.head_weight)
+        assert row.recall == pytest.approx(shortlist_recall(want, Y[n:], C)["label_recall"], abs=0.01)
+    assert table.recall.nunique() > 1  # the settings are not all alike

@@ -115,7 +115,7 @@ def pipeline(tmp_path_factory, tiny_encoder):
                   **common)
     export_ensemble(bundles / "ens", name="ens", members=[bundles / "neural", bundles / "linear"],
                     method="rank_average", top_k=TOP_K)
-    return {"root": root, "test": test, "names": names, "bundles": bundles, "X": (X_train, X_test),
+    return {"root": root, "train": train, "test": test, "encoder": encoder, "names": names, "bundles": bundles, "X": (X_train, X_test),
             "Y_train": Y_train, "C": C, "emb": (emb_train, emb_test), "topb": (topb_train, topb_test),
             "neural": neural, "linear": baseline, "ens": ensemble([neural, baseline], "rank_average", TOP_K)}
 
@@ -232,6 +232,75 @@ def test_a_knn_bundle_votes_with_its_training_embeddings_as_rule_knn_shortlist_d
     np.save(broken / "knn" / "memory.npy", emb_train[:, :-1])
     _rehash(broken)
     with pytest.raises(BundleError, match="do not fit each other, the matcher's"):
+        load(broken)
+
+
+def test_a_knn_bundle_with_the_pretrained_encoder_votes_in_both_embeddings(pipeline, tmp_path):
+    """With matcher.knn.pretrained_weight the neighbours are sought in the fine-tuned and the
+    pretrained embedding side by side: the bundle carries that encoder (safetensors and tokenizer
+    only) and its embeddings of the training documents, and reproduces the vote; a bundle listing
+    pickled encoder weights, or lacking its settings, is refused."""
+    from xmc.label_repr import text_embedding
+    from xmc.matcher.knn import knn_embedding, knn_shortlist
+
+    root, encoder = pipeline["root"], pipeline["encoder"]
+    (X_train, X_test), (emb_train, emb_test), (topb_train, topb_test) = pipeline["X"], pipeline["emb"], pipeline["topb"]
+    pre_train, pre_test = (text_embedding(t, str(encoder), max_length=MAX_LENGTH, precision="fp32")
+                           for t in (pipeline["train"], pipeline["test"]))  # as rule embed_pretrained
+    np.save(root / "pre.train.npy", pre_train)
+    M = cluster_targets(pipeline["Y_train"], pipeline["C"])
+    knn = {"k": 5, "power": 2, "head_weight": 0.2, "pretrained_weight": 0.5}
+    vote = {key: knn[key] for key in ("k", "power", "head_weight")}
+    memory = knn_embedding(emb_train, pre_train, 0.5)
+    vote_train = knn_shortlist(memory, memory, M, TOP_B, head=topb_train, exclude_self=True, **vote)
+    vote_test = knn_shortlist(knn_embedding(emb_test, pre_test, 0.5), memory, M, TOP_B, head=topb_test, **vote)
+    fine_only = knn_shortlist(emb_test, emb_train, M, TOP_B, head=topb_test, **vote)
+    assert (sparse_pattern(vote_test, "vote", False) != sparse_pattern(fine_only, "fine", False)).nnz > 0
+    ranker = Ranker.train(ranker_features(X_train, emb_train), pipeline["Y_train"], pipeline["C"], vote_train)
+    ranker.save(root / "ranker-knn-pre.npz")
+    want = ranker.predict(ranker_features(X_test, emb_test), vote_test, combine="l3-hinge", top_k=TOP_K)
+    common = dict(vectorizer=root / "vectorizer.npz", assignment=root / "C.npz", matcher=root / "matcher",
+                  label_names=root / "label_names.txt", ranker_input="tfidf+neural", combine="l3-hinge",
+                  top_b=TOP_B, top_k=TOP_K, max_length=MAX_LENGTH, ranker=root / "ranker-knn-pre.npz", knn=knn,
+                  knn_memory=root / "emb.train.npy", knn_targets=root / "Y.train.npz")
+    pretrained = {"encoder": encoder, "memory": root / "pre.train.npy", "max_length": MAX_LENGTH, "precision": "fp32"}
+    bundle = export_bundle(tmp_path / "models" / "knn-pre", name="knn-pre", knn_pretrained=pretrained, **common)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["knn"] == knn and manifest["knn_pretrained"] == {"max_length": MAX_LENGTH, "precision": "fp32"}
+    assert {"knn/pretrained.npy", "knn/encoder/model.safetensors", "knn/encoder/config.json"} <= set(manifest["files"])
+    moved = Path(shutil.copytree(bundle, tmp_path / "elsewhere"))
+    assert_same_predictions(load(moved, device="cpu").predict_scores(pipeline["test"]), want)
+    assert_same_predictions(load(moved, device="cpu").predict_scores(pipeline["test"], batch_size=3), want)
+
+    # export: the encoder and its memory are required, as safetensors, one row per training document
+    with pytest.raises(ValueError, match="needs knn_pretrained"):
+        export_bundle(tmp_path / "bad", name="x", **common)
+    pickled = Path(shutil.copytree(encoder, tmp_path / "pickled"))
+    (pickled / "model.safetensors").unlink()
+    (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(ValueError, match="model.safetensors"):
+        export_bundle(tmp_path / "bad", name="x", knn_pretrained={**pretrained, "encoder": pickled}, **common)
+    np.save(tmp_path / "short.npy", pre_train[:-1])
+    with pytest.raises(ValueError, match="one row per training document"):
+        export_bundle(tmp_path / "bad", name="x", knn_pretrained={**pretrained, "memory": tmp_path / "short.npy"},
+                      **common)
+    assert not (tmp_path / "bad").exists()
+    # load: a listed pickle under knn/encoder/, missing settings, a memory of another width
+    broken = Path(shutil.copytree(moved, tmp_path / "broken"))
+    (broken / "knn" / "encoder" / "pytorch_model.bin").write_bytes(b"not loaded")
+    _rehash(broken)
+    with pytest.raises(BundleError, match="no pickled weights"):
+        load(broken)
+    shutil.rmtree(broken)
+    broken = Path(shutil.copytree(moved, tmp_path / "broken"))
+    (broken / "manifest.json").write_text(json.dumps({**manifest, "knn_pretrained": None}))
+    with pytest.raises(BundleError, match="knn_pretrained"):
+        load(broken)
+    shutil.rmtree(broken)
+    broken = Path(shutil.copytree(moved, tmp_path / "broken"))
+    np.save(broken / "knn" / "pretrained.npy", pre_train[:, :-1])
+    _rehash(broken)
+    with pytest.raises(BundleError, match="does not fit"):
         load(broken)
 
 

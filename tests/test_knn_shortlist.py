@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from xmc.matcher.knn import knn_shortlist
+from xmc.matcher.knn import check_knn, knn_embedding, knn_shortlist
 from xmc.metrics import shortlist_recall
 
 
@@ -81,6 +81,50 @@ def test_bad_settings_are_refused(kwargs, message):
     E, MC = _memory()
     with pytest.raises(ValueError, match=message):
         knn_shortlist(E, E, MC, **{"top_b": 2, **kwargs})
+
+
+def test_the_pretrained_weight_mixes_both_encoders_cosines():
+    rng = np.random.default_rng(1)
+    fine, pre = rng.normal(size=(5, 4)), rng.normal(size=(5, 3)) * 7  # scales do not matter
+    assert knn_embedding(fine) is not None and (knn_embedding(fine) == fine.astype(np.float32)).all()
+    joint = knn_embedding(fine, pre, pretrained_weight=0.3)
+    assert joint.shape == (5, 7) and joint.dtype == np.float32
+
+    def cos(A):
+        A = A / np.linalg.norm(A, axis=1, keepdims=True)
+        return A @ A.T
+
+    assert joint @ joint.T == pytest.approx(0.7 * cos(fine) + 0.3 * cos(pre), abs=1e-5)
+    assert knn_embedding(fine, pre, 1.0) @ knn_embedding(fine, pre, 1.0).T == pytest.approx(cos(pre), abs=1e-5)
+    # the neighbours follow the mix: the query is nearest document 1 by the fine-tuned embedding
+    # (cosines 0, 1, 0.8) and document 2 by the pretrained one (0, 0, 1)
+    E_fine = np.array([[1, 0], [0, 1], [0.6, 0.8]], dtype=np.float32)
+    E_pre = np.array([[0, 1], [0, 1], [1, 0]], dtype=np.float32)
+    MC = sp.identity(3, format="csr", dtype=np.float32)
+    Q_fine, Q_pre = np.array([[0, 1]], dtype=np.float32), np.array([[1, 0]], dtype=np.float32)
+
+    def top(w):
+        return knn_shortlist(knn_embedding(Q_fine, Q_pre, w), knn_embedding(E_fine, E_pre, w), MC,
+                             top_b=1, k=1, power=1.0).indices.tolist()
+    assert top(0.0) == [1] and top(0.1) == [1] and top(0.3) == [2]  # 0.9 > 0.82, 0.7 < 0.86
+    with pytest.raises(ValueError, match="needs the pretrained"):
+        knn_embedding(fine, None, 0.5)
+    with pytest.raises(ValueError, match="one row per document"):
+        knn_embedding(fine, pre[:4], 0.5)
+    with pytest.raises(ValueError, match="knn.pretrained_weight"):
+        knn_embedding(fine, pre, 1.5)
+
+
+def test_check_knn_reads_a_manifests_settings():
+    base = {"k": 200, "power": 8, "head_weight": 0.2}
+    assert check_knn(base) is base  # pretrained_weight may be left out (configs and bundles before it)
+    assert check_knn({**base, "power": np.float32(8), "pretrained_weight": 0.7})["pretrained_weight"] == 0.7
+    for bad, message in (({**base, "extra": 1}, "keys"),
+                         ({"k": 2, "power": 1}, "keys"), ({**base, "power": float("nan")}, "knn.power"),
+                         ({**base, "head_weight": True}, "knn.head_weight"), ({**base, "k": 2.0}, "knn.k"),
+                         ({**base, "pretrained_weight": -0.1}, "knn.pretrained_weight")):
+        with pytest.raises(ValueError, match=message):
+            check_knn(bad)
 
 
 def test_mismatched_shapes_are_refused():

@@ -153,6 +153,17 @@ def test_bundles_skip_what_a_bundle_cannot_hold():
     assert "knn_memory" not in plan.export_inputs(c, "results", DS, model)
     assert plan.export_settings(c, DS, model)["knn"] is None
     assert plan.export_settings(c_knn, DS, "pifa-tfidf.linear.tfidf.tfn+man.noop")["knn"] is None
+    assert "knn_pretrained_memory" not in files and "knn_pretrained" not in plan.export_settings(c_knn, DS, model)
+    # partly sought by the pretrained encoder: the bundle also takes it and its phi_pre of the training documents
+    c_pre = cfg(lambda r: r["matcher"].update(knn={**knn, "pretrained_weight": 0.7}))
+    assert {Path(b).name for b in plan.bundles(c_pre, "results")} == names
+    assert (plan.export_inputs(c_pre, "results", DS, model)["knn_pretrained_memory"]
+            == "results/eurlex57k-sample/pretrained/minilm/emb.train.npy")
+    settings = plan.export_settings(c_pre, DS, model)
+    assert settings["knn_pretrained"] == {"model": c_pre["encoders"]["minilm"]["model"],
+                                          "max_length": settings["max_length"],
+                                          "precision": c_pre["matcher"].get("predict_precision")
+                                          or c_pre["matcher"].get("precision", "fp32")}
 
 
 def test_export_inputs_and_settings():

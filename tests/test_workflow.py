@@ -316,11 +316,12 @@ def test_a_knn_shortlist_retrains_nothing_and_its_rankers_read_the_nearest_docum
     embeddings' nearest training documents (leave-one-out on train) mixed with the head's shortlist,
     and the rankers and the shortlist-recall column read them."""
     from xmc.io import load_csr
-    from xmc.matcher.knn import knn_shortlist
+    from xmc.matcher.knn import knn_embedding, knn_shortlist
     from xmc.metrics import shortlist_recall
 
     root, work, config, _ = tiny_run
-    knn = {"k": 5, "power": 2, "head_weight": 0.2}
+    # the neighbours sought in the fine-tuned and the pretrained embedding (phi_pre) half and half
+    knn = {"k": 5, "power": 2, "head_weight": 0.2, "pretrained_weight": 0.5}
     configfile = config_variant(root, config, "knn", lambda c: c["matcher"].update(knn=knn))
     plan = planned_jobs(work, configfile)
     assert plan["knn_shortlist"] == 3 and plan["train_ranker"] >= 6
@@ -334,15 +335,21 @@ def test_a_knn_shortlist_retrains_nothing_and_its_rankers_read_the_nearest_docum
     head = work / "results/tiny/matcher/pifa-tfidf/tiny-bert"
     memory_clusters = load_csr(work / "results/tiny/prepared/Y.train.npz") @ load_csr(
         work / "results/tiny/indexer/pifa-tfidf/C.npz")
-    emb_train = np.load(head / "emb.train.npy")
+    pretrained = copy / "results/tiny/pretrained/tiny-bert"
+
+    def joint(split):
+        return knn_embedding(np.load(head / f"emb.{split}.npy"), np.load(pretrained / f"emb.{split}.npy"), 0.5)
+
+    vote = {key: knn[key] for key in ("k", "power", "head_weight")}
     for split in ("train", "valid", "test"):
-        want = knn_shortlist(np.load(head / f"emb.{split}.npy"), emb_train, memory_clusters, 3,
-                             head=load_csr(head / f"topb.{split}.npz"), exclude_self=split == "train", **knn)
+        want = knn_shortlist(joint(split), joint("train"), memory_clusters, 3,
+                             head=load_csr(head / f"topb.{split}.npz"), exclude_self=split == "train", **vote)
         got = load_csr(copy / "results/tiny/matcher/pifa-tfidf/tiny-bert/knn" / f"topb.{split}.npz")
         assert (got != want).nnz == 0 and np.diff(got.indptr).tolist() == [3] * got.shape[0], split
     assert (want != load_csr(head / "topb.test.npz")).nnz > 0  # not the head's own shortlist
     log = (copy / "results/logs/tiny/knn_shortlist.pifa-tfidf.tiny-bert.log").read_text()
     assert "votes of the 5 nearest training documents" in log and "leave-one-out" in log
+    assert "pretrained encoder's share of the similarity 0.5" in log
     # the results table's recall column reads the vote's shortlist
     model = "pifa-tfidf.tiny-bert.tfidf+neural.tfn+man.noop"
     C = load_csr(work / "results/tiny/indexer/pifa-tfidf/C.npz")
@@ -353,7 +360,7 @@ def test_a_knn_shortlist_retrains_nothing_and_its_rankers_read_the_nearest_docum
     assert row.matcher.item() == "tiny-bert (knn)"  # not the paper's head, and the table says so
     # its bundle votes with the training embeddings it carries, as the workflow did
     bundle = load(copy / "results/tiny/models" / model, device="cpu")
-    assert bundle.manifest["knn"] == knn
+    assert bundle.manifest["knn"] == knn and "knn/encoder/model.safetensors" in bundle.manifest["files"]
     got = bundle.predict_scores(read_lines(copy / "results/tiny/prepared/test.txt"))
     want = sp.load_npz(copy / "results/tiny/predictions/test" / f"{model}.npz").tocsr()
     assert want.nnz > 0 and (abs(got - want) > 1e-5 * max(1.0, abs(want.data).max())).nnz == 0

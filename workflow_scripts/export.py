@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from xmc.bundle import export_bundle, export_ensemble
+from xmc.hub import model_folder
 from xmc.io import load_json
 from xmc.runlog import finish, start
 
@@ -16,11 +17,16 @@ if s["kind"] == "ensemble":
         members = [path for path in members if Path(path).name in pick["members"]]
     export_ensemble(snakemake.output[0], members=members, method=method, **common)
 else:
+    pretrained = None
+    if "knn_pretrained" in s:  # the vote also reads the pretrained encoder: it goes in the bundle
+        settings = s["knn_pretrained"]
+        pretrained = {"encoder": model_folder(settings["model"]), "memory": inp.knn_pretrained_memory,
+                      "max_length": settings["max_length"], "precision": settings["precision"]}
     export_bundle(snakemake.output[0], vectorizer=inp.vectorizer, assignment=inp.assignment, matcher=inp.matcher,
                   ranker=inp.ranker, label_names=inp.labels, label_texts=inp.label_texts,
                   ranker_input=s["ranker_input"], combine=s["combine"], top_b=s["top_b"],
                   max_length=s["max_length"], knn=s["knn"], knn_memory=inp.get("knn_memory"),
-                  knn_targets=inp.get("knn_targets"), **common)
+                  knn_targets=inp.get("knn_targets"), knn_pretrained=pretrained, **common)
 log.info("%s bundle %s written to %s", s["kind"], name, snakemake.output[0])
 
 finish()

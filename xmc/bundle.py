@@ -15,6 +15,8 @@ model bundle (one ``indexer.matcher.input.negatives.combine`` model)::
     ranker/model.npz       ranker weights (L, D + 1) and settings
     knn/memory.npy         with a nearest-neighbour shortlist (``matcher.knn``): the training
     knn/clusters.npz       documents' fine-tuned embeddings (n, d) and their clusters M = YC (n, K)
+    knn/pretrained.npy     with ``matcher.knn.pretrained_weight`` > 0 also their pretrained
+    knn/encoder/           embeddings (phi_pre, (n, d')) and that encoder (weights as safetensors)
 
 ensemble bundle::
 
@@ -55,7 +57,7 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from xmc.io import atomic_path, load_csr, read_lines
+from xmc.io import atomic_path, load_csr, read_lines, save_csr
 from xmc.vocabulary import RANKER_INPUTS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Bundle", "BundleError", "export_bundle", "export_ensemble", "load"]
@@ -78,6 +80,12 @@ LINEAR_FILE = "matcher.npz"
 RANKER = "ranker/model.npz"
 KNN_MEMORY = "knn/memory.npy"
 KNN_CLUSTERS = "knn/clusters.npz"
+KNN_PRETRAINED = "knn/pretrained.npy"
+KNN_ENCODER = "knn/encoder"
+# the pretrained encoder's files a bundle keeps: its config, safetensors weights and tokenizer (never a pickle)
+ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt",
+                 "spiece.model")
 MEMBERS = "members"
 
 
@@ -218,11 +226,39 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
+def _knn_pretrained_files(knn: dict, knn_pretrained: dict | None, n_memory: int) -> list:
+    """(source, bundle path) of the pretrained encoder and its memory a vote with pretrained_weight
+    > 0 needs (none without), checked."""
+    if not knn.get("pretrained_weight", 0):
+        return []
+    from xmc.vocabulary import PREDICT_PRECISIONS
+
+    keys = {"encoder", "memory", "max_length", "precision"}
+    if not isinstance(knn_pretrained, dict) or set(knn_pretrained) != keys:
+        raise ValueError(f"knn: pretrained_weight > 0 needs knn_pretrained with the keys {sorted(keys)}, "
+                         f"got {knn_pretrained!r}")
+    _positive_int(knn_pretrained["max_length"], "knn_pretrained max_length")
+    if knn_pretrained["precision"] not in PREDICT_PRECISIONS:
+        raise ValueError(f"knn_pretrained precision: expected one of {PREDICT_PRECISIONS}, "
+                         f"got {knn_pretrained['precision']!r}")
+    encoder, memory = Path(knn_pretrained["encoder"]), knn_pretrained["memory"]
+    files = [(encoder / f, f"{KNN_ENCODER}/{f}") for f in ENCODER_FILES if (encoder / f).is_file()]
+    if not {"config.json", "model.safetensors"} <= {Path(dst).name for _, dst in files}:
+        raise ValueError(f"knn_pretrained encoder: {encoder} needs config.json and model.safetensors "
+                         "(a bundle keeps no pickled weights)")
+    shape = np.load(memory, mmap_mode="r", allow_pickle=False).shape
+    if len(shape) != 2 or shape[0] != n_memory:
+        raise ValueError(f"knn_pretrained memory: {memory} has shape {shape}; expected one row per training "
+                         f"document ({n_memory})")
+    return files + [(memory, KNN_PRETRAINED)]
+
+
 def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, label_names,
                   ranker_input: str, combine: str, top_b: int, top_k: int, max_length: int | None = None,
                   dataset: str | None = None, config: dict | None = None,
                   metrics: dict | None = None, label_texts=None, knn: dict | None = None,
-                  knn_memory=None, knn_targets=None, share: bool = True) -> Path:
+                  knn_memory=None, knn_targets=None, knn_pretrained: dict | None = None,
+                  share: bool = True) -> Path:
     """Write the bundle of one model to the folder ``dest`` (replaced if present; atomic).
 
     vectorizer : the fitted TF-IDF vectorizer: a vectorizer object, a ``.npz`` written by
@@ -236,7 +272,10 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
     config / metrics : JSON-able records of the run, kept in the manifest.
     knn : the nearest-neighbour shortlist's settings (``matcher.knn``: k, power, head_weight) or
     None (the head's top-b); with it, knn_memory : ``.npy`` of the training documents' fine-tuned
-    embeddings (the workflow's ``emb.train.npy``) and knn_targets : their labels Y (N, L) ``.npz``.
+    embeddings (the workflow's ``emb.train.npy``) and knn_targets : their labels Y (N, L) ``.npz``;
+    with ``knn["pretrained_weight"]`` > 0, knn_pretrained : ``{"encoder": the pretrained encoder's
+    folder, "memory": .npy of its embeddings of the training documents (phi_pre), "max_length",
+    "precision": as they were computed (rule embed_pretrained)}``.
     share : hard-link files identical to those of the bundles beside ``dest`` (see the module doc).
     """
     from xmc.ranker import COMBINE_METHODS
@@ -268,6 +307,7 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
         if memory.ndim != 2 or memory.shape[0] != memory_clusters.shape[0]:
             raise ValueError(f"knn_memory: {knn_memory} has shape {memory.shape}; expected one row per "
                              f"training document of {knn_targets} ({memory_clusters.shape[0]})")
+        pretrained_files = _knn_pretrained_files(knn, knn_pretrained, memory.shape[0])
     n_labels = len(read_lines(label_names))
     if label_texts is not None and len(read_lines(label_texts)) != n_labels:
         raise ValueError(f"label_texts: {label_texts} has {len(read_lines(label_texts))} lines, "
@@ -282,14 +322,16 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
         _place(ranker, tmp / RANKER)
         if knn is not None:
             _place(knn_memory, tmp / KNN_MEMORY)
-            from xmc.io import save_csr
-
             save_csr(tmp / KNN_CLUSTERS, memory_clusters)
+            for src, dst in pretrained_files:
+                _place(src, tmp / dst)
         digests = _write_manifest(tmp, {
             "kind": "model", "name": name, "dataset": dataset, "n_labels": n_labels,
             "matcher": "transformer" if transformer else "linear", "ranker_input": ranker_input,
             "combine": combine, "top_b": _positive_int(top_b, "top_b"),
             "top_k": _positive_int(top_k, "top_k"), "max_length": max_length, "knn": knn,
+            **({"knn_pretrained": {key: knn_pretrained[key] for key in ("max_length", "precision")}}
+               if knn is not None and knn.get("pretrained_weight", 0) else {}),
             "config": config or {}, "metrics": metrics or {},
         }, version=2 if knn is None else KNN_FORMAT_VERSION)
         if share:
@@ -438,6 +480,7 @@ class _Model:
         from xmc.ranker import Ranker
 
         self.manifest = manifest
+        self.device = device
         from xmc.vectorizer_store import load_vectorizer
 
         with _damaged(folder, VECTORIZER):
@@ -486,8 +529,45 @@ class _Model:
             raise BundleError(f"bundle {folder}: {KNN_MEMORY} {self.memory.shape} ({self.memory.dtype}) and "
                               f"{KNN_CLUSTERS} {self.memory_clusters.shape} do not fit each other, the "
                               f"matcher's {width}-wide embedding or the {n_clusters} clusters of {ASSIGNMENT}")
+        self.pretrained = None
+        weight = self.knn.get("pretrained_weight", 0)
+        if weight:
+            self._load_knn_pretrained(folder, weight)
+
+    def _load_knn_pretrained(self, folder: Path, weight: float) -> None:
+        """The pretrained encoder and its memory a vote with pretrained_weight > 0 also reads."""
+        from xmc.matcher.knn import knn_embedding
+        from xmc.vocabulary import PREDICT_PRECISIONS
+
+        settings = self.manifest.get("knn_pretrained")
+        if (not isinstance(settings, dict) or set(settings) != {"max_length", "precision"}
+                or isinstance(settings["max_length"], bool) or not isinstance(settings["max_length"], int)
+                or settings["max_length"] < 1 or settings["precision"] not in PREDICT_PRECISIONS):
+            raise BundleError(f"bundle {folder}: {MANIFEST}: knn.pretrained_weight > 0 needs knn_pretrained "
+                              f"{{max_length: a positive integer, precision: one of {PREDICT_PRECISIONS}}}, "
+                              f"got {settings!r}")
+        files = self.manifest["files"]
+        encoder_files = {f.removeprefix(KNN_ENCODER + "/") for f in files if f.startswith(KNN_ENCODER + "/")}
+        for name in (KNN_PRETRAINED, f"{KNN_ENCODER}/config.json", f"{KNN_ENCODER}/model.safetensors"):
+            if name not in files:
+                raise BundleError(f"incomplete bundle {folder}: its {MANIFEST} sets knn.pretrained_weight but "
+                                  f"lists no {name}")
+        if not encoder_files <= set(ENCODER_FILES):
+            raise BundleError(f"bundle {folder}: {KNN_ENCODER} holds {sorted(encoder_files - set(ENCODER_FILES))}; "
+                              f"a bundle's encoder is only {', '.join(ENCODER_FILES)} (no pickled weights)")
+        with _damaged(folder, KNN_PRETRAINED):
+            pretrained = np.load(folder / KNN_PRETRAINED, allow_pickle=False)
+        with _damaged(folder, f"{KNN_ENCODER}/config.json"):
+            hidden = json.loads((folder / KNN_ENCODER / "config.json").read_text(encoding="utf-8"))["hidden_size"]
+        if pretrained.ndim != 2 or pretrained.dtype.kind != "f" or pretrained.shape != (self.memory.shape[0], hidden):
+            raise BundleError(f"bundle {folder}: {KNN_PRETRAINED} {pretrained.shape} ({pretrained.dtype}) does not "
+                              f"fit {KNN_MEMORY}'s {self.memory.shape[0]} documents or the {hidden}-wide encoder "
+                              f"of {KNN_ENCODER}")
+        self.pretrained = {"encoder_dir": folder / KNN_ENCODER, **settings}
+        self.memory = knn_embedding(self.memory, pretrained, weight)  # the space the neighbours are sought in
 
     def to(self, device: str) -> None:
+        self.device = device
         if self.manifest["matcher"] == "transformer":
             from xmc.matcher.transformer import resolve_device
 
@@ -511,9 +591,17 @@ class _Model:
             ids, mask = self.tokens(texts)
             topb, emb = self.matcher.predict(ids, mask, top_b=m["top_b"], batch_size=batch_size)
             if self.knn is not None:  # as rule knn_shortlist: the nearest training documents' vote
-                from xmc.matcher.knn import knn_shortlist
+                from xmc.matcher.knn import knn_embedding, knn_shortlist
 
-                topb = knn_shortlist(emb, self.memory, self.memory_clusters, m["top_b"], head=topb, **self.knn)
+                queries = emb
+                if self.pretrained is not None:  # as rule embed_pretrained, then the joint space
+                    from xmc.label_repr import text_embedding
+
+                    queries = knn_embedding(emb, text_embedding(texts, batch_size=batch_size, device=self.device,
+                                                                **self.pretrained),
+                                            self.knn["pretrained_weight"])
+                topb = knn_shortlist(queries, self.memory, self.memory_clusters, m["top_b"], head=topb,
+                                     k=self.knn["k"], power=self.knn["power"], head_weight=self.knn["head_weight"])
         else:
             topb, emb = self.matcher.predict(X, top_b=m["top_b"]), None
         features = ranker_features(X, emb if m["ranker_input"] == "tfidf+neural" else None)

@@ -72,3 +72,14 @@ def resolve_cached(spec: str, environ=None) -> str:
                          f"offline (HF_HUB_OFFLINE=1): run `snakemake fetch_encoders` on a host with internet, "
                          f"with HF_HOME on storage the compute nodes share")
     return resolved
+
+
+def model_folder(spec: str) -> str:
+    """The folder holding an encoder's files: a path or package as resolved, a hub id's snapshot in
+    the cache (never downloaded here: it was, for the jobs that used it)."""
+    resolved = resolve_cached(spec)
+    if Path(resolved).is_dir():
+        return resolved
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo_id=resolved, local_files_only=True)

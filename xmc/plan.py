@@ -192,6 +192,8 @@ def export_inputs(cfg: dict, root: str, dataset: str, name: str) -> dict:
     })
     if xmc_config.uses_knn_shortlist(cfg, dataset, m.matcher):  # the memory the vote reads
         files.update({"knn_memory": f"{base}/emb.train.npy", "knn_targets": f"{root}/{dataset}/prepared/Y.train.npz"})
+        if xmc_config.matcher_params(cfg, dataset, m.matcher)["knn"].get("pretrained_weight", 0):
+            files["knn_pretrained_memory"] = f"{root}/{dataset}/pretrained/{m.matcher}/emb.train.npy"
     return files
 
 
@@ -218,5 +220,10 @@ def export_settings(cfg: dict, dataset: str, name: str) -> dict:
     if m.indexer == "pifa-neural":
         config["pifa_neural"] = cfg["pifa_neural"]
     knn = config.get("matcher", {}).get("knn") if xmc_config.uses_knn_shortlist(cfg, dataset, m.matcher) else None
-    return {"kind": "model", "ranker_input": m.input, "combine": m.combine, "top_b": top_b, "top_k": top_k,
-            "max_length": max_length, "knn": knn, "config": config}
+    settings = {"kind": "model", "ranker_input": m.input, "combine": m.combine, "top_b": top_b, "top_k": top_k,
+                "max_length": max_length, "knn": knn, "config": config}
+    if knn and knn.get("pretrained_weight", 0):  # the encoder before fine-tuning, as rule embed_pretrained ran it
+        params = config["matcher"]
+        settings["knn_pretrained"] = {"model": config["encoder"]["model"], "max_length": max_length,
+                                      "precision": params.get("predict_precision") or params.get("precision", "fp32")}
+    return settings

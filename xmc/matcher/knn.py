@@ -10,11 +10,17 @@ head's scores mapped onto [0, 1]:
     score(c) = (1 - head_weight) * sum_j w_j [c in clusters(j)] + head_weight * (clip(h_c, -1, 1) + 1) / 2
 
 The squared hinge trains h towards +1 on positive clusters and -1 on the others, hence the map.
+The neighbours may also be sought partly by the same encoder before fine-tuning (phi_pre): with
+``pretrained_weight`` w the similarity is (1 - w) cos_fine-tuned + w cos_pretrained
+(:func:`knn_embedding`); 400 steps of fine-tuning sharpen the clusters, while the pretrained
+sentence encoder keeps its broader sense of which documents are alike.
 On validation (bench/README, the kNN lever) the vote lifts top-b recall more than any training
 setting did. Training documents are scored leave-one-out, so the rankers' matcher-aware negatives
 come from shortlists like those they meet at prediction.
 """
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,22 +29,46 @@ from xmc.indexing import l2_normalize_rows
 from xmc.params import check_positive_int
 
 
-KNN_KEYS = ("k", "power", "head_weight")
+KNN_KEYS = ("k", "power", "head_weight")  # required
+KNN_OPTIONAL = {"pretrained_weight": 0.0}  # and its default (configs and bundles before it)
 
 
 def check_knn(knn) -> dict:
     """``matcher.knn`` settings, checked (they may come from a stranger's bundle manifest): a dict
-    of ``k`` (positive int), ``power`` (finite number >= 0) and ``head_weight`` (number in [0, 1]).
-    Returns it unchanged; a ValueError names the bad key."""
-    if not isinstance(knn, dict) or set(knn) != set(KNN_KEYS):
-        raise ValueError(f"knn: expected the keys {list(KNN_KEYS)}, got {knn!r}")
+    of ``k`` (positive int), ``power`` (finite number >= 0), ``head_weight`` (number in [0, 1])
+    and optionally ``pretrained_weight`` (number in [0, 1], default 0). Returns it unchanged; a
+    ValueError names the bad key."""
+    if not isinstance(knn, dict) or not set(KNN_KEYS) <= set(knn) <= {*KNN_KEYS, *KNN_OPTIONAL}:
+        raise ValueError(f"knn: expected the keys {list(KNN_KEYS)} and optionally {list(KNN_OPTIONAL)}, "
+                         f"got {knn!r}")
     check_positive_int(knn["k"], "knn.k")
-    for key, lo, hi in (("power", 0.0, np.inf), ("head_weight", 0.0, 1.0)):
+    for key, lo, hi in (("power", 0.0, np.inf), ("head_weight", 0.0, 1.0), ("pretrained_weight", 0.0, 1.0)):
+        if key not in knn:
+            continue
         value = knn[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
                 np.isfinite(value) and lo <= value <= hi):
             raise ValueError(f"knn.{key}: expected a number in [{lo}, {hi}], got {value!r}")
     return knn
+
+
+def knn_embedding(fine_tuned, pretrained=None, pretrained_weight: float = 0.0) -> np.ndarray:
+    """The space the neighbours are sought in: the fine-tuned embedding, or with pretrained_weight
+    w > 0 both encoders' (rows l2-normalised, scaled by the square roots of 1 - w and w, side by
+    side), so that the cosine of two documents is (1 - w) cos_fine-tuned + w cos_pretrained.
+    fine_tuned : (n, d); pretrained : (n, d') the same documents' phi_pre, needed when w > 0."""
+    check_knn({"k": 1, "power": 1.0, "head_weight": 0.0, "pretrained_weight": pretrained_weight})
+    fine_tuned = np.asarray(fine_tuned, dtype=np.float32)
+    if pretrained_weight == 0:
+        return fine_tuned
+    if pretrained is None:
+        raise ValueError("pretrained_weight > 0 needs the pretrained encoder's embeddings")
+    pretrained = np.asarray(pretrained, dtype=np.float32)
+    if fine_tuned.ndim != 2 or pretrained.ndim != 2 or pretrained.shape[0] != fine_tuned.shape[0]:
+        raise ValueError(f"fine-tuned {fine_tuned.shape} and pretrained {pretrained.shape} embeddings must be "
+                         "2-d with one row per document each")
+    return np.hstack([np.sqrt(1.0 - pretrained_weight) * l2_normalize_rows(fine_tuned),
+                      np.sqrt(pretrained_weight) * l2_normalize_rows(pretrained)]).astype(np.float32)
 
 
 def knn_shortlist(queries, memory, memory_clusters, top_b: int, k: int = 400, power: float = 4.0,
@@ -62,11 +92,7 @@ def knn_shortlist(queries, memory, memory_clusters, top_b: int, k: int = 400, po
     if exclude_self and Q.shape[0] != n:
         raise ValueError("exclude_self: the queries must be the memory itself")
     check_positive_int(top_b, "top_b")
-    check_positive_int(k, "k")
-    if not power >= 0:
-        raise ValueError(f"power must be >= 0, got {power}")
-    if not 0.0 <= head_weight <= 1.0:
-        raise ValueError(f"head_weight must be in [0, 1], got {head_weight}")
+    check_knn({"k": k, "power": power, "head_weight": head_weight})
     if head_weight > 0 and head is None:
         raise ValueError("head_weight > 0 needs the head's scores")
     if head is not None:
