@@ -270,7 +270,9 @@ def test_a_knn_bundle_with_the_pretrained_encoder_votes_in_both_embeddings(pipel
     assert {"knn/pretrained.npy", "knn/encoder/model.safetensors", "knn/encoder/config.json"} <= set(manifest["files"])
     moved = Path(shutil.copytree(bundle, tmp_path / "elsewhere"))
     assert_same_predictions(load(moved, device="cpu").predict_scores(pipeline["test"]), want)
-    assert_same_predictions(load(moved, device="cpu").predict_scores(pipeline["test"], batch_size=3), want)
+    loaded = load(moved, device="cpu")
+    assert_same_predictions(loaded.predict_scores(pipeline["test"], batch_size=3), want)
+    assert_same_predictions(loaded.to("cpu").predict_scores(pipeline["test"][:5]), want[:5])  # encoder kept loaded
 
     # export: the encoder and its memory are required, as safetensors, one row per training document
     with pytest.raises(ValueError, match="needs knn_pretrained"):

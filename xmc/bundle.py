@@ -471,6 +471,12 @@ class _damaged:
         return False
 
 
+def _device_name(device: str) -> str:
+    from xmc.matcher.transformer import resolve_device
+
+    return str(resolve_device(device))
+
+
 class _Model:
     """Prediction state of one model bundle."""
 
@@ -481,6 +487,7 @@ class _Model:
 
         self.manifest = manifest
         self.device = device
+        self.pretrained = None  # the pretrained encoder of a vote with knn.pretrained_weight > 0
         from xmc.vectorizer_store import load_vectorizer
 
         with _damaged(folder, VECTORIZER):
@@ -529,13 +536,13 @@ class _Model:
             raise BundleError(f"bundle {folder}: {KNN_MEMORY} {self.memory.shape} ({self.memory.dtype}) and "
                               f"{KNN_CLUSTERS} {self.memory_clusters.shape} do not fit each other, the "
                               f"matcher's {width}-wide embedding or the {n_clusters} clusters of {ASSIGNMENT}")
-        self.pretrained = None
         weight = self.knn.get("pretrained_weight", 0)
         if weight:
             self._load_knn_pretrained(folder, weight)
 
     def _load_knn_pretrained(self, folder: Path, weight: float) -> None:
         """The pretrained encoder and its memory a vote with pretrained_weight > 0 also reads."""
+        from xmc.label_repr import load_text_encoder
         from xmc.matcher.knn import knn_embedding
         from xmc.vocabulary import PREDICT_PRECISIONS
 
@@ -563,11 +570,16 @@ class _Model:
             raise BundleError(f"bundle {folder}: {KNN_PRETRAINED} {pretrained.shape} ({pretrained.dtype}) does not "
                               f"fit {KNN_MEMORY}'s {self.memory.shape[0]} documents or the {hidden}-wide encoder "
                               f"of {KNN_ENCODER}")
-        self.pretrained = {"encoder_dir": folder / KNN_ENCODER, **settings}
+        with _damaged(folder, KNN_ENCODER):  # loaded once: each prediction embeds its queries with it
+            self.pretrained = load_text_encoder(folder / KNN_ENCODER, _device_name(self.device), settings["precision"])
+        self.pretrained_max_length = settings["max_length"]
         self.memory = knn_embedding(self.memory, pretrained, weight)  # the space the neighbours are sought in
 
     def to(self, device: str) -> None:
         self.device = device
+        if self.pretrained is not None:
+            self.pretrained.device = _device_name(device)
+            self.pretrained.model.to(self.pretrained.device)
         if self.manifest["matcher"] == "transformer":
             from xmc.matcher.transformer import resolve_device
 
@@ -595,11 +607,10 @@ class _Model:
 
                 queries = emb
                 if self.pretrained is not None:  # as rule embed_pretrained, then the joint space
-                    from xmc.label_repr import text_embedding
+                    from xmc.label_repr import embed_texts
 
-                    queries = knn_embedding(emb, text_embedding(texts, batch_size=batch_size, device=self.device,
-                                                                **self.pretrained),
-                                            self.knn["pretrained_weight"])
+                    phi_pre = embed_texts(texts, self.pretrained, self.pretrained_max_length, batch_size)
+                    queries = knn_embedding(emb, phi_pre, self.knn["pretrained_weight"])
                 topb = knn_shortlist(queries, self.memory, self.memory_clusters, m["top_b"], head=topb,
                                      k=self.knn["k"], power=self.knn["power"], head_weight=self.knn["head_weight"])
         else:

@@ -1,6 +1,7 @@
 """Label representations psi(l) used to cluster labels: PIFA and text embeddings."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -59,26 +60,35 @@ def fill_missing_label_texts(texts: Sequence[str], names: Sequence[str]) -> tupl
     return filled, missing
 
 
-def text_embedding(texts: Sequence[str], encoder_dir: str, max_length: int = 32,
-                   batch_size: int = 64, device: str = "cpu", precision: str = "fp32") -> np.ndarray:
-    """The paper's text-emb: mean of a pretrained encoder's last-layer token states over each text.
-
-    Padding is excluded through the attention mask (special tokens are included, as in the
-    original code). ``precision``: fp32, bf16 / fp16 / auto autocast (auto: bf16 on a CPU with
-    native bf16), or int8 (the encoder's linear layers dynamically quantised, CPU only), as the
-    matcher's prediction pass. Returns float32 of shape (n_texts, hidden_size), not normalised.
-    """
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    from xmc.training import autocast, int8_linear_layers
-    from xmc.vocabulary import PREDICT_PRECISIONS
-
+def _check_texts(texts) -> list:
     if isinstance(texts, str):
         raise ValueError("texts must be a sequence of strings, got a single string")
     texts = list(texts)
     if not texts:
         raise ValueError("texts is empty; expected one text per label")
+    return texts
+
+
+@dataclass
+class TextEncoder:
+    """A pretrained encoder loaded for :func:`embed_texts` (kept in memory by callers that embed
+    many times, such as a loaded bundle). Build it with :func:`load_text_encoder`."""
+    tokenizer: object
+    model: object
+    device: str
+    precision: str  # the autocast precision of the pass ("fp32" once int8 has quantised the model)
+
+
+def load_text_encoder(encoder_dir: str, device: str = "cpu", precision: str = "fp32") -> TextEncoder:
+    """Load ``encoder_dir``'s tokenizer and model for :func:`embed_texts`. ``precision``: fp32,
+    bf16 / fp16 / auto autocast (auto: bf16 on a CPU with native bf16), or int8 (the encoder's
+    linear layers dynamically quantised, CPU only), as the matcher's prediction pass."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from xmc.training import int8_linear_layers
+    from xmc.vocabulary import PREDICT_PRECISIONS
+
     if precision not in PREDICT_PRECISIONS:
         raise ValueError(f"precision must be one of {PREDICT_PRECISIONS}, got {precision!r}")
     if device == "auto":
@@ -89,6 +99,19 @@ def text_embedding(texts: Sequence[str], encoder_dir: str, max_length: int = 32,
     model = AutoModel.from_pretrained(str(encoder_dir)).to(device).eval()
     if precision == "int8":
         model, precision = int8_linear_layers(model), "fp32"
+    return TextEncoder(tokenizer, model, device, precision)
+
+
+def embed_texts(texts: Sequence[str], encoder: TextEncoder, max_length: int = 32,
+                batch_size: int = 64) -> np.ndarray:
+    """Mean of the encoder's last-layer token states over each text (padding excluded through the
+    attention mask, special tokens included). Returns float32 (n_texts, hidden_size), not normalised."""
+    import torch
+
+    from xmc.training import autocast
+
+    texts = _check_texts(texts)
+    tokenizer, model, device, precision = encoder.tokenizer, encoder.model, encoder.device, encoder.precision
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     # longest first, batches of similar lengths: little padding to encode (outputs equal)
     order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -106,3 +129,12 @@ def text_embedding(texts: Sequence[str], encoder_dir: str, max_length: int = 32,
             mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
             out[rows] = mean.float().cpu().numpy()
     return out
+
+
+def text_embedding(texts: Sequence[str], encoder_dir: str, max_length: int = 32,
+                   batch_size: int = 64, device: str = "cpu", precision: str = "fp32") -> np.ndarray:
+    """The paper's text-emb: mean of a pretrained encoder's last-layer token states over each text
+    (:func:`load_text_encoder`, then :func:`embed_texts`). Returns float32 of shape
+    (n_texts, hidden_size), not normalised."""
+    texts = _check_texts(texts)  # before the encoder is loaded
+    return embed_texts(texts, load_text_encoder(encoder_dir, device, precision), max_length, batch_size)
