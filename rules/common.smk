@@ -222,9 +222,7 @@ def knn_pretrained_embeddings(wildcards):
 
 
 def pretrained_precision(wildcards):
-    """phi_pre's pass runs as the encoder's matcher predictions do (predict_precision, else precision)."""
-    params = matcher_params(wildcards)
-    return params.get("predict_precision") or params.get("precision", "fp32")
+    return xmc_plan.pretrained_precision(matcher_params(wildcards))
 
 
 def matcher_train_params(wildcards):

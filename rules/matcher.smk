@@ -66,7 +66,8 @@ rule predict_matcher:
 rule knn_shortlist:
     """With matcher.knn: the matcher's top-b clusters voted by the training documents nearest in its
     fine-tuned embedding (their clusters M = YC; with knn.pretrained_weight, partly nearest in phi_pre),
-    mixed with the head's; training documents are scored leave-one-out. The rankers read these instead of the head's (xmc.plan.ranker_input_files)."""
+    mixed with the head's; training documents are scored leave-one-out. The rankers read these
+    instead of the head's (xmc.plan.ranker_input_files)."""
     input:
         unpack(knn_pretrained_embeddings),
         emb_train=f"{MATCHER}/emb.train.npy",

@@ -226,21 +226,28 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
+def _pretrained_settings(settings: dict) -> dict:
+    """The manifest's ``knn_pretrained`` (how the training documents' phi_pre was computed), checked:
+    max_length a positive integer, precision one of PREDICT_PRECISIONS."""
+    from xmc.vocabulary import PREDICT_PRECISIONS
+
+    if settings["precision"] not in PREDICT_PRECISIONS:
+        raise ValueError(f"knn_pretrained precision: expected one of {PREDICT_PRECISIONS}, "
+                         f"got {settings['precision']!r}")
+    return {"max_length": _positive_int(settings["max_length"], "knn_pretrained max_length"),
+            "precision": settings["precision"]}
+
+
 def _knn_pretrained_files(knn: dict, knn_pretrained: dict | None, n_memory: int) -> list:
     """(source, bundle path) of the pretrained encoder and its memory a vote with pretrained_weight
     > 0 needs (none without), checked."""
     if not knn.get("pretrained_weight", 0):
         return []
-    from xmc.vocabulary import PREDICT_PRECISIONS
-
     keys = {"encoder", "memory", "max_length", "precision"}
     if not isinstance(knn_pretrained, dict) or set(knn_pretrained) != keys:
         raise ValueError(f"knn: pretrained_weight > 0 needs knn_pretrained with the keys {sorted(keys)}, "
                          f"got {knn_pretrained!r}")
-    _positive_int(knn_pretrained["max_length"], "knn_pretrained max_length")
-    if knn_pretrained["precision"] not in PREDICT_PRECISIONS:
-        raise ValueError(f"knn_pretrained precision: expected one of {PREDICT_PRECISIONS}, "
-                         f"got {knn_pretrained['precision']!r}")
+    _pretrained_settings(knn_pretrained)
     encoder, memory = Path(knn_pretrained["encoder"]), knn_pretrained["memory"]
     files = [(encoder / f, f"{KNN_ENCODER}/{f}") for f in ENCODER_FILES if (encoder / f).is_file()]
     if not {"config.json", "model.safetensors"} <= {Path(dst).name for _, dst in files}:
@@ -330,7 +337,7 @@ def export_bundle(dest, *, name: str, vectorizer, assignment, matcher, ranker, l
             "matcher": "transformer" if transformer else "linear", "ranker_input": ranker_input,
             "combine": combine, "top_b": _positive_int(top_b, "top_b"),
             "top_k": _positive_int(top_k, "top_k"), "max_length": max_length, "knn": knn,
-            **({"knn_pretrained": {key: knn_pretrained[key] for key in ("max_length", "precision")}}
+            **({"knn_pretrained": _pretrained_settings(knn_pretrained)}
                if knn is not None and knn.get("pretrained_weight", 0) else {}),
             "config": config or {}, "metrics": metrics or {},
         }, version=2 if knn is None else KNN_FORMAT_VERSION)
@@ -544,15 +551,15 @@ class _Model:
         """The pretrained encoder and its memory a vote with pretrained_weight > 0 also reads."""
         from xmc.label_repr import load_text_encoder
         from xmc.matcher.knn import knn_embedding
-        from xmc.vocabulary import PREDICT_PRECISIONS
 
         settings = self.manifest.get("knn_pretrained")
-        if (not isinstance(settings, dict) or set(settings) != {"max_length", "precision"}
-                or isinstance(settings["max_length"], bool) or not isinstance(settings["max_length"], int)
-                or settings["max_length"] < 1 or settings["precision"] not in PREDICT_PRECISIONS):
+        if not isinstance(settings, dict) or set(settings) != {"max_length", "precision"}:
             raise BundleError(f"bundle {folder}: {MANIFEST}: knn.pretrained_weight > 0 needs knn_pretrained "
-                              f"{{max_length: a positive integer, precision: one of {PREDICT_PRECISIONS}}}, "
-                              f"got {settings!r}")
+                              f"{{max_length, precision}}, got {settings!r}")
+        try:
+            settings = _pretrained_settings(settings)
+        except ValueError as e:
+            raise BundleError(f"bundle {folder}: {MANIFEST}: {e}") from None
         files = self.manifest["files"]
         encoder_files = {f.removeprefix(KNN_ENCODER + "/") for f in files if f.startswith(KNN_ENCODER + "/")}
         for name in (KNN_PRETRAINED, f"{KNN_ENCODER}/config.json", f"{KNN_ENCODER}/model.safetensors"):
@@ -576,7 +583,6 @@ class _Model:
         self.memory = knn_embedding(self.memory, pretrained, weight)  # the space the neighbours are sought in
 
     def to(self, device: str) -> None:
-        self.device = device
         if self.pretrained is not None:
             self.pretrained.device = _device_name(device)
             self.pretrained.model.to(self.pretrained.device)

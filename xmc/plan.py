@@ -197,6 +197,11 @@ def export_inputs(cfg: dict, root: str, dataset: str, name: str) -> dict:
     return files
 
 
+def pretrained_precision(matcher_params: dict) -> str:
+    """phi_pre's pass runs as the encoder's matcher predictions do (predict_precision, else precision)."""
+    return matcher_params.get("predict_precision") or matcher_params.get("precision", "fp32")
+
+
 def export_settings(cfg: dict, dataset: str, name: str) -> dict:
     """What the bundle needs to predict as the workflow did, and the config sections behind it."""
     top_k = cfg["ranker"]["top_k"]
@@ -223,7 +228,6 @@ def export_settings(cfg: dict, dataset: str, name: str) -> dict:
     settings = {"kind": "model", "ranker_input": m.input, "combine": m.combine, "top_b": top_b, "top_k": top_k,
                 "max_length": max_length, "knn": knn, "config": config}
     if knn and knn.get("pretrained_weight", 0):  # the encoder before fine-tuning, as rule embed_pretrained ran it
-        params = config["matcher"]
         settings["knn_pretrained"] = {"model": config["encoder"]["model"], "max_length": max_length,
-                                      "precision": params.get("predict_precision") or params.get("precision", "fp32")}
+                                      "precision": pretrained_precision(config["matcher"])}
     return settings

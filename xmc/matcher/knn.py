@@ -43,13 +43,14 @@ def check_knn(knn) -> dict:
                          f"got {knn!r}")
     check_positive_int(knn["k"], "knn.k")
     for key, lo, hi in (("power", 0.0, np.inf), ("head_weight", 0.0, 1.0), ("pretrained_weight", 0.0, 1.0)):
-        if key not in knn:
-            continue
-        value = knn[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-                np.isfinite(value) and lo <= value <= hi):
-            raise ValueError(f"knn.{key}: expected a number in [{lo}, {hi}], got {value!r}")
+        if key in knn:
+            _check_number(knn[key], f"knn.{key}", lo, hi)
     return knn
+
+
+def _check_number(value, name: str, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (np.isfinite(value) and lo <= value <= hi):
+        raise ValueError(f"{name}: expected a number in [{lo}, {hi}], got {value!r}")
 
 
 def knn_embedding(fine_tuned, pretrained=None, pretrained_weight: float = 0.0) -> np.ndarray:
@@ -57,7 +58,7 @@ def knn_embedding(fine_tuned, pretrained=None, pretrained_weight: float = 0.0) -
     w > 0 both encoders' (rows l2-normalised, scaled by the square roots of 1 - w and w, side by
     side), so that the cosine of two documents is (1 - w) cos_fine-tuned + w cos_pretrained.
     fine_tuned : (n, d); pretrained : (n, d') the same documents' phi_pre, needed when w > 0."""
-    check_knn({"k": 1, "power": 1.0, "head_weight": 0.0, "pretrained_weight": pretrained_weight})
+    _check_number(pretrained_weight, "knn.pretrained_weight", 0.0, 1.0)
     fine_tuned = np.asarray(fine_tuned, dtype=np.float32)
     if pretrained_weight == 0:
         return fine_tuned
