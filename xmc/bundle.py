@@ -493,7 +493,6 @@ class _Model:
         from xmc.ranker import Ranker
 
         self.manifest = manifest
-        self.device = device
         self.pretrained = None  # the pretrained encoder of a vote with knn.pretrained_weight > 0
         from xmc.vectorizer_store import load_vectorizer
 
@@ -518,9 +517,9 @@ class _Model:
             raise BundleError(f"bundle {folder}: the ranker's clusters differ from {ASSIGNMENT}")
         self.knn = manifest.get("knn")
         if self.knn is not None:
-            self._load_knn(folder, C.shape[1])
+            self._load_knn(folder, C.shape[1], device)
 
-    def _load_knn(self, folder: Path, n_clusters: int) -> None:
+    def _load_knn(self, folder: Path, n_clusters: int, device: str) -> None:
         """The nearest-neighbour shortlist's memory, checked against the manifest and the clusters."""
         from xmc.matcher.knn import check_knn
 
@@ -545,9 +544,9 @@ class _Model:
                               f"matcher's {width}-wide embedding or the {n_clusters} clusters of {ASSIGNMENT}")
         weight = self.knn.get("pretrained_weight", 0)
         if weight:
-            self._load_knn_pretrained(folder, weight)
+            self._load_knn_pretrained(folder, weight, device)
 
-    def _load_knn_pretrained(self, folder: Path, weight: float) -> None:
+    def _load_knn_pretrained(self, folder: Path, weight: float, device: str) -> None:
         """The pretrained encoder and its memory a vote with pretrained_weight > 0 also reads."""
         from xmc.label_repr import load_text_encoder
         from xmc.matcher.knn import knn_embedding
@@ -578,7 +577,7 @@ class _Model:
                               f"fit {KNN_MEMORY}'s {self.memory.shape[0]} documents or the {hidden}-wide encoder "
                               f"of {KNN_ENCODER}")
         with _damaged(folder, KNN_ENCODER):  # loaded once: each prediction embeds its queries with it
-            self.pretrained = load_text_encoder(folder / KNN_ENCODER, _device_name(self.device), settings["precision"])
+            self.pretrained = load_text_encoder(folder / KNN_ENCODER, _device_name(device), settings["precision"])
         self.pretrained_max_length = settings["max_length"]
         self.memory = knn_embedding(self.memory, pretrained, weight)  # the space the neighbours are sought in
 
