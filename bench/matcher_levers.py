@@ -26,10 +26,17 @@ under --work: how recall grows with the encoder's depth, the one size axis an of
     python -m bench.matcher_levers --override my-eurlex57k.yaml --out bench/results/matcher-knn-eurlex57k.csv \
         --levers probe-len64:b32,probe-len64-knn:b32
 
+The steps curve on the full data (config/eurlex57k-steps.yaml: config/eurlex57k.yaml's pifa-tfidf
+slice; lever ``config`` is its matcher as it stands; dev/ is its validation split and test/ is not read):
+
+    python -m bench.matcher_levers --configfile config/eurlex57k-steps.yaml --override my-eurlex57k.yaml \
+        --out bench/results/matcher-steps-eurlex57k.csv --levers config@1600,config@800
+
 For each: the matcher's top-b label recall (the results table's ``shortlist_recall``) and its
 ranker's P@1 on the validation split, beside the linear tree's at the same b, and the matcher's
-training and prediction time. The figures of the subset's stand-in test split (dev documents too) are printed
-for reference; a choice reads the validation columns.
+training and prediction time. The figures of a subset's stand-in test split (dev documents too) are printed
+for reference; a choice reads the validation columns. A config whose test split is the shipped test/
+gets validation columns only.
 """
 from __future__ import annotations
 
@@ -45,6 +52,7 @@ from bench.common import ROOT, cpu, hardlinked_copy, merged_config, parser, read
 
 # matcher settings over config/eurlex57k-levers.yaml's; "paper": the paper's random head as configured
 LEVERS = {
+    "config": {},  # the config file's matcher as it stands (config/eurlex57k-steps.yaml: the steps curve)
     "paper": {},
     "probe": {"head_init": "probe"},
     "probe-head-lr-1e-3": {"head_init": "probe", "head_learning_rate": 1.0e-3},
@@ -139,6 +147,12 @@ def first_layers(spec: str, n_layers: int, folder: Path) -> Path:
     return folder
 
 
+def carves_test(config: dict) -> bool:
+    """Whether every dataset's test split is carved from its validation split (a study on the shipped
+    test/ reads only its validation rows: nothing is chosen, or even looked at, on test documents)."""
+    return all((ds.get("subsample") or {}).get("test_from") == "valid" for ds in config["datasets"].values())
+
+
 def run(work: Path, config: dict, cores: int) -> None:
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -152,7 +166,7 @@ def row(work: Path, spec: str, config: dict) -> dict:
            "window": config["encoders"][config["matchers"][0]]["max_length"],
            "layers": parse_lever(spec)[2].get("l", "all")}
     matcher = XR_MODEL if "xr_transformer" in config else MATCHER_MODEL
-    for split, tag in (("valid", "valid"), ("test", "held-out dev")):
+    for split, tag in (("valid", "valid"), ("test", "held-out dev"))[:2 if carves_test(config) else 1]:
         results = read_results(tables, split).set_index("model")
         for model, who in ((matcher, "matcher"), (LINEAR_MODEL, "linear")):
             out[f"{who} recall ({tag})"] = float(results.loc[model, "shortlist_recall"])
