@@ -75,6 +75,31 @@ def test_matcher_levers_sets_steps_clusters_top_b_and_window_and_refuses_a_bad_s
     assert "xr_transformer" not in config_for(base, "probe-len64")
 
 
+def test_a_lever_row_reads_test_rows_only_where_the_test_split_is_carved_from_validation(tmp_path):
+    """A study on the shipped test/ (config/eurlex57k-steps.yaml) gets validation columns only."""
+    from bench.matcher_levers import LINEAR_MODEL, MATCHER_MODEL, config_for, row
+
+    tables = tmp_path / "results" / "tables"
+    tables.mkdir(parents=True)
+    rows = [{"split": split, "model": model, "P@1": p1, "shortlist_recall": recall}
+            for split, shift in (("valid", 0.0), ("test", 1.0))
+            for model, p1, recall in ((MATCHER_MODEL, 90.0 + shift, 95.0 + shift), (LINEAR_MODEL, 89.0 + shift, 96.0 + shift))]
+    pd.DataFrame(rows).to_csv(tables / "results.csv", index=False)
+    pd.DataFrame({"step": ["train_matcher", "predict_matcher"], "s": [10.0, 5.0]}).to_csv(tables / "timing.csv", index=False)
+    base = {"datasets": {"d": {"source": "x", "n_clusters": 256}}, "matchers": ["m"],
+            "encoders": {"m": {"model": "x", "max_length": 128}},
+            "matcher": {"max_steps": 400, "warmup_steps": 40, "top_b": 32}}
+
+    shipped_test = row(tmp_path, "config@1600", config_for(base, "config@1600"))
+    assert shipped_test["steps"] == 1600 and shipped_test["matcher recall (valid)"] == 95.0
+    assert shipped_test["linear P@1 (valid)"] == 89.0 and shipped_test["train_matcher_s"] == 10.0
+    assert not [key for key in shipped_test if "held-out" in key]
+
+    base["datasets"]["d"]["subsample"] = {"n_test": 10, "test_from": "valid"}
+    carved = row(tmp_path, "config", config_for(base, "config"))
+    assert carved["matcher recall (held-out dev)"] == 96.0 and carved["linear P@1 (held-out dev)"] == 90.0
+
+
 def test_a_depth_lever_names_the_cut_encoder_and_the_cut_encoder_is_the_first_layers(tmp_path):
     import torch
     from transformers import AutoModel, AutoTokenizer
