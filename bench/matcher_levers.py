@@ -30,7 +30,7 @@ The steps curve on the full data (config/eurlex57k-steps.yaml: config/eurlex57k.
 slice; lever ``config`` is its matcher as it stands; dev/ is its validation split and test/ is not read):
 
     python -m bench.matcher_levers --configfile config/eurlex57k-steps.yaml --override my-eurlex57k.yaml \
-        --out bench/results/matcher-steps-eurlex57k.csv --levers config@1600,config@800
+        --out bench/results/matcher-steps-eurlex57k.csv --levers config@1600,config@3200
 
 For each: the matcher's top-b label recall (the results table's ``shortlist_recall``) and its
 ranker's P@1 on the validation split, beside the linear tree's at the same b, and the matcher's

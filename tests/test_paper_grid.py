@@ -135,3 +135,16 @@ def test_no_matchers_needs_no_indexer_that_needs_one():
     assert cfg["text_emb"]["encoder"] == "minilm"
     with pytest.raises(xc.ConfigError, match="tfidf\\+fnt input"):
         xc.resolve({**raw, "linear_baseline": {**raw["linear_baseline"], "inputs": ["tfidf+fnt"]}})
+
+
+def test_the_steps_curve_config_is_the_eurlex57k_grid_s_pifa_tfidf_slice():
+    """config/eurlex57k-steps.yaml copies config/eurlex57k.yaml's data, encoder and matcher (its 400-step
+    point is the published run's): a change to one of them must reach the other."""
+    grid, steps = (yaml.safe_load((REPO / "config" / name).read_text()) for name in ("eurlex57k.yaml", "eurlex57k-steps.yaml"))
+    for key in ("seed", "datasets", "encoders", "matchers", "text_emb", "matcher"):
+        assert steps[key] == grid[key], key
+    assert steps["indexers"] == [grid["linear_baseline"]["indexer"]] == ["pifa-tfidf"]
+    for key in ("C", "threshold", "top_k"):
+        assert steps["ranker"][key] == grid["ranker"][key], key
+    assert {k: v for k, v in steps["linear_baseline"].items() if k not in ("combine", "inputs")} == \
+        {k: v for k, v in grid["linear_baseline"].items() if k not in ("combine", "inputs")}
