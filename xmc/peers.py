@@ -11,7 +11,9 @@ functions.
 Each system keeps its published defaults, as a user of it would run it: XR-Linear, PIFA on the
 TF-IDF, ``Indexer.gen`` (hierarchical 2-means, leaves of at most 100 labels), ``XLinearModel.train``
 (C = 1, threshold 0.1, TFN negatives), beam 10; omikuji, ``Model.default_hyper_param()`` (Parabel:
-3 trees of balanced 2-means, leaves of at most 100 labels).
+3 trees of balanced 2-means, leaves of at most 100 labels). omikuji cannot be seeded (its 2-means
+starts from centroids drawn by an unseeded generator), so its rows move from run to run; XR-Linear's
+do not (docs/peers.md).
 """
 from __future__ import annotations
 
