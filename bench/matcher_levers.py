@@ -166,7 +166,8 @@ def row(work: Path, spec: str, config: dict) -> dict:
            "window": config["encoders"][config["matchers"][0]]["max_length"],
            "layers": parse_lever(spec)[2].get("l", "all")}
     matcher = XR_MODEL if "xr_transformer" in config else MATCHER_MODEL
-    for split, tag in (("valid", "valid"), ("test", "held-out dev"))[:2 if carves_test(config) else 1]:
+    splits = [("valid", "valid")] + ([("test", "held-out dev")] if carves_test(config) else [])
+    for split, tag in splits:
         results = read_results(tables, split).set_index("model")
         for model, who in ((matcher, "matcher"), (LINEAR_MODEL, "linear")):
             out[f"{who} recall ({tag})"] = float(results.loc[model, "shortlist_recall"])
